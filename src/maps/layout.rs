@@ -1,0 +1,190 @@
+//! Rust mirrors of the map keys and values in `bpf/edgeplane.h`.
+//!
+//! Each mirror is `#[repr(C)]` with the same fields and explicit padding; its
+//! size is asserted at compile time against the C `_Static_assert`, and
+//! `tests/layout.rs` checks the sizes against the BTF of the compiled object.
+//! Network-order fields are kept as byte arrays so no conversion can be
+//! forgotten; `to_bytes`/`from_bytes` give the exact bytes the kernel sees.
+
+use std::net::Ipv4Addr;
+
+macro_rules! pod_bytes {
+    ($t:ty, $n:expr) => {
+        const _: () = assert!(std::mem::size_of::<$t>() == $n);
+        impl $t {
+            pub const SIZE: usize = $n;
+            pub fn to_bytes(&self) -> Vec<u8> {
+                // SAFETY: $t is repr(C), made only of integers and byte arrays, with
+                // explicit padding fields, so every byte is initialised.
+                unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), $n) }.to_vec()
+            }
+            pub fn from_bytes(b: &[u8]) -> Option<Self> {
+                if b.len() != $n {
+                    return None;
+                }
+                // SAFETY: length checked; every bit pattern is a valid value of these
+                // plain-integer fields; read_unaligned copes with any alignment.
+                Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<Self>()) })
+            }
+        }
+    };
+}
+
+pub const SCOPE_CLUSTER: u8 = 0;
+pub const SCOPE_NODEPORT: u8 = 1;
+
+pub const SVC_F_AFFINITY: u16 = 0x0001;
+pub const SVC_F_TERMINATING: u16 = 0x0002;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SvcKey {
+    pub vip: [u8; 4],
+    pub port: [u8; 2],
+    pub proto: u8,
+    pub scope: u8,
+    pub slot: u16,
+    pub _pad0: u16,
+}
+pod_bytes!(SvcKey, 12);
+
+impl SvcKey {
+    pub fn new(vip: Ipv4Addr, port: u16, proto: u8, scope: u8, slot: u16) -> Self {
+        SvcKey { vip: vip.octets(), port: port.to_be_bytes(), proto, scope, slot, _pad0: 0 }
+    }
+    pub fn vip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.vip)
+    }
+    pub fn port(&self) -> u16 {
+        u16::from_be_bytes(self.port)
+    }
+    /// The same frontend at another slot.
+    pub fn with_slot(&self, slot: u16) -> Self {
+        SvcKey { slot, ..*self }
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SvcValue {
+    pub backend_id: u32,
+    pub count: u16,
+    pub flags: u16,
+    pub svc_id: u32,
+    pub affinity_timeout: u32,
+}
+pod_bytes!(SvcValue, 16);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Backend {
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    pub proto: u8,
+    pub flags: u8,
+}
+pod_bytes!(Backend, 8);
+
+impl Backend {
+    pub fn new(addr: Ipv4Addr, port: u16, proto: u8) -> Self {
+        Backend { addr: addr.octets(), port: port.to_be_bytes(), proto, flags: 0 }
+    }
+    pub fn addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.addr)
+    }
+    pub fn port(&self) -> u16 {
+        u16::from_be_bytes(self.port)
+    }
+}
+
+/// Key of ep_be_v1: the backend id, host order (as the C side's __u32).
+pub fn backend_id_key(id: u32) -> Vec<u8> {
+    id.to_ne_bytes().to_vec()
+}
+
+pub fn backend_id_from_key(b: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.try_into().ok()?))
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub dir: u8,
+    pub _pad0: u16,
+}
+pod_bytes!(CtKey, 16);
+
+pub const CT_DIR_FORWARD: u8 = 0;
+pub const CT_DIR_REPLY: u8 = 1;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtValue {
+    pub nat_addr: [u8; 4],
+    pub hairpin_addr: [u8; 4],
+    pub nat_port: [u8; 2],
+    pub _pad0: u16,
+    pub backend_id: u32,
+    pub svc_id: u32,
+    pub flags: u16,
+    pub policy_verdict: u8,
+    pub _pad1: u8,
+    pub policy_epoch: u32,
+    pub created_ns: u64,
+    pub last_seen_ns: u64,
+}
+pod_bytes!(CtValue, 48);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AffKey {
+    pub svc_id: u32,
+    pub client: [u8; 4],
+}
+pod_bytes!(AffKey, 8);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AffValue {
+    pub last_seen_ns: u64,
+    pub backend_id: u32,
+    pub slot: u16,
+    pub _pad0: u16,
+}
+pod_bytes!(AffValue, 16);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SknatKey {
+    pub cookie: u64,
+    pub addr: [u8; 4],
+    pub port: [u8; 2],
+    pub _pad0: u16,
+}
+pod_bytes!(SknatKey, 16);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SknatValue {
+    pub vip: [u8; 4],
+    pub port: [u8; 2],
+    pub _pad0: u16,
+}
+pod_bytes!(SknatValue, 8);
+
+pub const CFG_F_POLICY: u32 = 0x0001;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Config {
+    pub hairpin_addr: [u8; 4],
+    pub policy_epoch: u32,
+    pub flags: u32,
+    pub _pad0: u32,
+}
+pod_bytes!(Config, 16);

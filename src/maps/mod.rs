@@ -1,0 +1,115 @@
+//! The maps the plan engine manages: their ids, pinned names, key/value
+//! layouts (`layout`), the `MapBackend` trait the live maps implement, and
+//! `FakeMaps`, an in-memory backend with capacity limits and fault injection.
+
+pub mod fake;
+pub mod layout;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Raw entries of one map: key bytes → value bytes, ordered.
+pub type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Maps whose contents are derived from the YAML directory (desired state).
+/// Runtime maps (conntrack, affinity, counters) are not planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapId {
+    /// ep_be_v1: backend id → address:port/proto.
+    Backends,
+    /// ep_svc_v1: (VIP, port, proto, slot) → service (slot 0) or backend id.
+    Services,
+}
+
+impl MapId {
+    pub const ALL: [MapId; 2] = [MapId::Backends, MapId::Services];
+
+    /// The pinned name (bpf/edgeplane.h EP_MAP_*).
+    pub fn pin_name(self) -> &'static str {
+        match self {
+            MapId::Backends => "ep_be_v1",
+            MapId::Services => "ep_svc_v1",
+        }
+    }
+
+    pub fn key_size(self) -> usize {
+        match self {
+            MapId::Backends => 4,
+            MapId::Services => layout::SvcKey::SIZE,
+        }
+    }
+
+    pub fn value_size(self) -> usize {
+        match self {
+            MapId::Backends => layout::Backend::SIZE,
+            MapId::Services => layout::SvcValue::SIZE,
+        }
+    }
+}
+
+impl fmt::Display for MapId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.pin_name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("{op} {map} key {key}: {reason}")]
+    Op { op: &'static str, map: MapId, key: String, reason: String },
+    #[error("dump {map}: {reason}")]
+    Dump { map: MapId, reason: String },
+}
+
+/// The live maps, as the plan engine sees them.
+pub trait MapBackend {
+    fn dump(&self, map: MapId) -> Result<Entries, MapError>;
+    fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError>;
+    fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError>;
+    /// max_entries of the map.
+    fn capacity(&self, map: MapId) -> usize;
+}
+
+/// Human-readable rendering of a key of `map`, for logs and errors.
+pub fn render_key(map: MapId, key: &[u8]) -> String {
+    match map {
+        MapId::Backends => match layout::backend_id_from_key(key) {
+            Some(id) => format!("backend#{id}"),
+            None => hex(key),
+        },
+        MapId::Services => match layout::SvcKey::from_bytes(key) {
+            Some(k) => format!("{}:{}/{} scope {} slot {}", k.vip(), k.port(), proto_name(k.proto), k.scope, k.slot),
+            None => hex(key),
+        },
+    }
+}
+
+/// Human-readable rendering of a value of `map`.
+pub fn render_value(map: MapId, value: &[u8]) -> String {
+    match map {
+        MapId::Backends => match layout::Backend::from_bytes(value) {
+            Some(b) => format!("{}:{}/{}", b.addr(), b.port(), proto_name(b.proto)),
+            None => hex(value),
+        },
+        MapId::Services => match layout::SvcValue::from_bytes(value) {
+            Some(v) => format!(
+                "backend#{} count {} flags {:#x} svc#{} affinity {}s",
+                v.backend_id, v.count, v.flags, v.svc_id, v.affinity_timeout
+            ),
+            None => hex(value),
+        },
+    }
+}
+
+pub fn proto_name(proto: u8) -> String {
+    match proto {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        p => format!("proto{p}"),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

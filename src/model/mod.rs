@@ -1,0 +1,3 @@
+//! Parsed documents → validated model, collecting every diagnostic.
+mod types;
+pub use types::*;
