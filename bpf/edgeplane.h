@@ -22,6 +22,9 @@
 #define EP_MAP_DROPS   "ep_drops_v1"
 #define EP_MAP_STATS   "ep_stats_v1"
 #define EP_MAP_CFG     "ep_cfg_v1"
+#define EP_MAP_DROPEV  "ep_dropev_v1"
+#define EP_MAP_DROPSEQ "ep_dropseq_v1" /* one __u64: next ep_dropev_v1 sequence number */
+#define EP_MAP_FRAG    "ep_frag4_v1"   /* IPv4 fragment tracking for translated datagrams */
 
 /* ---- default capacities (overridden from the config file) -------------- */
 #define EP_DEFAULT_SVC_ENTRIES   1048576   /* service slots: 100k services x (1 + endpoints) */
@@ -29,6 +32,7 @@
 #define EP_DEFAULT_CT_ENTRIES    1048576
 #define EP_DEFAULT_AFF_ENTRIES   65536
 #define EP_DEFAULT_SKNAT_ENTRIES 65536
+#define EP_DEFAULT_FRAG_ENTRIES  8192
 
 #define EP_PROTO_ICMP 1
 #define EP_PROTO_TCP  6
@@ -112,7 +116,8 @@ _Static_assert(sizeof(struct ep_ct_value) == 48, "ep_ct_value layout is ABI");
 
 #define EP_POLICY_UNKNOWN 0
 #define EP_POLICY_ALLOW   1
-#define EP_POLICY_DENY    2
+#define EP_POLICY_DENY    2   /* denied by the destination's ingress policy */
+#define EP_POLICY_DENY_EGRESS 3 /* denied by the source's egress policy */
 
 /* ---- ep_aff_v1: sessionAffinity ClientIP (LRU) ------------------------- */
 struct ep_aff_key {
@@ -145,6 +150,27 @@ struct ep_sknat_value {
 };
 _Static_assert(sizeof(struct ep_sknat_value) == 8, "ep_sknat_value layout is ABI");
 
+/* ---- ep_frag4_v1: first-fragment ports of translated datagrams (LRU) --- */
+/*
+ * Non-first IPv4 fragments carry no L4 header; the first fragment of a
+ * datagram whose flow is translated records its ports here so the later
+ * fragments find the same conntrack entry and get the same L3 rewrite.
+ */
+struct ep_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 _pad0;
+};
+_Static_assert(sizeof(struct ep_frag_key) == 12, "ep_frag_key layout is ABI");
+
+struct ep_frag_value {
+	__be16 sport;
+	__be16 dport;
+};
+_Static_assert(sizeof(struct ep_frag_value) == 4, "ep_frag_value layout is ABI");
+
 /* ---- ep_cfg_v1: runtime configuration (array, one entry at index 0) ---- */
 struct ep_config {
 	__be32 hairpin_addr;  /* source used when a pod reaches itself via a service */
@@ -173,6 +199,28 @@ enum ep_drop_reason {
 	EP_DROP__MAX = 16,                /* size of ep_drops_v1 */
 };
 
+/* ---- ep_dropev_v1: the last EP_DROPEV_SLOTS drops, with their tuple ----- */
+/* An array used as a ring: the program writes slot (EP_STAT_DROPEV_SEQ % slots). */
+#define EP_DROPEV_SLOTS 256
+
+struct ep_drop_event {
+	__u64 ts_ns;       /* bpf_ktime_get_ns() */
+	__be32 saddr;
+	__be32 daddr;      /* after service translation */
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 reason;       /* enum ep_drop_reason */
+	__u8 direction;    /* for policy drops: EP_DIR_INGRESS / EP_DIR_EGRESS */
+	__u8 _pad0;
+	__u32 ifindex;     /* interface the packet arrived on */
+	__u32 endpoint;    /* policy drops: the local pod's endpoint id that denied it, else 0 */
+};
+_Static_assert(sizeof(struct ep_drop_event) == 32, "ep_drop_event layout is ABI");
+
+#define EP_DIR_INGRESS 0
+#define EP_DIR_EGRESS  1
+
 /* ---- ep_stats_v1: per-CPU event counters (not drops) -------------------- */
 enum ep_stat {
 	EP_STAT_CT_CREATED = 0,
@@ -183,7 +231,97 @@ enum ep_stat {
 	EP_STAT_REVNAT = 5,
 	EP_STAT_ICMP_ERR_REVNAT = 6,
 	EP_STAT_POLICY_EVAL = 7,
+	EP_STAT_DROPEV_SEQ = 8,   /* drop events written so far (not per-CPU meaningful: summed) */
 	EP_STAT__MAX = 16,
 };
+
+/* ======================================================================== */
+/* ---- NetworkPolicy (owned by the policy work; see docs/POLICY.md) ------- */
+/* ======================================================================== */
+/*
+ * Three maps, written only by the plan engine from compile_policy's output:
+ *
+ *   ep_ident_v1  LPM trie  IPv4 prefix -> identity. Pod IPs (/32), ipBlock
+ *                          CIDRs and except prefixes, and the node's own
+ *                          addresses (EP_IDENT_HOST). A miss is EP_IDENT_WORLD.
+ *   ep_pol_v1    LPM trie  (subject, peer, dir, proto, port prefix) -> allow.
+ *                          subject = identity of the local pod the rule
+ *                          protects; peer = identity of the other end, or
+ *                          EP_IDENT_ANY for rules without peers.
+ *   ep_lep_v1    hash      local pod IPv4 -> endpoint id, identity, isolation.
+ *                          Only pods isolated in at least one direction.
+ *
+ * Per new flow: <= 2 ep_lep_v1 lookups, <= 2 ep_ident_v1 lookups and <= 4
+ * ep_pol_v1 lookups (specific peer and EP_IDENT_ANY, per direction),
+ * whatever the number of pods, policies or rules. The verdict is cached in
+ * the conntrack entry with the policy epoch (ep_config.policy_epoch).
+ */
+#define EP_MAP_IDENT   "ep_ident_v1"
+#define EP_MAP_POL     "ep_pol_v1"
+#define EP_MAP_LEP     "ep_lep_v1"
+
+#define EP_DEFAULT_IDENT_ENTRIES 262144   /* pods + ipBlock prefixes + node addresses */
+#define EP_DEFAULT_POL_ENTRIES   1048576  /* allow entries (LPM, not preallocated) */
+#define EP_DEFAULT_LEP_ENTRIES   65536    /* isolated pods on this node */
+
+/* Reserved identities; allocated ones start at EP_IDENT_FIRST. */
+#define EP_IDENT_WORLD 0u           /* address in no pod, CIDR or node entry */
+#define EP_IDENT_HOST  1u           /* this node's own addresses: always allowed */
+#define EP_IDENT_FIRST 256u
+#define EP_IDENT_ANY   0xffffffffu  /* ep_pol_v1 peer wildcard (rule without from/to) */
+
+/* ep_ident_v1 key: bpf_lpm_trie_key layout, prefixlen counts bits of addr. */
+struct ep_ident_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+_Static_assert(sizeof(struct ep_ident_key) == 8, "ep_ident_key layout is ABI");
+
+struct ep_ident_value {
+	__u32 identity;
+	__u32 flags;   /* reserved, 0 */
+};
+_Static_assert(sizeof(struct ep_ident_value) == 8, "ep_ident_value layout is ABI");
+
+/*
+ * ep_pol_v1 key. prefixlen counts bits after the prefixlen field, in field
+ * order: subject (32) + peer (32) + dir (8) = 72 means "every protocol and
+ * port"; + proto (8) = 80 means "every port of proto"; 80 + n matches the
+ * top n bits of dport (big endian), so an endPort range is a few prefixes.
+ * subject and peer are host order: they are always matched whole.
+ */
+struct ep_pol_key {
+	__u32 prefixlen;
+	__u32 subject;
+	__u32 peer;
+	__u8 dir;       /* EP_DIR_INGRESS / EP_DIR_EGRESS */
+	__u8 proto;
+	__be16 dport;
+};
+_Static_assert(sizeof(struct ep_pol_key) == 16, "ep_pol_key layout is ABI");
+
+#define EP_POL_PREFIX_ALL_PROTO 72   /* subject, peer, dir */
+#define EP_POL_PREFIX_ALL_PORTS 80   /* + proto */
+#define EP_POL_PREFIX_FULL      96   /* + dport */
+
+struct ep_pol_value {
+	__u32 flags;   /* EP_POL_F_* */
+};
+_Static_assert(sizeof(struct ep_pol_value) == 4, "ep_pol_value layout is ABI");
+
+#define EP_POL_F_ALLOW 0x0001
+
+/* ep_lep_v1: key is the pod's __be32 IPv4 address. */
+struct ep_lep_value {
+	__u32 endpoint_id;  /* stable per pod; reported in drop events */
+	__u32 identity;     /* subject id used in ep_pol_v1 keys */
+	__u32 flags;        /* EP_LEP_F_* */
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct ep_lep_value) == 16, "ep_lep_value layout is ABI");
+
+#define EP_LEP_F_INGRESS_ISOLATED 0x0001
+#define EP_LEP_F_EGRESS_ISOLATED  0x0002
+/* ---- end NetworkPolicy --------------------------------------------------- */
 
 #endif /* EDGEPLANE_H */

@@ -1,1 +1,364 @@
-//! (in progress)
+//! Validated model → desired service load-balancing state.
+//!
+//! Two steps, both pure:
+//! 1. [`compile_services`]: Services + EndpointSlices → [`ServiceSet`], the
+//!    semantic desired state (frontend → ordered backend addresses), following
+//!    kube-proxy: endpoints come only from EndpointSlices (a Service's selector
+//!    is not evaluated), ready endpoints are used, serving-terminating ones only
+//!    when a service has no ready ones, each endpoint's first address is used,
+//!    duplicates across slices collapse.
+//! 2. [`resolve`]: the semantic state + the live maps → exact map entries.
+//!    Backend and service ids and slot positions are taken from the live maps
+//!    where they already exist, so re-applying unchanged YAML (also after a
+//!    restart) plans zero writes, and one changed endpoint changes only the
+//!    entries of that one service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::diag::Diagnostic;
+use crate::maps::layout::{
+    Backend, SCOPE_CLUSTER, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
+    backend_id_key,
+};
+use crate::maps::{Entries, MapId};
+use crate::model::{AddressType, Cluster, EndpointSlice, Service, ServiceType, TrafficPolicy};
+
+/// A service frontend: what a client addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frontend {
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub proto: u8,
+    pub scope: u8,
+}
+
+impl Frontend {
+    fn key(&self, slot: u16) -> SvcKey {
+        SvcKey::new(self.vip, self.port, self.proto, self.scope, slot)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendAddr {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub proto: u8,
+}
+
+impl BackendAddr {
+    fn to_backend(self) -> Backend {
+        Backend::new(self.addr, self.port, self.proto)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// `namespace/name:port`, for logs.
+    pub name: String,
+    /// Usable backends, sorted; empty means "reject".
+    pub backends: Vec<BackendAddr>,
+    pub flags: u16,
+    pub affinity_timeout: u32,
+}
+
+/// The semantic desired load-balancing state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceSet {
+    pub services: BTreeMap<Frontend, ServiceEntry>,
+}
+
+impl ServiceSet {
+    pub fn backend_count(&self) -> usize {
+        self.services.values().map(|s| s.backends.len()).sum()
+    }
+}
+
+/// What compile needs to know about this node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeContext {
+    /// `--node-name`: used for `internalTrafficPolicy: Local`.
+    pub node_name: Option<String>,
+}
+
+/// Services + EndpointSlices → the frontends and their usable backends.
+/// Warnings are for input that is valid Kubernetes but that this data plane
+/// does not translate (IPv6 addresses).
+pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, Vec<Diagnostic>) {
+    let mut warnings = Vec::new();
+    let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in &cluster.endpoint_slices {
+        slices_by_service.entry((&slice.meta.namespace, &slice.service_name)).or_default().push(slice);
+    }
+    let mut set = ServiceSet::default();
+    for svc in &cluster.services {
+        if svc.service_type == ServiceType::ExternalName {
+            continue;
+        }
+        let slices = slices_by_service.get(&(svc.meta.namespace.as_str(), svc.meta.name.as_str()));
+        let vips: Vec<Ipv4Addr> = svc
+            .cluster_ips
+            .iter()
+            .chain(&svc.external_ips)
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => {
+                    warnings.push(Diagnostic::warning(
+                        svc.meta.origin.clone(),
+                        Some(format!("Service {}/{}", svc.meta.namespace, svc.meta.name)),
+                        "spec.clusterIPs",
+                        format!("IPv6 address {ip} is not translated: this data plane handles IPv4 only"),
+                    ));
+                    None
+                }
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for port in &svc.ports {
+            let (backends, terminating) = usable_backends(svc, port, slices.map(Vec::as_slice).unwrap_or(&[]), node);
+            let mut flags = 0;
+            if terminating {
+                flags |= SVC_F_TERMINATING;
+            }
+            if svc.affinity_timeout.is_some() {
+                flags |= SVC_F_AFFINITY;
+            }
+            for vip in &vips {
+                let frontend = Frontend { vip: *vip, port: port.port.get(), proto: port.protocol.number(), scope: SCOPE_CLUSTER };
+                let name = if port.name.is_empty() {
+                    format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port.port)
+                } else {
+                    format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port.name)
+                };
+                set.services.insert(
+                    frontend,
+                    ServiceEntry {
+                        name,
+                        backends: backends.clone(),
+                        flags,
+                        affinity_timeout: svc.affinity_timeout.unwrap_or(0),
+                    },
+                );
+            }
+        }
+    }
+    (set, warnings)
+}
+
+/// The backends a service port sends to, and whether they are the
+/// serving-terminating fallback. Mirrors kube-proxy's CategorizeEndpoints for
+/// cluster traffic: ready endpoints; if none, serving+terminating ones.
+fn usable_backends(
+    svc: &Service,
+    port: &crate::model::ServicePort,
+    slices: &[&EndpointSlice],
+    node: &NodeContext,
+) -> (Vec<BackendAddr>, bool) {
+    let mut ready = BTreeSet::new();
+    let mut terminating = BTreeSet::new();
+    for slice in slices {
+        if slice.address_type != AddressType::IPv4 {
+            continue;
+        }
+        // EndpointSlice ports are matched to service ports by name, as kube-proxy does.
+        let Some(slice_port) = slice.ports.iter().find(|p| p.name == port.name && p.protocol == port.protocol) else {
+            continue;
+        };
+        let Some(target) = slice_port.port else { continue };
+        for ep in &slice.endpoints {
+            if svc.internal_traffic_policy == TrafficPolicy::Local
+                && (node.node_name.is_none() || ep.node_name != node.node_name)
+            {
+                continue;
+            }
+            let Some(IpAddr::V4(addr)) = ep.addresses.first() else { continue };
+            let backend = BackendAddr { addr: *addr, port: target.get(), proto: port.protocol.number() };
+            if ep.ready {
+                ready.insert(backend);
+            } else if ep.serving && ep.terminating {
+                terminating.insert(backend);
+            }
+        }
+    }
+    if !ready.is_empty() {
+        (ready.into_iter().collect(), false)
+    } else {
+        let fallback = !terminating.is_empty();
+        (terminating.into_iter().collect(), fallback)
+    }
+}
+
+/// The live contents of the planned maps.
+pub type LiveMaps = BTreeMap<MapId, Entries>;
+
+/// Semantic state + live maps → the exact desired contents of ep_be_v1 and
+/// ep_svc_v1, reusing live ids and slot positions.
+pub fn resolve(set: &ServiceSet, live: &LiveMaps) -> LiveMaps {
+    let empty = Entries::new();
+    let live_be = live.get(&MapId::Backends).unwrap_or(&empty);
+    let live_svc = live.get(&MapId::Services).unwrap_or(&empty);
+
+    // Backend ids: reuse the live id of an identical backend (lowest id wins
+    // when a crash left duplicates), allocate the lowest free id otherwise.
+    let mut backend_ids: BTreeMap<BackendAddr, u32> = BTreeMap::new();
+    for (k, v) in live_be {
+        let (Some(id), Some(b)) = (backend_id_from_key(k), Backend::from_bytes(v)) else { continue };
+        let addr = BackendAddr { addr: b.addr(), port: b.port(), proto: b.proto };
+        backend_ids.entry(addr).and_modify(|e| *e = (*e).min(id)).or_insert(id);
+    }
+    let wanted: BTreeSet<BackendAddr> = set.services.values().flat_map(|s| s.backends.iter().copied()).collect();
+    // Ids still live are not handed out again in this pass: a service slot may
+    // point at a removed backend until the plan's deletions run.
+    let mut be_alloc = IdAllocator::new(live_be.keys().filter_map(|k| backend_id_from_key(k)).collect());
+    backend_ids.retain(|b, _| wanted.contains(b));
+    for b in &wanted {
+        if !backend_ids.contains_key(b) {
+            backend_ids.insert(*b, be_alloc.next());
+        }
+    }
+
+    // Live service layout: frontend → (svc_id, slot → backend id).
+    let mut live_layout: BTreeMap<Frontend, (Option<u32>, BTreeMap<u16, u32>)> = BTreeMap::new();
+    for (k, v) in live_svc {
+        let (Some(key), Some(val)) = (SvcKey::from_bytes(k), SvcValue::from_bytes(v)) else { continue };
+        let fe = Frontend { vip: key.vip(), port: key.port(), proto: key.proto, scope: key.scope };
+        let entry = live_layout.entry(fe).or_default();
+        if key.slot == 0 {
+            entry.0 = Some(val.svc_id);
+        } else {
+            entry.1.insert(key.slot, val.backend_id);
+        }
+    }
+    let mut svc_ids: BTreeMap<Frontend, u32> = BTreeMap::new();
+    for fe in set.services.keys() {
+        if let Some((Some(id), _)) = live_layout.get(fe) {
+            svc_ids.insert(*fe, *id);
+        }
+    }
+    // A crash can leave two frontends with one id; keep it for the first only.
+    let mut seen = BTreeSet::new();
+    svc_ids.retain(|_, id| seen.insert(*id));
+    let live_svc_ids = live_layout.values().filter_map(|(id, _)| *id);
+    let mut svc_alloc = IdAllocator::new(svc_ids.values().copied().chain(live_svc_ids).collect());
+
+    let mut be_entries = Entries::new();
+    for (b, id) in &backend_ids {
+        be_entries.insert(backend_id_key(*id), b.to_backend().to_bytes());
+    }
+    let mut svc_entries = Entries::new();
+    for (fe, entry) in &set.services {
+        let svc_id = match svc_ids.get(fe) {
+            Some(id) => *id,
+            None => svc_alloc.next(),
+        };
+        let ids: Vec<u32> = entry.backends.iter().filter_map(|b| backend_ids.get(b).copied()).collect();
+        let old_slots = live_layout.get(fe).map(|l| l.1.clone()).unwrap_or_default();
+        for (slot, backend_id) in assign_slots(&ids, &old_slots) {
+            let value = SvcValue { backend_id, ..SvcValue::default() };
+            svc_entries.insert(fe.key(slot).to_bytes(), value.to_bytes());
+        }
+        let head = SvcValue {
+            backend_id: 0,
+            count: u16::try_from(ids.len()).unwrap_or(u16::MAX),
+            flags: entry.flags,
+            svc_id,
+            affinity_timeout: entry.affinity_timeout,
+        };
+        svc_entries.insert(fe.key(0).to_bytes(), head.to_bytes());
+    }
+    BTreeMap::from([(MapId::Backends, be_entries), (MapId::Services, svc_entries)])
+}
+
+/// Slots 1..=n for `ids`, keeping each backend at its live slot when that slot
+/// is still in range, so unchanged backends are not rewritten.
+fn assign_slots(ids: &[u32], old: &BTreeMap<u16, u32>) -> BTreeMap<u16, u32> {
+    let n = u16::try_from(ids.len()).unwrap_or(u16::MAX);
+    let mut slots = BTreeMap::new();
+    let mut placed = BTreeSet::new();
+    for (slot, id) in old {
+        if *slot >= 1 && *slot <= n && ids.contains(id) && placed.insert(*id) {
+            slots.insert(*slot, *id);
+        }
+    }
+    let free_slots: Vec<u16> = (1..=n).filter(|s| !slots.contains_key(s)).collect();
+    let mut free = free_slots.into_iter();
+    for id in ids {
+        if !placed.contains(id) {
+            if let Some(slot) = free.next() {
+                slots.insert(slot, *id);
+            }
+        }
+    }
+    slots
+}
+
+/// Hands out the lowest ids ≥ 1 not already taken.
+struct IdAllocator {
+    taken: BTreeSet<u32>,
+    cursor: u32,
+}
+
+impl IdAllocator {
+    fn new(taken: BTreeSet<u32>) -> Self {
+        IdAllocator { taken, cursor: 1 }
+    }
+    fn next(&mut self) -> u32 {
+        while self.taken.contains(&self.cursor) {
+            self.cursor += 1;
+        }
+        self.taken.insert(self.cursor);
+        self.cursor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be(last: u8, port: u16) -> BackendAddr {
+        BackendAddr { addr: Ipv4Addr::new(198, 18, 1, last), port, proto: 6 }
+    }
+
+    fn set_with(backends: Vec<BackendAddr>) -> ServiceSet {
+        let fe = Frontend { vip: Ipv4Addr::new(198, 19, 0, 10), port: 80, proto: 6, scope: SCOPE_CLUSTER };
+        ServiceSet {
+            services: BTreeMap::from([(
+                fe,
+                ServiceEntry { name: "demo/web:http".into(), backends, flags: 0, affinity_timeout: 0 },
+            )]),
+        }
+    }
+
+    #[test]
+    fn resolve_is_stable_against_its_own_output() {
+        let set = set_with(vec![be(10, 8080), be(11, 8080)]);
+        let first = resolve(&set, &LiveMaps::new());
+        assert_eq!(first[&MapId::Backends].len(), 2);
+        assert_eq!(first[&MapId::Services].len(), 3);
+        assert_eq!(resolve(&set, &first), first);
+    }
+
+    #[test]
+    fn removing_one_backend_keeps_the_other_in_place() {
+        let live = resolve(&set_with(vec![be(10, 8080), be(11, 8080), be(12, 8080)]), &LiveMaps::new());
+        let next = resolve(&set_with(vec![be(10, 8080), be(12, 8080)]), &live);
+        let changed: Vec<_> = next[&MapId::Services]
+            .iter()
+            .filter(|(k, v)| live[&MapId::Services].get(*k) != Some(*v))
+            .map(|(k, _)| SvcKey::from_bytes(k).map(|k| k.slot))
+            .collect();
+        // slot 0 (count 3 → 2) and slot 2 (backend .11 → .12); slot 1 untouched.
+        assert_eq!(changed, vec![Some(0), Some(2)]);
+        // backend ids are reused, not renumbered
+        let ids_before: BTreeSet<_> = live[&MapId::Backends].keys().collect();
+        assert!(next[&MapId::Backends].keys().all(|k| ids_before.contains(k)));
+    }
+
+    #[test]
+    fn assign_slots_fills_holes_with_new_backends() {
+        let old = BTreeMap::from([(1, 7), (2, 8), (3, 9)]);
+        let slots = assign_slots(&[7, 9, 10], &old);
+        assert_eq!(slots, BTreeMap::from([(1, 7), (2, 10), (3, 9)]));
+    }
+}

@@ -1,1 +1,192 @@
-//! (in progress)
+//! The daemon's settings: defaults, then the config file (`--config`, default
+//! /etc/edgeplane/edgeplane.yaml when present), then command-line options.
+//! Parsing is pure (text in, settings or diagnostics out); the caller reads
+//! the file through `source`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::diag::Diagnostic;
+use crate::parse::yaml::{self, Node, Value};
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/edgeplane/edgeplane.yaml";
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/edgeplane/config.d";
+pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/edgeplane";
+
+/// Capacities (max_entries) of the pinned maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    /// ep_svc_v1 entries: one per service frontend plus one per backend slot.
+    pub services: u32,
+    pub backends: u32,
+    pub conntrack: u32,
+    pub affinity: u32,
+    pub sknat: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        // bpf/edgeplane.h EP_DEFAULT_*: 100k services with several endpoints each,
+        // 1M conntrack entries.
+        MapSizes { services: 1_048_576, backends: 262_144, conntrack: 1_048_576, affinity: 65_536, sknat: 65_536 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub node_name: Option<String>,
+    pub workload_interfaces: Vec<String>,
+    pub host_interfaces: Vec<String>,
+    pub cgroup: Option<PathBuf>,
+    pub hairpin_address: Ipv4Addr,
+    pub max_file_size: u64,
+    pub resync_interval: Duration,
+    pub maps: MapSizes,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            node_name: None,
+            workload_interfaces: vec!["veth*".into()],
+            host_interfaces: Vec::new(),
+            cgroup: None,
+            // Link-local, never a pod or node address: the source a pod sees when it
+            // reaches itself through its own service (as Cilium's service loopback).
+            hairpin_address: Ipv4Addr::new(169, 254, 42, 1),
+            max_file_size: 64 << 20,
+            resync_interval: Duration::from_secs(60),
+            maps: MapSizes::default(),
+        }
+    }
+}
+
+/// Applies the settings found in a config file's text onto `settings`.
+/// Every problem is reported; unknown keys are errors (a typo must not be
+/// silently ignored in the file that names the uplinks).
+pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(), Vec<Diagnostic>> {
+    let docs = yaml::parse_str(file, text).map_err(|d| vec![d])?;
+    let mut errors = Vec::new();
+    let Some(root) = docs.first() else { return Ok(()) };
+    if root.is_null() {
+        return Ok(());
+    }
+    let Some(entries) = root.as_map() else {
+        return Err(vec![err(root, "", format!("expected a mapping of settings, found {}", root.describe()))]);
+    };
+    for (key, value) in entries {
+        let name = key.as_str().unwrap_or_default();
+        let result = match name {
+            "config-dir" => string(value).map(|s| settings.config_dir = s.into()),
+            "state-dir" => string(value).map(|s| settings.state_dir = s.into()),
+            "node-name" => string(value).map(|s| settings.node_name = Some(s)),
+            "workload-interfaces" => strings(value).map(|v| settings.workload_interfaces = v),
+            "host-interfaces" => strings(value).map(|v| settings.host_interfaces = v),
+            "cgroup" => string(value).map(|s| settings.cgroup = Some(s.into())),
+            "hairpin-address" => string(value)
+                .and_then(|s| s.parse::<Ipv4Addr>().map_err(|_| format!("expected an IPv4 address, found {s:?}")))
+                .map(|a| settings.hairpin_address = a),
+            "max-file-size" => number(value, 1, u64::MAX).map(|n| settings.max_file_size = n),
+            "resync-interval-seconds" => {
+                number(value, 1, 86_400).map(|n| settings.resync_interval = Duration::from_secs(n))
+            }
+            "maps" => {
+                apply_maps(&mut settings.maps, value, &mut errors);
+                Ok(())
+            }
+            _ => Err(format!(
+                "unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
+                 host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps)"
+            )),
+        };
+        if let Err(msg) = result {
+            errors.push(err(value, name, msg));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn apply_maps(sizes: &mut MapSizes, node: &Node, errors: &mut Vec<Diagnostic>) {
+    let Some(entries) = node.as_map() else {
+        errors.push(err(node, "maps", format!("expected a mapping, found {}", node.describe())));
+        return;
+    };
+    for (key, value) in entries {
+        let name = key.as_str().unwrap_or_default();
+        let slot = match name {
+            "services" => &mut sizes.services,
+            "backends" => &mut sizes.backends,
+            "conntrack" => &mut sizes.conntrack,
+            "affinity" => &mut sizes.affinity,
+            "sknat" => &mut sizes.sknat,
+            _ => {
+                errors.push(err(
+                    key,
+                    &format!("maps.{name}"),
+                    "unknown map (expected services, backends, conntrack, affinity or sknat)".into(),
+                ));
+                continue;
+            }
+        };
+        match number(value, 1, u64::from(u32::MAX)) {
+            Ok(n) => *slot = u32::try_from(n).unwrap_or(u32::MAX),
+            Err(msg) => errors.push(err(value, &format!("maps.{name}"), msg)),
+        }
+    }
+}
+
+fn err(node: &Node, field: &str, message: String) -> Diagnostic {
+    Diagnostic::error(node.span.clone(), None, field, message)
+}
+
+fn string(node: &Node) -> Result<String, String> {
+    node.as_str().map(str::to_string).ok_or_else(|| format!("expected a string, found {}", node.describe()))
+}
+
+fn strings(node: &Node) -> Result<Vec<String>, String> {
+    match &node.value {
+        Value::Str(s) => Ok(vec![s.clone()]),
+        Value::Seq(items) => items.iter().map(string).collect(),
+        _ => Err(format!("expected a list of interface name patterns, found {}", node.describe())),
+    }
+}
+
+fn number(node: &Node, min: u64, max: u64) -> Result<u64, String> {
+    match node.as_i64().and_then(|n| u64::try_from(n).ok()) {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number {min}-{max}, found {}", node.describe())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_settings_apply() {
+        let mut s = Settings::default();
+        let text = "host-interfaces: [eth1, 'enp*']\nnode-name: edge-1\nmaps:\n  conntrack: 2000000\n";
+        apply_file(&mut s, "edgeplane.yaml", text).expect("valid config");
+        assert_eq!(s.host_interfaces, vec!["eth1".to_string(), "enp*".to_string()]);
+        assert_eq!(s.node_name.as_deref(), Some("edge-1"));
+        assert_eq!(s.maps.conntrack, 2_000_000);
+        assert_eq!(s.workload_interfaces, vec!["veth*".to_string()]);
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_with_its_line() {
+        let mut s = Settings::default();
+        let text = "hostinterfaces: eth1\nmaps:\n  conntrack: -1\nhairpin-address: nope\n";
+        let errs = apply_file(&mut s, "e.yaml", text).expect_err("invalid config");
+        let rendered: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(rendered.len(), 3, "{rendered:?}");
+        assert!(rendered[0].starts_with("e.yaml:1:"), "{}", rendered[0]);
+        assert!(rendered[1].starts_with("e.yaml:3:") && rendered[1].contains("maps.conntrack"), "{}", rendered[1]);
+        assert!(rendered[2].starts_with("e.yaml:4:") && rendered[2].contains("hairpin-address"), "{}", rendered[2]);
+    }
+}

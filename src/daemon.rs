@@ -1,1 +1,476 @@
-//! (in progress)
+//! The I/O shell around the pure pipeline: one pass (`apply`), the watch loop
+//! (`run`), and the read-only commands. The only place that reads the clock
+//! and handles signals.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::apply;
+use crate::compile::{self, NodeContext};
+use crate::config::Settings;
+use crate::datapath::{self, Datapath, DatapathSettings};
+use crate::diag::{self, Diagnostic};
+use crate::maps::fake::FakeMaps;
+use crate::maps::layout::Config;
+use crate::maps::{Entries, MapBackend, MapId};
+use crate::model::{self, Loaded};
+use crate::plan::{self, Plan};
+use crate::source::{LoadLimits, WatchEvent, Watcher};
+
+/// Logs to stderr; under systemd (JOURNAL_STREAM set) with `<N>` priority
+/// prefixes that journald turns into log levels. RUST_LOG overrides the level.
+pub fn init_logging() {
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(move |buf, record| {
+            let level = record.level();
+            if journald {
+                let prio = match level {
+                    log::Level::Error => 3,
+                    log::Level::Warn => 4,
+                    log::Level::Info => 6,
+                    log::Level::Debug | log::Level::Trace => 7,
+                };
+                writeln!(buf, "<{prio}>{}", record.args())
+            } else {
+                writeln!(buf, "edgeplane {level}: {}", record.args())
+            }
+        })
+        .init();
+}
+
+/// setns(2) into /run/netns/NAME for this thread; threads spawned later inherit it.
+pub fn enter_netns(name: &str) -> Result<()> {
+    if name.contains('/') {
+        bail!("expected a network namespace name under /run/netns, found a path");
+    }
+    let path = PathBuf::from("/run/netns").join(name);
+    let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a valid, open file descriptor.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("setns {}", path.display()));
+    }
+    Ok(())
+}
+
+fn limits(settings: &Settings) -> LoadLimits {
+    LoadLimits { max_file_size: settings.max_file_size, ..LoadLimits::default() }
+}
+
+fn datapath_settings(settings: &Settings) -> DatapathSettings {
+    DatapathSettings {
+        state_dir: settings.state_dir.clone(),
+        workload_interfaces: settings.workload_interfaces.clone(),
+        host_interfaces: settings.host_interfaces.clone(),
+        cgroup: settings.cgroup.clone(),
+        capacities: datapath::Capacities {
+            services: settings.maps.services,
+            backends: settings.maps.backends,
+            conntrack: settings.maps.conntrack,
+            affinity: settings.maps.affinity,
+            sknat: settings.maps.sknat,
+        },
+        hairpin_addr: settings.hairpin_address,
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+/// `edgeplane check DIR…`
+pub fn check(dirs: &[PathBuf], settings: &Settings, json: bool) -> u8 {
+    let loaded = match model::load_dirs(dirs, &limits(settings)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if json {
+        println!("{}", diag::to_json(&loaded.diagnostics));
+    } else {
+        print_diagnostics(&loaded.diagnostics);
+    }
+    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!("invalid: {errors} error(s), {warnings} warning(s) in {} file(s)", loaded.files);
+        return 1;
+    }
+    if !json {
+        println!("valid: {} file(s): {}", loaded.files, model::summary(&loaded.cluster));
+        if warnings > 0 {
+            println!("{warnings} warning(s)");
+        }
+    }
+    0
+}
+
+/// The desired contents of every planned map, given what is live.
+pub struct Desired {
+    pub maps: BTreeMap<MapId, Entries>,
+    pub warnings: Vec<Diagnostic>,
+    pub services: usize,
+    pub backends: usize,
+}
+
+pub fn desired_state(loaded: &Loaded, settings: &Settings, live: &BTreeMap<MapId, Entries>) -> Desired {
+    let node = NodeContext { node_name: settings.node_name.clone() };
+    let (set, warnings) = compile::compile_services(&loaded.cluster, &node);
+    let maps = compile::resolve(&set, live);
+    Desired { services: set.services.len(), backends: set.backend_count(), maps, warnings }
+}
+
+/// Loads and validates the config dir; None (after printing every problem)
+/// when it is invalid or unreadable.
+fn load_valid(settings: &Settings) -> Option<Loaded> {
+    match model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits(settings)) {
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+        Ok(loaded) => {
+            for d in &loaded.diagnostics {
+                if d.is_error() {
+                    log::error!("{d}");
+                } else {
+                    log::warn!("{d}");
+                }
+            }
+            if loaded.has_errors() {
+                log::error!(
+                    "{}: invalid, nothing applied; the last good state keeps forwarding",
+                    settings.config_dir.display()
+                );
+                None
+            } else {
+                Some(loaded)
+            }
+        }
+    }
+}
+
+/// `edgeplane plan`: the writes an apply would make, against the pinned maps
+/// if a data plane is running here, else against empty maps.
+pub fn plan(settings: &Settings) -> u8 {
+    let Some(loaded) = load_valid(settings) else { return 1 };
+    let live_backend: Box<dyn MapBackend> = match datapath::open_pinned_maps(&settings.state_dir) {
+        Ok(Some(maps)) => Box::new(maps),
+        Ok(None) => {
+            log::info!("no pinned maps under {}: planning against empty maps", settings.state_dir.display());
+            Box::new(FakeMaps::new())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    let live = match plan::dump_live(live_backend.as_ref(), MapId::ALL) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let desired = desired_state(&loaded, settings, &live);
+    let p = plan::plan(&desired.maps, &live);
+    for step in &p.steps {
+        println!("{step}");
+    }
+    println!("plan: {} step(s): {}", p.steps.len(), p.summary());
+    0
+}
+
+/// One pass of the pipeline against the live data plane.
+struct Engine {
+    settings: Settings,
+    dp: Datapath,
+    applied_hash: Option<u64>,
+    policy_epoch: u32,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    Applied,
+    Unchanged,
+    Refused,
+}
+
+impl Engine {
+    fn open(settings: &Settings) -> Result<Engine> {
+        let dp = Datapath::open(&datapath_settings(settings))?;
+        Ok(Engine { settings: settings.clone(), dp, applied_hash: None, policy_epoch: 1 })
+    }
+
+    /// Reads, validates, plans and applies. `force` re-plans even when the
+    /// directory is unchanged (periodic resync: repairs drift in the maps).
+    fn pass(&mut self, force: bool) -> Pass {
+        let started = Instant::now();
+        let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
+        if !force && self.applied_hash == Some(loaded.content_hash) {
+            return Pass::Unchanged;
+        }
+        let live = match plan::dump_live(&self.dp, MapId::ALL) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("reading live maps: {e}; nothing applied");
+                return Pass::Refused;
+            }
+        };
+        let desired = desired_state(&loaded, &self.settings, &live);
+        if self.applied_hash != Some(loaded.content_hash) {
+            for w in &desired.warnings {
+                log::warn!("{w}");
+            }
+        }
+        if let Err(errors) = plan::check_capacity(&desired.maps, &live, |m| self.dp.capacity(m)) {
+            for e in errors {
+                log::error!("{e}");
+            }
+            return Pass::Refused;
+        }
+        let p: Plan = plan::plan(&desired.maps, &live);
+        if p.is_empty() {
+            self.applied_hash = Some(loaded.content_hash);
+            return Pass::Unchanged;
+        }
+        let drift = self.applied_hash == Some(loaded.content_hash);
+        match apply::apply(&p, &mut self.dp) {
+            Ok(steps) => {
+                self.applied_hash = Some(loaded.content_hash);
+                let what = if drift { "repaired drift in the live maps" } else { "applied" };
+                let version = loaded.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
+                log::info!(
+                    "{what}{version}: {} services, {} backends desired; {}; {steps} writes in {:.1} ms",
+                    desired.services,
+                    desired.backends,
+                    p.summary(),
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                Pass::Applied
+            }
+            Err(e) => {
+                log::error!("apply failed: {e}");
+                Pass::Refused
+            }
+        }
+    }
+
+    fn write_config(&mut self) -> Result<()> {
+        let cfg = Config {
+            hairpin_addr: self.settings.hairpin_address.octets(),
+            policy_epoch: self.policy_epoch,
+            flags: 0,
+            _pad0: 0,
+        };
+        self.dp.set_config(cfg)
+    }
+}
+
+/// `edgeplane apply`
+pub fn apply(settings: &Settings) -> u8 {
+    let mut engine = match Engine::open(settings) {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("{e:#}");
+            return 2;
+        }
+    };
+    if let Err(e) = engine.write_config() {
+        log::error!("{e:#}");
+        return 2;
+    }
+    match engine.pass(true) {
+        Pass::Applied => 0,
+        Pass::Unchanged => {
+            log::info!("already up to date: no changes");
+            0
+        }
+        Pass::Refused => 1,
+    }
+}
+
+enum Event {
+    Files,
+    Rescan,
+    Links,
+    Reload,
+    Stop,
+}
+
+/// `edgeplane run`: apply, then follow the directory, interfaces and signals.
+/// SIGTERM/SIGINT exit leaving everything pinned: forwarding never stops.
+pub fn run(settings: &Settings) -> u8 {
+    match run_loop(settings) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e:#}");
+            1
+        }
+    }
+}
+
+fn run_loop(settings: &Settings) -> Result<()> {
+    let mut engine = Engine::open(settings)?;
+    engine.write_config()?;
+    let (tx, rx) = mpsc::channel::<Event>();
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
+    let sig_tx = tx.clone();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let event = if sig == signal_hook::consts::SIGHUP { Event::Reload } else { Event::Stop };
+            if sig_tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut watcher = Watcher::new(std::slice::from_ref(&settings.config_dir))
+        .with_context(|| format!("watching {}", settings.config_dir.display()))?;
+    let fs_tx = tx.clone();
+    std::thread::spawn(move || {
+        loop {
+            let event = match watcher.wait_for_change(Duration::from_secs(1)) {
+                WatchEvent::Changed => Event::Files,
+                WatchEvent::Rescan => Event::Rescan,
+                WatchEvent::Timeout => continue,
+            };
+            if fs_tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut links = datapath::LinkEvents::new().context("subscribing to netlink link events")?;
+    let link_tx = tx;
+    std::thread::spawn(move || {
+        loop {
+            if links.wait(Duration::from_secs(1)) && link_tx.send(Event::Links).is_err() {
+                break;
+            }
+        }
+    });
+
+    engine.pass(true);
+    log::info!(
+        "running: watching {}, state in {}",
+        settings.config_dir.display(),
+        settings.state_dir.display()
+    );
+    let mut next_resync = Instant::now() + settings.resync_interval;
+    loop {
+        let timeout = next_resync.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(Event::Files) => {
+                engine.pass(false);
+            }
+            Ok(Event::Rescan) => {
+                log::warn!("watch queue overflowed or failed: full rescan");
+                engine.pass(true);
+            }
+            Ok(Event::Links) => match engine.dp.sync_interfaces() {
+                Ok(attached) if !attached.is_empty() => log::info!("attached to {}", attached.join(", ")),
+                Ok(_) => {}
+                Err(e) => log::error!("attaching to new interfaces: {e:#}"),
+            },
+            Ok(Event::Reload) => {
+                log::info!("SIGHUP: re-reading {}", settings.config_dir.display());
+                engine.pass(true);
+            }
+            Ok(Event::Stop) => {
+                log::info!("stopping; programs, links and maps stay pinned and keep forwarding");
+                return Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                next_resync = Instant::now() + settings.resync_interval;
+                if let Err(e) = engine.dp.sync_interfaces() {
+                    log::error!("attaching to interfaces: {e:#}");
+                }
+                engine.pass(true);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("event sources stopped"),
+        }
+    }
+}
+
+/// `edgeplane status`
+pub fn status(settings: &Settings, json: bool) -> u8 {
+    match datapath::read_status(&settings.state_dir) {
+        Ok(status) => {
+            if json {
+                match serde_json::to_string_pretty(&status) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                }
+            } else {
+                print!("{status}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+/// `edgeplane drops`
+pub fn drops(settings: &Settings, json: bool, count: usize) -> u8 {
+    match datapath::recent_drops(&settings.state_dir, count) {
+        Ok(events) => {
+            if json {
+                match serde_json::to_string_pretty(&events) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                }
+            } else if events.is_empty() {
+                println!("no drops recorded");
+            } else {
+                for e in &events {
+                    println!("{e}");
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+/// `edgeplane reset`
+pub fn reset(settings: &Settings) -> u8 {
+    match datapath::reset(&settings.state_dir) {
+        Ok(()) => {
+            log::info!("reset: detached and unpinned everything under {}", settings.state_dir.display());
+            0
+        }
+        Err(e) => {
+            log::error!("{e:#}");
+            2
+        }
+    }
+}

@@ -1,1 +1,152 @@
-fn main() {}
+//! Command line: argument parsing and wiring only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use edgeplane::config::{self, Settings};
+use edgeplane::daemon;
+
+#[derive(Parser)]
+#[command(name = "edgeplane", version, about = "eBPF service load balancing and NetworkPolicy from a directory of Kubernetes YAML")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand accepts, before or after its name.
+#[derive(Args)]
+struct Global {
+    /// Enter the network namespace /run/netns/NAME (setns) before anything else.
+    #[arg(long, global = true, value_name = "NAME")]
+    netns: Option<String>,
+    /// bpffs directory holding the pinned maps, programs and links [default: /sys/fs/bpf/edgeplane]
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// This node's name (internalTrafficPolicy: Local, which pods policy enforces here).
+    #[arg(long, global = true, value_name = "NAME")]
+    node_name: Option<String>,
+    /// Pod-facing interfaces (glob; comma-separated or repeated) [default: veth*]
+    #[arg(long, global = true, value_name = "GLOB", value_delimiter = ',')]
+    workload_interfaces: Vec<String>,
+    /// Uplink interfaces (glob; comma-separated or repeated); no default.
+    #[arg(long, global = true, value_name = "GLOB", value_delimiter = ',')]
+    host_interfaces: Vec<String>,
+    /// cgroup v2 directory whose processes get socket-level service translation.
+    #[arg(long, global = true, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// Settings file (YAML) [default: /etc/edgeplane/edgeplane.yaml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of Kubernetes YAML [default: /etc/edgeplane/config.d]
+    #[arg(long, global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Largest input file read, in bytes [default: 67108864]
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_file_size: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate directories of Kubernetes YAML (exit 0 valid, 1 invalid, 2 usage or I/O error).
+    Check {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print the map writes that applying --config-dir would make.
+    Plan,
+    /// Apply --config-dir once and exit.
+    Apply,
+    /// Apply --config-dir, then watch it and keep the data plane in step.
+    Run,
+    /// Show the pinned state: maps and their fill, drops per reason, counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the most recent drops with their 5-tuple and reason.
+    Drops {
+        #[arg(long)]
+        json: bool,
+        /// How many of the most recent drops.
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+    },
+    /// Detach every program and unpin every map, program and link.
+    Reset,
+}
+
+fn settings(global: &Global) -> Result<Settings, String> {
+    let mut s = Settings::default();
+    let file = global.config.clone().or_else(|| {
+        let default = PathBuf::from(config::DEFAULT_CONFIG_FILE);
+        default.exists().then_some(default)
+    });
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        config::apply_file(&mut s, &path.to_string_lossy(), &text)
+            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    }
+    if let Some(v) = &global.state_dir {
+        s.state_dir = v.clone();
+    }
+    if let Some(v) = &global.node_name {
+        s.node_name = Some(v.clone());
+    }
+    if !global.workload_interfaces.is_empty() {
+        s.workload_interfaces = global.workload_interfaces.clone();
+    }
+    if !global.host_interfaces.is_empty() {
+        s.host_interfaces = global.host_interfaces.clone();
+    }
+    if let Some(v) = &global.cgroup {
+        s.cgroup = Some(v.clone());
+    }
+    if let Some(v) = &global.config_dir {
+        s.config_dir = v.clone();
+    }
+    if let Some(v) = global.max_file_size {
+        s.max_file_size = v;
+    }
+    Ok(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    daemon::init_logging();
+    // setns first: everything after (bpffs, interfaces, netlink) happens in the namespace.
+    if let Some(ns) = &cli.global.netns {
+        if let Err(e) = daemon::enter_netns(ns) {
+            eprintln!("error: --netns {ns}: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
+    let settings = match settings(&cli.global) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli.command {
+        Command::Check { dirs, format } => daemon::check(&dirs, &settings, matches!(format, Format::Json)),
+        Command::Plan => daemon::plan(&settings),
+        Command::Apply => daemon::apply(&settings),
+        Command::Run => daemon::run(&settings),
+        Command::Status { json } => daemon::status(&settings, json),
+        Command::Drops { json, count } => daemon::drops(&settings, json, count),
+        Command::Reset => daemon::reset(&settings),
+    };
+    ExitCode::from(code)
+}

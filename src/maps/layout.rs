@@ -188,3 +188,94 @@ pub struct Config {
     pub _pad0: u32,
 }
 pod_bytes!(Config, 16);
+
+// ---- NetworkPolicy (owned by the policy work; bpf/edgeplane.h section of the same name) ----
+
+pub const IDENT_WORLD: u32 = 0;
+pub const IDENT_HOST: u32 = 1;
+pub const IDENT_FIRST: u32 = 256;
+pub const IDENT_ANY: u32 = u32::MAX;
+
+pub const POL_PREFIX_ALL_PROTO: u32 = 72;
+pub const POL_PREFIX_ALL_PORTS: u32 = 80;
+pub const POL_PREFIX_FULL: u32 = 96;
+pub const POL_F_ALLOW: u32 = 0x0001;
+
+pub const DIR_INGRESS: u8 = 0;
+pub const DIR_EGRESS: u8 = 1;
+
+pub const LEP_F_INGRESS_ISOLATED: u32 = 0x0001;
+pub const LEP_F_EGRESS_ISOLATED: u32 = 0x0002;
+
+/// ep_ident_v1 key (LPM): prefix length, then the address in network order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct IdentKey {
+    pub prefixlen: u32,
+    pub addr: [u8; 4],
+}
+pod_bytes!(IdentKey, 8);
+
+impl IdentKey {
+    pub fn new(addr: Ipv4Addr, prefixlen: u8) -> Self {
+        IdentKey { prefixlen: u32::from(prefixlen), addr: addr.octets() }
+    }
+    pub fn addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.addr)
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdentValue {
+    pub identity: u32,
+    pub flags: u32,
+}
+pod_bytes!(IdentValue, 8);
+
+/// ep_pol_v1 key (LPM): see `struct ep_pol_key` for the prefix scheme.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PolKey {
+    pub prefixlen: u32,
+    pub subject: u32,
+    pub peer: u32,
+    pub dir: u8,
+    pub proto: u8,
+    pub dport: [u8; 2],
+}
+pod_bytes!(PolKey, 16);
+
+impl PolKey {
+    pub fn dport(&self) -> u16 {
+        u16::from_be_bytes(self.dport)
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolValue {
+    pub flags: u32,
+}
+pod_bytes!(PolValue, 4);
+
+/// ep_lep_v1 key: the local pod's IPv4 address, network order.
+pub fn lep_key(addr: Ipv4Addr) -> Vec<u8> {
+    addr.octets().to_vec()
+}
+
+pub fn lep_addr_from_key(b: &[u8]) -> Option<Ipv4Addr> {
+    let o: [u8; 4] = b.try_into().ok()?;
+    Some(Ipv4Addr::from(o))
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LepValue {
+    pub endpoint_id: u32,
+    pub identity: u32,
+    pub flags: u32,
+    pub _pad0: u32,
+}
+pod_bytes!(LepValue, 16);
+// ---- end NetworkPolicy ----

@@ -19,16 +19,29 @@ pub enum MapId {
     Backends,
     /// ep_svc_v1: (VIP, port, proto, slot) → service (slot 0) or backend id.
     Services,
+    // NetworkPolicy maps. Order is make-before-break: allow entries are written
+    // before any address maps to the identity they name, and isolation flags
+    // switch on last (and off first); see docs/POLICY.md.
+    /// ep_pol_v1 (LPM): (subject, peer, dir, proto, port prefix) → allow.
+    PolicyAllow,
+    /// ep_ident_v1 (LPM): IPv4 prefix → identity.
+    Identities,
+    /// ep_lep_v1: local isolated pod IPv4 → endpoint id, identity, isolation flags.
+    LocalEndpoints,
 }
 
 impl MapId {
-    pub const ALL: [MapId; 2] = [MapId::Backends, MapId::Services];
+    pub const ALL: [MapId; 5] =
+        [MapId::Backends, MapId::Services, MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
 
     /// The pinned name (bpf/edgeplane.h EP_MAP_*).
     pub fn pin_name(self) -> &'static str {
         match self {
             MapId::Backends => "ep_be_v1",
             MapId::Services => "ep_svc_v1",
+            MapId::PolicyAllow => "ep_pol_v1",
+            MapId::Identities => "ep_ident_v1",
+            MapId::LocalEndpoints => "ep_lep_v1",
         }
     }
 
@@ -36,6 +49,9 @@ impl MapId {
         match self {
             MapId::Backends => 4,
             MapId::Services => layout::SvcKey::SIZE,
+            MapId::PolicyAllow => layout::PolKey::SIZE,
+            MapId::Identities => layout::IdentKey::SIZE,
+            MapId::LocalEndpoints => 4,
         }
     }
 
@@ -43,6 +59,9 @@ impl MapId {
         match self {
             MapId::Backends => layout::Backend::SIZE,
             MapId::Services => layout::SvcValue::SIZE,
+            MapId::PolicyAllow => layout::PolValue::SIZE,
+            MapId::Identities => layout::IdentValue::SIZE,
+            MapId::LocalEndpoints => layout::LepValue::SIZE,
         }
     }
 }
@@ -81,7 +100,40 @@ pub fn render_key(map: MapId, key: &[u8]) -> String {
             Some(k) => format!("{}:{}/{} scope {} slot {}", k.vip(), k.port(), proto_name(k.proto), k.scope, k.slot),
             None => hex(key),
         },
+        MapId::PolicyAllow => match layout::PolKey::from_bytes(key) {
+            Some(k) => render_pol_key(&k),
+            None => hex(key),
+        },
+        MapId::Identities => match layout::IdentKey::from_bytes(key) {
+            Some(k) => format!("{}/{}", k.addr(), k.prefixlen),
+            None => hex(key),
+        },
+        MapId::LocalEndpoints => match layout::lep_addr_from_key(key) {
+            Some(a) => a.to_string(),
+            None => hex(key),
+        },
     }
+}
+
+fn render_identity(id: u32) -> String {
+    match id {
+        layout::IDENT_ANY => "any".into(),
+        layout::IDENT_WORLD => "world".into(),
+        layout::IDENT_HOST => "host".into(),
+        n => format!("id#{n}"),
+    }
+}
+
+fn render_pol_key(k: &layout::PolKey) -> String {
+    let dir = if k.dir == layout::DIR_EGRESS { "egress" } else { "ingress" };
+    let what = if k.prefixlen <= layout::POL_PREFIX_ALL_PROTO {
+        "all".to_string()
+    } else if k.prefixlen <= layout::POL_PREFIX_ALL_PORTS {
+        proto_name(k.proto)
+    } else {
+        format!("{}/{} (port prefix /{})", k.dport(), proto_name(k.proto), k.prefixlen - layout::POL_PREFIX_ALL_PORTS)
+    };
+    format!("{} {dir} peer {} {what}", render_identity(k.subject), render_identity(k.peer))
 }
 
 /// Human-readable rendering of a value of `map`.
@@ -96,6 +148,18 @@ pub fn render_value(map: MapId, value: &[u8]) -> String {
                 "backend#{} count {} flags {:#x} svc#{} affinity {}s",
                 v.backend_id, v.count, v.flags, v.svc_id, v.affinity_timeout
             ),
+            None => hex(value),
+        },
+        MapId::PolicyAllow => match layout::PolValue::from_bytes(value) {
+            Some(v) => format!("flags {:#x}", v.flags),
+            None => hex(value),
+        },
+        MapId::Identities => match layout::IdentValue::from_bytes(value) {
+            Some(v) => render_identity(v.identity),
+            None => hex(value),
+        },
+        MapId::LocalEndpoints => match layout::LepValue::from_bytes(value) {
+            Some(v) => format!("endpoint#{} {} flags {:#x}", v.endpoint_id, render_identity(v.identity), v.flags),
             None => hex(value),
         },
     }

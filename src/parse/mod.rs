@@ -1,1 +1,21 @@
-//! (in progress)
+//! YAML text → span-carrying [`yaml::Node`] trees. No semantic checks here.
+//!
+//! Design choice: the tree is built by our own code from the events of
+//! `unsafe-libyaml` (the libyaml port that serde_yaml used; events carry
+//! line/column marks), not by a serde YAML crate:
+//! - every node keeps a span, so every later check can point at the exact
+//!   value (serde-based `Spanned<T>` only covers fields declared as such, and
+//!   serde stops at the first type error in a document, while we must report
+//!   every problem);
+//! - libyaml is about 3x faster than serde-saphyr here (measured in
+//!   shared/research/dependencies.md), which the 100k-Services benchmark needs;
+//! - the builder is iterative with a depth bound and a per-document node budget
+//!   that alias copies count against, so deep nesting and alias bombs are
+//!   errors, never a stack overflow or an OOM (the saphyr / yaml-rust2 tree
+//!   builders recurse and abort on deep input);
+//! - the `items` of a `List` can be handed out one at a time
+//!   ([`yaml::Sink::list_item`]), so a huge `kubectl get -o yaml` List never
+//!   exists as one tree.
+//!
+//! JSON files go through the same parser (JSON is YAML's flow style).
+pub mod yaml;

@@ -1,0 +1,835 @@
+//! A small span-carrying YAML tree, built iteratively from libyaml events.
+//!
+//! libyaml (the `unsafe-libyaml` port) only produces events; the tree is
+//! built here with an explicit stack, so deep nesting is a bounded error and
+//! never a stack overflow. Aliases are expanded by copying the anchored node,
+//! and every copied node counts against a per-document node budget, so an
+//! alias bomb stops at the budget instead of exhausting memory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+use unsafe_libyaml as sys;
+
+use crate::diag::{Diagnostic, Span};
+
+/// One YAML node and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub span: Span,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in file order; keys keep their own spans.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// The value of `key` in a mapping with string keys; None for non-mappings.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.value {
+            Value::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+    /// Short description for "found ..." messages: `integer 99999`,
+    /// `string "abc"`, `a mapping`.
+    pub fn describe(&self) -> String {
+        self.value.to_string()
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "boolean {b}"),
+            Value::Int(i) => write!(f, "integer {i}"),
+            Value::Float(x) => write!(f, "number {x}"),
+            Value::Str(s) => {
+                // Long strings (a pasted certificate) would drown the message.
+                let mut short: String = s.chars().take(60).collect();
+                if short.len() < s.len() {
+                    short.push_str("...");
+                }
+                write!(f, "string {short:?}")
+            }
+            Value::Seq(_) => write!(f, "a list"),
+            Value::Map(_) => write!(f, "a mapping"),
+        }
+    }
+}
+
+/// Resource bounds for one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest allowed nesting of sequences and mappings.
+    pub max_depth: usize,
+    /// Most nodes one document may build, alias copies included. Items that a
+    /// [`Sink`] takes out of a `List` are given back to the budget.
+    pub max_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Real Kubernetes objects nest about 15 deep; 128 is what the serde_yaml
+        // family allows. 2M nodes is about 130 MB in the worst case.
+        Limits { max_depth: 128, max_nodes: 2_000_000 }
+    }
+}
+
+/// Receives what [`parse_stream`] finds. Documents arrive in file order.
+pub trait Sink {
+    /// A finished element of the root mapping's `items` sequence (the `List`
+    /// wrapper), before the document ends. Return `None` to take it out of the
+    /// tree (it is then already handled), or give it back to keep it.
+    fn list_item(&mut self, _index: usize, item: Node) -> Option<Node> {
+        Some(item)
+    }
+    /// A complete document; `root` is None for an empty document.
+    fn document(&mut self, root: Option<Node>, start: Span);
+    /// A problem. Syntax errors end the stream; budget errors skip the rest of
+    /// their document.
+    fn error(&mut self, diag: Diagnostic);
+    /// The current document was cut short by a budget error: forget what
+    /// `list_item` took from it.
+    fn abandon(&mut self) {}
+}
+
+/// Parses every document of `text` and returns them, or the first error.
+/// `file` names the source in spans.
+pub fn parse_str(file: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
+    struct Collect {
+        docs: Vec<Node>,
+        first_error: Option<Diagnostic>,
+    }
+    impl Sink for Collect {
+        fn document(&mut self, root: Option<Node>, start: Span) {
+            self.docs.push(root.unwrap_or(Node { span: start, value: Value::Null }));
+        }
+        fn error(&mut self, diag: Diagnostic) {
+            if self.first_error.is_none() {
+                self.first_error = Some(diag);
+            }
+        }
+    }
+    let mut sink = Collect { docs: Vec::new(), first_error: None };
+    parse_stream(&Arc::from(file), text, 0, &Limits::default(), &mut sink);
+    match sink.first_error {
+        Some(e) => Err(e),
+        None => Ok(sink.docs),
+    }
+}
+
+/// Owns an initialised libyaml parser reading from a borrowed string.
+struct RawParser<'a> {
+    parser: Box<MaybeUninit<sys::yaml_parser_t>>,
+    _input: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a> RawParser<'a> {
+    fn new(input: &'a [u8]) -> Option<Self> {
+        let mut parser = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        // SAFETY: yaml_parser_initialize fully initialises the struct it is
+        // given; the input outlives the parser through the 'a lifetime, and the
+        // Box keeps the parser at a stable address while libyaml points into it.
+        unsafe {
+            if sys::yaml_parser_initialize(parser.as_mut_ptr()).fail {
+                return None;
+            }
+            sys::yaml_parser_set_input_string(parser.as_mut_ptr(), input.as_ptr(), input.len() as u64);
+        }
+        Some(RawParser { parser, _input: std::marker::PhantomData })
+    }
+
+    fn next(&mut self) -> Result<Event, ParseError> {
+        let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+        // SAFETY: the parser was initialised in new(); on success the event is
+        // initialised, copied into owned data and released with
+        // yaml_event_delete exactly once.
+        unsafe {
+            let parser = self.parser.as_mut_ptr();
+            if sys::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
+                return Err(ParseError::from_parser(&*parser));
+            }
+            let ev = event.as_mut_ptr();
+            let owned = Event::from_raw(&*ev);
+            sys::yaml_event_delete(ev);
+            Ok(owned)
+        }
+    }
+}
+
+impl Drop for RawParser<'_> {
+    fn drop(&mut self) {
+        // SAFETY: initialised in new() (a failed init never builds a RawParser).
+        unsafe { sys::yaml_parser_delete(self.parser.as_mut_ptr()) }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    line: u64,
+    col: u64,
+}
+
+struct ParseError {
+    message: String,
+    mark: Mark,
+}
+
+impl ParseError {
+    /// # Safety
+    /// `parser` must be an initialised parser whose last call failed.
+    unsafe fn from_parser(parser: &sys::yaml_parser_t) -> Self {
+        let problem = unsafe { cstr(parser.problem) }.unwrap_or_else(|| "invalid YAML".to_string());
+        let mark = Mark { line: parser.problem_mark.line, col: parser.problem_mark.column };
+        let message = match unsafe { cstr(parser.context) } {
+            Some(ctx) => format!(
+                "invalid YAML: {ctx} (line {}, column {}): {problem}",
+                parser.context_mark.line + 1,
+                parser.context_mark.column + 1
+            ),
+            None => format!("invalid YAML: {problem}"),
+        };
+        ParseError { message, mark }
+    }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn cstr(p: *const std::ffi::c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn ustr(p: *const u8) -> Option<String> {
+    unsafe { cstr(p.cast()) }
+}
+
+enum Event {
+    StreamStart,
+    StreamEnd,
+    DocumentStart(Mark),
+    DocumentEnd,
+    Alias { anchor: String, mark: Mark },
+    Scalar { anchor: Option<String>, tag: Option<String>, value: String, plain: bool, mark: Mark },
+    SequenceStart { anchor: Option<String>, mark: Mark },
+    SequenceEnd,
+    MappingStart { anchor: Option<String>, mark: Mark },
+    MappingEnd,
+}
+
+impl Event {
+    /// # Safety
+    /// `ev` is an event just returned by yaml_parser_parse.
+    unsafe fn from_raw(ev: &sys::yaml_event_t) -> Event {
+        let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
+        unsafe {
+            match ev.type_ {
+                sys::YAML_STREAM_START_EVENT => Event::StreamStart,
+                sys::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(mark),
+                sys::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
+                sys::YAML_ALIAS_EVENT => {
+                    Event::Alias { anchor: ustr(ev.data.alias.anchor).unwrap_or_default(), mark }
+                }
+                sys::YAML_SCALAR_EVENT => {
+                    let s = ev.data.scalar;
+                    let bytes: &[u8] = if s.value.is_null() {
+                        &[]
+                    } else {
+                        std::slice::from_raw_parts(s.value, s.length as usize)
+                    };
+                    // libyaml has already decoded the input to UTF-8.
+                    let value = String::from_utf8_lossy(bytes).into_owned();
+                    Event::Scalar {
+                        anchor: ustr(s.anchor),
+                        tag: ustr(s.tag),
+                        value,
+                        plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
+                        mark,
+                    }
+                }
+                sys::YAML_SEQUENCE_START_EVENT => {
+                    Event::SequenceStart { anchor: ustr(ev.data.sequence_start.anchor), mark }
+                }
+                sys::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
+                sys::YAML_MAPPING_START_EVENT => {
+                    Event::MappingStart { anchor: ustr(ev.data.mapping_start.anchor), mark }
+                }
+                sys::YAML_MAPPING_END_EVENT => Event::MappingEnd,
+                _ => Event::StreamEnd,
+            }
+        }
+    }
+}
+
+enum Frame {
+    Seq {
+        node_span: Span,
+        anchor: Option<String>,
+        items: Vec<Node>,
+        /// This is the root mapping's `items`: elements go to Sink::list_item.
+        list_items: bool,
+        taken: usize,
+        /// Node count when the current element started (for the refund).
+        count_at_item: usize,
+    },
+    Map {
+        node_span: Span,
+        anchor: Option<String>,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
+}
+
+struct Builder<'s, S: Sink> {
+    file: Arc<str>,
+    first_line: u32,
+    limits: Limits,
+    sink: &'s mut S,
+    stack: Vec<Frame>,
+    anchors: HashMap<String, Node>,
+    nodes: usize,
+    anchor_nodes: usize,
+    doc_start: Span,
+    root: Option<Node>,
+    /// After a budget error: ignore events until the document ends.
+    skipping: bool,
+}
+
+/// Parses a YAML stream. `first_line` is added to every line number (for a
+/// chunk cut out of a bigger file). Never panics on any input.
+pub fn parse_stream<S: Sink>(file: &Arc<str>, text: &str, first_line: u32, limits: &Limits, sink: &mut S) {
+    let Some(mut parser) = RawParser::new(text.as_bytes()) else {
+        sink.error(Diagnostic::error(
+            Span { file: file.clone(), line: first_line + 1, col: 1 },
+            None,
+            "",
+            "cannot initialise the YAML parser",
+        ));
+        return;
+    };
+    let mut b = Builder {
+        file: file.clone(),
+        first_line,
+        limits: *limits,
+        sink,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        anchor_nodes: 0,
+        doc_start: Span { file: file.clone(), line: first_line + 1, col: 1 },
+        root: None,
+        skipping: false,
+    };
+    loop {
+        match parser.next() {
+            Err(e) => {
+                let span = b.span(e.mark);
+                b.sink.error(Diagnostic::error(span, None, "", e.message));
+                return;
+            }
+            Ok(Event::StreamEnd) => return,
+            Ok(ev) => b.event(ev),
+        }
+    }
+}
+
+impl<S: Sink> Builder<'_, S> {
+    fn span(&self, m: Mark) -> Span {
+        let line = u32::try_from(m.line).unwrap_or(u32::MAX).saturating_add(self.first_line).saturating_add(1);
+        let col = u32::try_from(m.col).unwrap_or(u32::MAX).saturating_add(1);
+        Span { file: self.file.clone(), line, col }
+    }
+
+    fn fail(&mut self, span: Span, message: String) {
+        self.sink.error(Diagnostic::error(span, None, "", message));
+        self.skipping = true;
+        self.stack.clear();
+        self.root = None;
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::StreamStart | Event::StreamEnd => {}
+            Event::DocumentStart(mark) => {
+                self.doc_start = self.span(mark);
+                self.stack.clear();
+                self.anchors.clear();
+                self.nodes = 0;
+                self.anchor_nodes = 0;
+                self.root = None;
+                self.skipping = false;
+            }
+            Event::DocumentEnd => {
+                let root = self.root.take();
+                self.anchors.clear();
+                if self.skipping {
+                    self.sink.abandon();
+                } else {
+                    let start = self.doc_start.clone();
+                    self.sink.document(root, start);
+                }
+                self.skipping = false;
+            }
+            _ if self.skipping => {}
+            Event::Alias { anchor, mark } => {
+                let span = self.span(mark);
+                match self.anchors.get(&anchor) {
+                    None => {
+                        self.sink.error(Diagnostic::error(
+                            span.clone(),
+                            None,
+                            "",
+                            format!("unknown alias *{anchor}: no anchor &{anchor} before it in this document"),
+                        ));
+                        self.complete(Node { span, value: Value::Null }, None);
+                    }
+                    Some(node) => {
+                        let size = count_nodes(node);
+                        if self.nodes.saturating_add(size) > self.limits.max_nodes {
+                            self.fail(
+                                span,
+                                format!(
+                                    "alias *{anchor} expands past the limit of {} nodes per document (alias bomb?)",
+                                    self.limits.max_nodes
+                                ),
+                            );
+                            return;
+                        }
+                        self.nodes += size;
+                        let copy = node.clone();
+                        self.complete(copy, None);
+                    }
+                }
+            }
+            Event::Scalar { anchor, tag, value, plain, mark } => {
+                if !self.count_node(mark) {
+                    return;
+                }
+                let span = self.span(mark);
+                let value = match resolve(tag.as_deref(), value, plain) {
+                    Ok(v) => v,
+                    Err((msg, v)) => {
+                        self.sink.error(Diagnostic::error(span.clone(), None, "", msg));
+                        v
+                    }
+                };
+                self.complete(Node { span, value }, anchor);
+            }
+            Event::SequenceStart { anchor, mark } => {
+                if !self.count_node(mark) || !self.check_depth(mark) {
+                    return;
+                }
+                let list_items = self.stack.len() == 1
+                    && matches!(self.stack.first(), Some(Frame::Map { key: Some(k), .. }) if k.as_str() == Some("items"));
+                let node_span = self.span(mark);
+                self.stack.push(Frame::Seq {
+                    node_span,
+                    anchor,
+                    items: Vec::new(),
+                    list_items,
+                    taken: 0,
+                    count_at_item: self.nodes,
+                });
+            }
+            Event::MappingStart { anchor, mark } => {
+                if !self.count_node(mark) || !self.check_depth(mark) {
+                    return;
+                }
+                let node_span = self.span(mark);
+                self.stack.push(Frame::Map { node_span, anchor, entries: Vec::new(), key: None });
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq { node_span, anchor, items, .. }) = self.stack.pop() {
+                    self.complete(Node { span: node_span, value: Value::Seq(items) }, anchor);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map { node_span, anchor, entries, .. }) = self.stack.pop() {
+                    self.check_duplicate_keys(&entries);
+                    self.complete(Node { span: node_span, value: Value::Map(entries) }, anchor);
+                }
+            }
+        }
+    }
+
+    fn count_node(&mut self, mark: Mark) -> bool {
+        self.nodes += 1;
+        if self.nodes > self.limits.max_nodes {
+            let span = self.span(mark);
+            self.fail(span, format!("document has more than {} nodes", self.limits.max_nodes));
+            return false;
+        }
+        true
+    }
+
+    fn check_depth(&mut self, mark: Mark) -> bool {
+        if self.stack.len() >= self.limits.max_depth {
+            let span = self.span(mark);
+            self.fail(span, format!("nesting deeper than {} levels", self.limits.max_depth));
+            return false;
+        }
+        true
+    }
+
+    fn check_duplicate_keys(&mut self, entries: &[(Node, Node)]) {
+        let keys = || entries.iter().filter_map(|(k, _)| k.as_str().map(|s| (s, k)));
+        let mut dups: Vec<(&Node, &Node)> = Vec::new();
+        if entries.len() <= 16 {
+            let all: Vec<(&str, &Node)> = keys().collect();
+            for (i, (name, node)) in all.iter().enumerate() {
+                if let Some((_, first)) = all[..i].iter().find(|(n, _)| n == name) {
+                    dups.push((first, node));
+                }
+            }
+        } else {
+            let mut seen: HashMap<&str, &Node> = HashMap::with_capacity(entries.len());
+            for (name, node) in keys() {
+                if let Some(first) = seen.get(name) {
+                    dups.push((first, node));
+                } else {
+                    seen.insert(name, node);
+                }
+            }
+        }
+        for (first, dup) in dups {
+            let msg = format!(
+                "duplicate key {:?} (first at line {}, column {})",
+                dup.as_str().unwrap_or_default(),
+                first.span.line,
+                first.span.col
+            );
+            self.sink.error(Diagnostic::error(dup.span.clone(), None, "", msg));
+        }
+    }
+
+    /// A node is finished: remember its anchor and attach it to its parent.
+    fn complete(&mut self, node: Node, anchor: Option<String>) {
+        if let Some(name) = anchor {
+            let size = count_nodes(&node);
+            self.anchor_nodes = self.anchor_nodes.saturating_add(size);
+            if self.anchor_nodes > self.limits.max_nodes {
+                let span = node.span.clone();
+                self.fail(span, format!("anchors hold more than {} nodes", self.limits.max_nodes));
+                return;
+            }
+            self.anchors.insert(name, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+            Some(Frame::Seq { items, list_items, taken, count_at_item, .. }) => {
+                if *list_items {
+                    let index = items.len() + *taken;
+                    let base = *count_at_item;
+                    match self.sink.list_item(index, node) {
+                        Some(kept) => {
+                            if let Some(Frame::Seq { items, count_at_item, .. }) = self.stack.last_mut() {
+                                items.push(kept);
+                                *count_at_item = self.nodes;
+                            }
+                        }
+                        None => {
+                            // The sink took the item: its nodes no longer exist.
+                            self.nodes = base;
+                            if let Some(Frame::Seq { taken, .. }) = self.stack.last_mut() {
+                                *taken += 1;
+                            }
+                        }
+                    }
+                } else {
+                    items.push(node);
+                }
+            }
+        }
+    }
+}
+
+/// Nodes in a subtree, counted without recursion.
+fn count_nodes(node: &Node) -> usize {
+    let mut count = 0;
+    let mut todo: Vec<&Node> = vec![node];
+    while let Some(n) = todo.pop() {
+        count += 1;
+        match &n.value {
+            Value::Seq(items) => todo.extend(items.iter()),
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    todo.push(k);
+                    todo.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    count
+}
+
+const TAG_PREFIX: &str = "tag:yaml.org,2002:";
+
+/// Applies an explicit tag or, for plain scalars, the YAML 1.2 core schema.
+fn resolve(tag: Option<&str>, value: String, plain: bool) -> Result<Value, (String, Value)> {
+    match tag.and_then(|t| t.strip_prefix(TAG_PREFIX)) {
+        Some("str") => Ok(Value::Str(value)),
+        Some(kind @ ("int" | "bool" | "null" | "float")) => {
+            let v = resolve_plain(value);
+            let ok = matches!(
+                (kind, &v),
+                ("int", Value::Int(_)) | ("bool", Value::Bool(_)) | ("null", Value::Null) | ("float", Value::Float(_) | Value::Int(_))
+            );
+            if ok {
+                Ok(match v {
+                    Value::Int(i) if kind == "float" => Value::Float(i as f64),
+                    v => v,
+                })
+            } else {
+                Err((format!("value tagged !!{kind} is not a valid {kind}: {v}"), v))
+            }
+        }
+        _ if tag == Some("!") => Ok(Value::Str(value)),
+        _ if plain => Ok(resolve_plain(value)),
+        _ => Ok(Value::Str(value)),
+    }
+}
+
+/// YAML 1.2 core schema for plain scalars (what Kubernetes' YAML-to-JSON
+/// conversion agrees with for everything but the YAML 1.1 yes/no forms).
+fn resolve_plain(s: String) -> Value {
+    match s.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let first = s.as_bytes().first().copied().unwrap_or(b' ');
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return Value::Str(s);
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return i64::from_str_radix(hex, 16).map(Value::Int).unwrap_or(Value::Str(s));
+        }
+    } else if let Some(oct) = s.strip_prefix("0o") {
+        if !oct.is_empty() && oct.bytes().all(|c| (b'0'..=b'7').contains(&c)) {
+            return i64::from_str_radix(oct, 8).map(Value::Int).unwrap_or(Value::Str(s));
+        }
+    }
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(&s);
+    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+        return match s.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            // Too big for i64: still a number, not a string.
+            Err(_) => s.parse::<f64>().map(Value::Float).unwrap_or(Value::Str(s)),
+        };
+    }
+    if is_core_float(digits) {
+        if let Ok(x) = s.parse::<f64>() {
+            return Value::Float(x);
+        }
+    }
+    Value::Str(s)
+}
+
+/// `(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?` without the sign.
+fn is_core_float(s: &str) -> bool {
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.bytes().all(|c| c.is_ascii_digit()) && frac.bytes().all(|c| c.is_ascii_digit()))
+                && !(int.is_empty() && frac.is_empty())
+        }
+        None => !mantissa.is_empty() && mantissa.bytes().all(|c| c.is_ascii_digit()),
+    };
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
+    });
+    mantissa_ok && exponent_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Node {
+        let mut docs = parse_str("t.yaml", text).expect("parses");
+        assert_eq!(docs.len(), 1);
+        docs.remove(0)
+    }
+
+    #[test]
+    fn spans_and_values() {
+        let n = one("a: 1\nb:\n  - x\n  - \"80\"\nc: true\nd: ~\ne: 1.5\n");
+        let b = n.get("b").expect("b");
+        assert_eq!((b.span.line, b.span.col), (3, 3));
+        let items = b.as_seq().expect("seq");
+        assert_eq!(items[1].as_str(), Some("80"));
+        assert_eq!((items[1].span.line, items[1].span.col), (4, 5));
+        assert_eq!(n.get("a").and_then(Node::as_i64), Some(1));
+        assert_eq!(n.get("c").and_then(Node::as_bool), Some(true));
+        assert!(n.get("d").is_some_and(Node::is_null));
+        assert_eq!(n.get("e").map(|e| e.value.clone()), Some(Value::Float(1.5)));
+        let keys: Vec<_> = n.as_map().expect("map").iter().filter_map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn multi_document_and_json() {
+        let docs = parse_str("t", "---\na: 1\n---\n{\"b\": [1, 2], \"c\":\"x\"}\n").expect("parses");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].get("c").and_then(Node::as_str), Some("x"));
+        assert_eq!(docs[1].span.line, 4);
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse_str("t.yaml", "a: 1\nb: [1, 2\n").expect_err("invalid");
+        assert_eq!(&*err.span.file, "t.yaml");
+        assert!(err.span.line >= 2, "{err}");
+        assert!(err.message.starts_with("invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error() {
+        let err = parse_str("t.yaml", "a: 1\nb: 2\na: 3\n").expect_err("dup");
+        assert_eq!(err.to_string(), "t.yaml:3:1: duplicate key \"a\" (first at line 1, column 1)");
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let text = "- ".repeat(100_000) + "x\n";
+        let err = parse_str("t", &text).expect_err("too deep");
+        assert!(err.message.contains("nesting deeper than 128"), "{err}");
+        let text = "[".repeat(200_000);
+        assert!(parse_str("t", &text).is_err());
+    }
+
+    #[test]
+    fn alias_bomb_is_bounded() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = 'a';
+        for c in 'b'..='j' {
+            text.push_str(&format!("{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+            prev = c;
+        }
+        let err = parse_str("t", &text).expect_err("bomb");
+        assert!(err.message.contains("limit") || err.message.contains("more than"), "{err}");
+    }
+
+    #[test]
+    fn aliases_copy_values() {
+        let n = one("a: &x {p: 1}\nb: *x\n");
+        assert_eq!(n.get("b").and_then(|b| b.get("p")).and_then(Node::as_i64), Some(1));
+        assert!(parse_str("t", "a: *nope\n").is_err());
+    }
+
+    #[test]
+    fn scalar_resolution() {
+        let n = one("a: 0x1F\nb: 0o17\nc: +12\nd: 1e3\ne: 12abc\nf: !!str 12\ng: '12'\nh: 99999999999999999999\ni: yes\n");
+        assert_eq!(n.get("a").and_then(Node::as_i64), Some(31));
+        assert_eq!(n.get("b").and_then(Node::as_i64), Some(15));
+        assert_eq!(n.get("c").and_then(Node::as_i64), Some(12));
+        assert_eq!(n.get("d").map(|v| v.value.clone()), Some(Value::Float(1000.0)));
+        assert_eq!(n.get("e").and_then(Node::as_str), Some("12abc"));
+        assert_eq!(n.get("f").and_then(Node::as_str), Some("12"));
+        assert_eq!(n.get("g").and_then(Node::as_str), Some("12"));
+        assert!(matches!(n.get("h").map(|v| &v.value), Some(Value::Float(_))));
+        assert_eq!(n.get("i").and_then(Node::as_str), Some("yes"));
+    }
+
+    #[test]
+    fn list_items_can_be_streamed() {
+        struct Take(Vec<(usize, String)>, Vec<Node>);
+        impl Sink for Take {
+            fn list_item(&mut self, index: usize, item: Node) -> Option<Node> {
+                self.0.push((index, item.get("n").and_then(Node::as_str).unwrap_or_default().to_string()));
+                None
+            }
+            fn document(&mut self, root: Option<Node>, _start: Span) {
+                self.1.extend(root);
+            }
+            fn error(&mut self, diag: Diagnostic) {
+                panic!("{diag}");
+            }
+        }
+        let mut sink = Take(Vec::new(), Vec::new());
+        let text = "apiVersion: v1\nitems:\n- n: a\n- n: b\nkind: List\n";
+        parse_stream(&Arc::from("t"), text, 0, &Limits::default(), &mut sink);
+        assert_eq!(sink.0, [(0, "a".to_string()), (1, "b".to_string())]);
+        assert_eq!(sink.1[0].get("items").and_then(Node::as_seq).map(<[Node]>::len), Some(0));
+        assert_eq!(sink.1[0].get("kind").and_then(Node::as_str), Some("List"));
+    }
+
+    #[test]
+    fn first_line_offsets_spans() {
+        struct Spans(Vec<u32>);
+        impl Sink for Spans {
+            fn document(&mut self, root: Option<Node>, _start: Span) {
+                self.0.extend(root.map(|r| r.span.line));
+            }
+            fn error(&mut self, _diag: Diagnostic) {}
+        }
+        let mut sink = Spans(Vec::new());
+        parse_stream(&Arc::from("t"), "---\na: 1\n", 10, &Limits::default(), &mut sink);
+        assert_eq!(sink.0, [12]);
+    }
+}
