@@ -99,4 +99,33 @@ struct {
 	__uint(max_entries, 1);
 } ep_dropseq_v1 SEC(".maps");
 
+/* ---- NetworkPolicy maps ---- (owned by the policy work; layouts in edgeplane.h) */
+/* IPv4 prefix -> identity. LPM tries must not be preallocated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ep_ident_key);
+	__type(value, struct ep_ident_value);
+	__uint(max_entries, EP_DEFAULT_IDENT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ep_ident_v1 SEC(".maps");
+
+/* (subject, peer, dir, proto, port prefix) -> allow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ep_pol_key);
+	__type(value, struct ep_pol_value);
+	__uint(max_entries, EP_DEFAULT_POL_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ep_pol_v1 SEC(".maps");
+
+/* Local isolated pod IPv4 -> endpoint id, identity, isolation flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, struct ep_lep_value);
+	__uint(max_entries, EP_DEFAULT_LEP_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ep_lep_v1 SEC(".maps");
+/* ---- end NetworkPolicy maps ---- */
+
 #endif /* EP_MAPS_H */

@@ -1,14 +1,327 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Placeholder until the tc data plane lands; replaced by the datapath work. */
+/*
+ * tc.bpf.c: the service data plane on the ingress of workload (pod veth) and
+ * host (uplink) interfaces. TCX where the kernel has it; the same program is
+ * attached through clsact/cls_bpf (direct-action) otherwise.
+ *
+ * parse -> ICMP error rev-NAT | fragment ports -> conntrack (forward hit:
+ * backend check, policy epoch, DNAT; reply hit: rev-NAT) -> service lookup
+ * (reject when empty, select, policy, ct create, DNAT) -> plain flow
+ * (ct only when policy is on). One exit counts drops.
+ */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include "edgeplane.h"
+#include "maps.h"
+#include "lib/ctx.h"
+#include "lib/parse.h"
+#include "lib/drop.h"
+#include "lib/csum.h"
+#include "lib/nat.h"
+#include "lib/ct.h"
+#include "lib/lb.h"
+#include "lib/reject.h"
+#include "lib/icmp.h"
+#include "lib/policy.h"
+
+static __always_inline int ep_policy_enabled(const struct ep_ctx *ctx)
+{
+	return ctx->cfg->flags & EP_CFG_F_POLICY;
+}
+
+/* Apply a forward ct entry's translation to the packet. */
+static __always_inline int ep_fwd_translate(struct ep_ctx *ctx, const struct ep_ct_value *ct)
+{
+	int ret;
+
+	if (!(ct->flags & EP_CT_F_SERVICE))
+		return EP_CONTINUE;
+	if (ct->flags & EP_CT_F_HAIRPIN) {
+		ret = ep_nat_addr(ctx, EP_NAT_SRC, ct->hairpin_addr);
+		if (ret)
+			return ret;
+	}
+	return ep_nat(ctx, EP_NAT_DST, ct->nat_addr, ct->nat_port);
+}
+
+/* Cached or fresh policy verdict for an established forward flow. */
+static __always_inline int ep_fwd_policy(struct ep_ctx *ctx, struct ep_ct_value *ct)
+{
+	__be32 daddr = ctx->daddr;
+	__be16 dport = ctx->dport;
+	int ret = EP_CONTINUE;
+
+	if (!ep_policy_enabled(ctx))
+		return EP_CONTINUE;
+	/* The stage (and a drop event) sees the final tuple: backend, not VIP. */
+	if (ct->flags & EP_CT_F_SERVICE) {
+		ctx->daddr = ct->nat_addr;
+		ctx->dport = ct->nat_port;
+	}
+	ctx->svc_id = ct->svc_id;
+	if (ct->policy_epoch != ctx->cfg->policy_epoch || ct->policy_verdict == EP_POLICY_UNKNOWN)
+		ret = ep_policy_stage(ctx);
+	if (ret)
+		return ret;
+	if (ct->policy_verdict == EP_POLICY_DENY)
+		return -EP_DROP_POLICY_INGRESS;
+	if (ct->policy_verdict == EP_POLICY_DENY_EGRESS)
+		return -EP_DROP_POLICY_EGRESS;
+	ctx->daddr = daddr;
+	ctx->dport = dport;
+	return EP_CONTINUE;
+}
+
+/* Remember a first fragment's ports so later fragments find the flow. */
+static __always_inline void ep_frag_remember(const struct ep_ctx *ctx)
+{
+	struct ep_frag_key k = {};
+	struct ep_frag_value v = {};
+
+	if (!ctx->first_fragment)
+		return;
+	k.saddr = ctx->saddr;
+	k.daddr = ctx->orig_daddr;
+	k.id = ctx->ip_id;
+	k.proto = ctx->proto;
+	v.sport = ctx->sport;
+	v.dport = ctx->orig_dport;
+	bpf_map_update_elem(&ep_frag4_v1, &k, &v, BPF_ANY);
+}
+
+/* A new flow to a service frontend: reject, or select + ct + DNAT. */
+static __always_inline int ep_new_service_flow(struct ep_ctx *ctx, const struct ep_svc_value *svc)
+{
+	struct ep_ct_key fkey = {}, rkey = {};
+	struct ep_ct_value fval = {}, rval = {};
+	struct ep_lb_choice pick = {};
+	__be32 client = ctx->saddr, rdst;
+	__u64 now;
+	int ret;
+
+	if (ctx->is_fragment)
+		return -EP_DROP_FRAGMENT;
+	if (svc->count == 0) {
+		ep_drop_record(ctx, EP_DROP_NO_ENDPOINTS);
+		return ep_reject(ctx);
+	}
+	ret = ep_lb_select(ctx->daddr, ctx->dport, ctx->proto, svc, client, &pick);
+	if (ret)
+		return ret;
+
+	now = bpf_ktime_get_ns();
+	fval.nat_addr = pick.be.addr;
+	fval.nat_port = pick.be.port;
+	fval.backend_id = pick.backend_id;
+	fval.svc_id = svc->svc_id;
+	fval.flags = EP_CT_F_SERVICE;
+	fval.created_ns = now;
+	fval.last_seen_ns = now;
+	rdst = client;
+	if (pick.be.addr == client) {
+		/* Hairpin: the pod reaches itself; make the reply come back to us. */
+		fval.flags |= EP_CT_F_HAIRPIN;
+		fval.hairpin_addr = ctx->cfg->hairpin_addr;
+		rdst = fval.hairpin_addr;
+	}
+
+	if (ep_policy_enabled(ctx)) {
+		ctx->daddr = pick.be.addr;
+		ctx->dport = pick.be.port;
+		ctx->svc_id = svc->svc_id;
+		ctx->ct = &fval;
+		ret = ep_policy_stage(ctx);
+		if (ret)
+			return ret;  /* the drop event shows the final tuple */
+		ctx->daddr = ctx->orig_daddr;
+		ctx->dport = ctx->orig_dport;
+	}
+
+	ep_ct_key_fill(&fkey, client, ctx->orig_daddr, ctx->sport, ctx->orig_dport, ctx->proto,
+		       EP_CT_DIR_FORWARD);
+	ep_ct_key_fill(&rkey, pick.be.addr, rdst, pick.be.port, ctx->sport, ctx->proto,
+		       EP_CT_DIR_REPLY);
+	rval.nat_addr = ctx->orig_daddr;
+	rval.nat_port = ctx->orig_dport;
+	rval.hairpin_addr = client;
+	rval.backend_id = pick.backend_id;
+	rval.svc_id = svc->svc_id;
+	rval.flags = fval.flags;
+	rval.policy_verdict = fval.policy_verdict;
+	rval.policy_epoch = fval.policy_epoch;
+	rval.created_ns = now;
+	rval.last_seen_ns = now;
+	ret = ep_ct_create(&fkey, &fval, &rkey, &rval);
+	if (ret)
+		return ret;
+	ep_stat_inc(EP_STAT_LB_NEW_FLOW);
+	ep_frag_remember(ctx);
+	ret = ep_fwd_translate(ctx, &fval);
+	return ret ? ret : EP_ACT_PASS;
+}
+
+/* A new flow to a non-service address: tracked only so policy has a cache. */
+static __always_inline int ep_new_plain_flow(struct ep_ctx *ctx)
+{
+	struct ep_ct_key fkey = {}, rkey = {};
+	struct ep_ct_value fval = {}, rval = {};
+	__u64 now;
+	int ret;
+
+	if (!ep_policy_enabled(ctx))
+		return EP_ACT_PASS;
+	now = bpf_ktime_get_ns();
+	fval.nat_addr = ctx->daddr;
+	fval.nat_port = ctx->dport;
+	fval.created_ns = now;
+	fval.last_seen_ns = now;
+	ctx->ct = &fval;
+	ret = ep_policy_stage(ctx);
+	if (ret)
+		return ret;
+	ep_ct_key_fill(&fkey, ctx->saddr, ctx->daddr, ctx->sport, ctx->dport, ctx->proto,
+		       EP_CT_DIR_FORWARD);
+	ep_ct_key_fill(&rkey, ctx->daddr, ctx->saddr, ctx->dport, ctx->sport, ctx->proto,
+		       EP_CT_DIR_REPLY);
+	rval.nat_addr = ctx->saddr;
+	rval.nat_port = ctx->sport;
+	rval.policy_verdict = fval.policy_verdict;
+	rval.policy_epoch = fval.policy_epoch;
+	rval.created_ns = now;
+	rval.last_seen_ns = now;
+	/* Policy works without the cache: a full table is no reason to drop. */
+	ep_ct_create(&fkey, &fval, &rkey, &rval);
+	return EP_ACT_PASS;
+}
+
+static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
+{
+	struct ep_ct_key key = {};
+	struct ep_ct_value *ct;
+	struct ep_svc_value *svc;
+	int ret;
+
+	/* Established forward: one lookup, plus the backend check. */
+	ep_ct_key_fill(&key, ctx->saddr, ctx->daddr, ctx->sport, ctx->dport, ctx->proto,
+		       EP_CT_DIR_FORWARD);
+	ct = ep_ct_lookup(&key);
+	if (ct) {
+		if (ct->flags & EP_CT_F_SERVICE) {
+			__u32 id = ct->backend_id;
+			struct ep_backend *be = bpf_map_lookup_elem(&ep_be_v1, &id);
+
+			if (!be || be->addr != ct->nat_addr || be->port != ct->nat_port) {
+				/*
+				 * The endpoint is gone. A TCP segment of the old connection
+				 * gets a reset so the client fails fast; anything else (UDP,
+				 * SCTP, a TCP SYN reusing the tuple) forgets the flow and is
+				 * load-balanced afresh, so no UDP flow stays pinned.
+				 */
+				if (ctx->proto == EP_PROTO_TCP && !(ctx->tcp_flags & EP_TCP_SYN) &&
+				    !ctx->is_fragment) {
+					if (ctx->tcp_flags & EP_TCP_RST)
+						return -EP_DROP_BACKEND_GONE;
+					ep_drop_record(ctx, EP_DROP_BACKEND_GONE);
+					return ep_reject_tcp(ctx);
+				}
+				ep_ct_delete(&key, ct);
+				goto new_flow;
+			}
+		}
+		ctx->ct = ct;
+		ret = ep_fwd_policy(ctx, ct);
+		if (ret)
+			return ret;
+		ep_frag_remember(ctx);
+		ret = ep_fwd_translate(ctx, ct);
+		return ret ? ret : EP_ACT_PASS;
+	}
+
+	/* Reply of a tracked flow: restore the frontend as the source. */
+	key.dir = EP_CT_DIR_REPLY;
+	ct = ep_ct_lookup(&key);
+	if (ct) {
+		ctx->is_reply = 1;
+		if (!(ct->flags & EP_CT_F_SERVICE))
+			return EP_ACT_PASS;
+		ep_frag_remember(ctx);
+		if (ct->flags & EP_CT_F_HAIRPIN) {
+			ret = ep_nat_addr(ctx, EP_NAT_DST, ct->hairpin_addr);
+			if (ret)
+				return ret;
+		}
+		ret = ep_nat(ctx, EP_NAT_SRC, ct->nat_addr, ct->nat_port);
+		if (ret)
+			return ret;
+		ep_stat_inc(EP_STAT_REVNAT);
+		return EP_ACT_PASS;
+	}
+
+new_flow:
+	svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto);
+	if (svc)
+		return ep_new_service_flow(ctx, svc);
+	if (ctx->is_fragment)
+		return EP_ACT_PASS;
+	return ep_new_plain_flow(ctx);
+}
+
+/* Non-first fragment: recover the ports from the first one, if we saw it. */
+static __always_inline int ep_fragment_stage(struct ep_ctx *ctx)
+{
+	struct ep_frag_key k = {};
+	struct ep_frag_value *v;
+
+	k.saddr = ctx->saddr;
+	k.daddr = ctx->daddr;
+	k.id = ctx->ip_id;
+	k.proto = ctx->proto;
+	v = bpf_map_lookup_elem(&ep_frag4_v1, &k);
+	if (!v)
+		return EP_ACT_PASS;  /* not a datagram we translate (or its head was lost) */
+	ctx->sport = v->sport;
+	ctx->dport = v->dport;
+	ctx->orig_dport = v->dport;
+	return EP_CONTINUE;
+}
+
+static __always_inline int ep_process(struct ep_ctx *ctx)
+{
+	__u32 zero = 0;
+	int ret;
+
+	ctx->cfg = bpf_map_lookup_elem(&ep_cfg_v1, &zero);
+	if (!ctx->cfg)
+		return EP_ACT_PASS;
+	if (ctx->proto == EP_PROTO_ICMP)
+		return ep_icmp_stage(ctx);
+	if (ctx->proto != EP_PROTO_TCP && ctx->proto != EP_PROTO_UDP && ctx->proto != EP_PROTO_SCTP)
+		return EP_ACT_PASS;
+	if (ctx->is_fragment) {
+		ret = ep_fragment_stage(ctx);
+		if (ret)
+			return ret;
+	}
+	return ep_flow_stage(ctx);
+}
 
 SEC("tcx/ingress")
 int ep_tc_ingress(struct __sk_buff *skb)
 {
-	return TC_ACT_OK;
+	struct ep_ctx ctx = {};
+	int ret;
+
+	ret = ep_parse(skb, &ctx);
+	if (ret == EP_CONTINUE)
+		ret = ep_process(&ctx);
+	if (ret == EP_ACT_REDIRECT)
+		return bpf_redirect(ctx.ifindex, 0);
+	if (ret >= 0)
+		return TC_ACT_OK;
+	/* Policy denials are recorded with the final tuple. */
+	ep_drop_record(&ctx, -ret);
+	return TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

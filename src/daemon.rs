@@ -215,6 +215,15 @@ impl Engine {
     /// Reads, validates, plans and applies. `force` re-plans even when the
     /// directory is unchanged (periodic resync: repairs drift in the maps).
     fn pass(&mut self, force: bool) -> Pass {
+        let outcome = self.pass_inner(force);
+        // A pass builds large transient structures (the parsed directory, live and
+        // desired maps); hand the freed memory back so the idle daemon stays small.
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe { libc::malloc_trim(0) };
+        outcome
+    }
+
+    fn pass_inner(&mut self, force: bool) -> Pass {
         let started = Instant::now();
         let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
         if !force && self.applied_hash == Some(loaded.content_hash) {

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod compile;
+pub mod compile_policy;
 pub mod config;
 pub mod daemon;
 pub mod datapath;

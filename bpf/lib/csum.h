@@ -13,6 +13,17 @@
 #define EP_UDP_CSUM_OFF 6
 #define EP_ICMP_CSUM_OFF 2
 
+#define EP_ICMP_DEST_UNREACH  3
+#define EP_ICMP_PORT_UNREACH  3
+#define EP_ICMP_TIME_EXCEEDED 11
+
+struct ep_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 unused;
+};
+
 /*
  * Offset of the L4 checksum that covers the IPv4 pseudo header, or 0 when
  * there is none to fix: SCTP's CRC32c covers neither addresses nor a pseudo

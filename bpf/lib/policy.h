@@ -1,21 +1,138 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * policy.h: NetworkPolicy stage, owned by the policy work. Placeholder body
- * (allow everything) until that lands; keep the signature: see lib/ctx.h for
- * what the context offers and how verdicts are cached.
+ * policy.h: the Kubernetes NetworkPolicy stage (design: docs/POLICY.md).
+ *
+ * REQUESTS TO THE DATAPATH OWNER (tc.bpf.c, lib/icmp.h), so that nothing
+ * bypasses policy; each call is cheap and only made when EP_CFG_F_POLICY is
+ * set (ep_policy_untracked() checks it itself):
+ *  1. ep_process(): for protocols other than TCP, UDP, SCTP and ICMP, return
+ *     ep_policy_untracked(ctx) ?: EP_ACT_PASS instead of EP_ACT_PASS.
+ *  2. ep_icmp_stage(): an ICMP error whose quoted flow matches a conntrack
+ *     entry (forward or reply, service or plain) is related: pass as today.
+ *     Every other ICMP packet (errors about no tracked flow, and all
+ *     non-error types) must end in `return ep_policy_untracked(ctx) ?:
+ *     EP_ACT_PASS;`. Echo replies then need the echo request tracked: please
+ *     create plain ct entries for ICMP echo with sport = dport = echo id
+ *     (reply key: type 0 with the same id), like Linux conntrack; until then
+ *     an isolated pod's pings only work where the reply direction is allowed.
+ *  3. ep_fragment_stage(): on an ep_frag4_v1 miss, return
+ *     ep_policy_untracked(ctx) ?: EP_ACT_PASS (ports unknown: only rules that
+ *     allow every port of the protocol match), and in ep_flow_stage() the
+ *     `if (ctx->is_fragment) return EP_ACT_PASS;` after the service miss
+ *     should be the same call.
+ *  4. ep_new_plain_flow(): call ep_frag_remember(ctx) after the flow is
+ *     allowed, so the later fragments of an allowed datagram find its ports.
+ *
+ * The stage is called with ctx->saddr/daddr/dport/proto the flow's final
+ * tuple (after service translation). Per call: at most 2 lookups in
+ * ep_lep_v1, 2 in ep_ident_v1 and 4 in ep_pol_v1, whatever the number of
+ * pods, policies or rules.
  */
 #ifndef EP_POLICY_H
 #define EP_POLICY_H
 
+#include <bpf/bpf_helpers.h>
+#include "../maps.h"
 #include "ctx.h"
+#include "drop.h"
+
+/* Longest-prefix identity of an address; EP_IDENT_WORLD when none. */
+static __always_inline __u32 ep_identity_of(__be32 addr)
+{
+	struct ep_ident_key k = {};
+	struct ep_ident_value *v;
+
+	k.prefixlen = 32;
+	k.addr = addr;
+	v = bpf_map_lookup_elem(&ep_ident_v1, &k);
+	return v ? v->identity : EP_IDENT_WORLD;
+}
+
+/* An allow entry for the peer's identity, or for any peer. */
+static __always_inline int ep_policy_allows(__u32 subject, __u32 peer, __u8 dir, __u8 proto,
+					    __be16 dport, __u32 prefixlen)
+{
+	struct ep_pol_key k = {};
+
+	k.prefixlen = prefixlen;
+	k.subject = subject;
+	k.peer = peer;
+	k.dir = dir;
+	k.proto = proto;
+	k.dport = dport;
+	if (bpf_map_lookup_elem(&ep_pol_v1, &k))
+		return 1;
+	k.peer = EP_IDENT_ANY;
+	return bpf_map_lookup_elem(&ep_pol_v1, &k) != NULL;
+}
 
 static __always_inline int ep_policy_stage(struct ep_ctx *ctx)
 {
+	struct ep_lep_value *src, *dst;
+	__u32 prefixlen = EP_POL_PREFIX_FULL, peer;
+	__be16 dport = ctx->dport;
+	__u8 verdict = EP_POLICY_ALLOW;
+	int ret = EP_CONTINUE;
+
+	ep_stat_inc(EP_STAT_POLICY_EVAL);
+	/* A pod cannot block traffic to itself (also hairpin: source is still the pod). */
+	if (ctx->saddr == ctx->daddr)
+		goto out;
+	/*
+	 * No usable port: a protocol without ports, or a non-first fragment
+	 * whose head we did not see (the datapath passes dport 0). Then only
+	 * rules allowing every port of the protocol, or every protocol, match.
+	 */
+	if ((ctx->proto != EP_PROTO_TCP && ctx->proto != EP_PROTO_UDP && ctx->proto != EP_PROTO_SCTP) ||
+	    (ctx->is_fragment && dport == 0)) {
+		prefixlen = EP_POL_PREFIX_ALL_PORTS;
+		dport = 0;
+	}
+	src = bpf_map_lookup_elem(&ep_lep_v1, &ctx->saddr);
+	dst = bpf_map_lookup_elem(&ep_lep_v1, &ctx->daddr);
+	if (src && (src->flags & EP_LEP_F_EGRESS_ISOLATED)) {
+		peer = dst ? dst->identity : ep_identity_of(ctx->daddr);
+		/* The node itself is always allowed: kubelet probes and their replies. */
+		if (peer != EP_IDENT_HOST &&
+		    !ep_policy_allows(src->identity, peer, EP_DIR_EGRESS, ctx->proto, dport, prefixlen)) {
+			verdict = EP_POLICY_DENY_EGRESS;
+			ctx->drop_endpoint = src->endpoint_id;
+			ret = -EP_DROP_POLICY_EGRESS;
+			goto out;
+		}
+	}
+	if (dst && (dst->flags & EP_LEP_F_INGRESS_ISOLATED)) {
+		peer = src ? src->identity : ep_identity_of(ctx->saddr);
+		if (peer != EP_IDENT_HOST &&
+		    !ep_policy_allows(dst->identity, peer, EP_DIR_INGRESS, ctx->proto, dport, prefixlen)) {
+			verdict = EP_POLICY_DENY;
+			ctx->drop_endpoint = dst->endpoint_id;
+			ret = -EP_DROP_POLICY_INGRESS;
+		}
+	}
+out:
 	if (ctx->ct) {
-		ctx->ct->policy_verdict = EP_POLICY_ALLOW;
+		ctx->ct->policy_verdict = verdict;
 		ctx->ct->policy_epoch = ctx->cfg->policy_epoch;
 	}
-	return EP_CONTINUE;
+	return ret;
+}
+
+/*
+ * A packet that has no conntrack flow to cache a verdict in (other
+ * protocols, ICMP not related to a tracked flow, a non-first fragment whose
+ * head was not seen): evaluated every time, ports unknown.
+ */
+static __always_inline int ep_policy_untracked(struct ep_ctx *ctx)
+{
+	if (!(ctx->cfg->flags & EP_CFG_F_POLICY))
+		return EP_CONTINUE;
+	ctx->ct = NULL;
+	ctx->sport = 0;
+	ctx->dport = 0;
+	if (ctx->proto == EP_PROTO_TCP || ctx->proto == EP_PROTO_UDP || ctx->proto == EP_PROTO_SCTP)
+		ctx->is_fragment = 1; /* only reached for fragments: make "ports unknown" explicit */
+	return ep_policy_stage(ctx);
 }
 
 #endif /* EP_POLICY_H */

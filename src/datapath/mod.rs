@@ -1,1 +1,456 @@
-//! (in progress)
+//! The only module that calls bpf(2) (through libbpf-rs): loads the programs
+//! built from `bpf/`, reuses or pins their maps under the state directory,
+//! attaches the tc program to interfaces (TCX, clsact fallback) and the
+//! socket hooks to a cgroup, all pinned so that forwarding continues when
+//! the process exits. Also: the `MapBackend` over the live maps, status,
+//! drop events and reset.
+//!
+//! Pinned layout under `state_dir` (bpffs):
+//! `ep_*_vN` maps; `links/tcx_<ifname>` TCX links; `links/tc_<ifname>` the
+//! program pinned as a marker for a clsact/cls_bpf fallback filter;
+//! `links/cg_<program>` cgroup links.
+
+mod attach;
+mod mapio;
+mod netlink;
+mod status;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program};
+
+use crate::maps::layout::Config;
+use crate::maps::{Entries, MapBackend, MapError, MapId};
+
+pub use attach::{TcMode, glob_match, interfaces};
+pub use mapio::{PinnedMaps, errno_name};
+pub use netlink::LinkEvents;
+pub use status::{
+    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, read_status, recent_drops,
+    reset,
+};
+
+/// Generated skeletons; the `types` modules are the BTF-derived Rust layouts
+/// of every struct in bpf/edgeplane.h (tests compare them with maps::layout).
+pub mod skel {
+    pub mod tc {
+        include!(concat!(env!("OUT_DIR"), "/tc.skel.rs"));
+    }
+    pub mod sock {
+        include!(concat!(env!("OUT_DIR"), "/sock.skel.rs"));
+    }
+}
+
+/// The compiled BPF objects.
+pub const TC_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tc.bpf.o"));
+pub const SOCK_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sock.bpf.o"));
+
+pub const TC_PROG: &str = "ep_tc_ingress";
+pub const SOCK_PROGS: [&str; 4] = ["ep_sock_connect4", "ep_sock_sendmsg4", "ep_sock_recvmsg4", "ep_sock_getpeername4"];
+
+pub const MAP_CFG: &str = "ep_cfg_v1";
+pub const MAP_CT: &str = "ep_ct4_v1";
+pub const MAP_DROPS: &str = "ep_drops_v1";
+pub const MAP_STATS: &str = "ep_stats_v1";
+pub const MAP_DROPEV: &str = "ep_dropev_v1";
+pub const MAP_AFF: &str = "ep_aff_v1";
+pub const MAP_SKNAT: &str = "ep_sknat_v1";
+
+/// Map sizes (max_entries), from the config file; defaults = EP_DEFAULT_* in edgeplane.h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacities {
+    pub services: u32,
+    pub backends: u32,
+    pub conntrack: u32,
+    pub affinity: u32,
+    pub sknat: u32,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Capacities { services: 1_048_576, backends: 262_144, conntrack: 1_048_576, affinity: 65_536, sknat: 65_536 }
+    }
+}
+
+impl Capacities {
+    fn for_map(&self, name: &str) -> Option<u32> {
+        match name {
+            "ep_svc_v1" => Some(self.services),
+            "ep_be_v1" => Some(self.backends),
+            MAP_CT => Some(self.conntrack),
+            MAP_AFF => Some(self.affinity),
+            MAP_SKNAT => Some(self.sknat),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatapathSettings {
+    /// bpffs directory holding the pins.
+    pub state_dir: PathBuf,
+    /// Globs of pod-facing interfaces.
+    pub workload_interfaces: Vec<String>,
+    /// Globs of uplinks (replies from remote backends arrive there).
+    pub host_interfaces: Vec<String>,
+    /// cgroup v2 directory for the socket hooks; None: no socket hooks.
+    pub cgroup: Option<PathBuf>,
+    pub capacities: Capacities,
+    /// Source address for hairpin flows (a pod reaching itself via a service).
+    pub hairpin_addr: Ipv4Addr,
+}
+
+impl Default for DatapathSettings {
+    fn default() -> Self {
+        DatapathSettings {
+            state_dir: PathBuf::from("/sys/fs/bpf/edgeplane"),
+            workload_interfaces: vec!["veth*".into()],
+            host_interfaces: Vec::new(),
+            cgroup: None,
+            capacities: Capacities::default(),
+            hairpin_addr: Ipv4Addr::new(169, 254, 42, 1),
+        }
+    }
+}
+
+/// Whether a map of the object is one of ours (not .rodata/.bss/...).
+fn is_shared_map(name: &str) -> bool {
+    !name.contains('.')
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: statfs on a NUL-terminated path into a zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Mount bpffs at /sys/fs/bpf when the state dir lives there and it is missing.
+pub fn ensure_bpffs(state_dir: &Path) -> Result<()> {
+    let mut probe = state_dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => break,
+        }
+    }
+    if is_bpffs(probe) {
+        return Ok(());
+    }
+    let root = Path::new("/sys/fs/bpf");
+    if state_dir.starts_with(root) {
+        std::fs::create_dir_all(root).ok();
+        let src = c"bpf";
+        let target = c"/sys/fs/bpf";
+        // SAFETY: static NUL-terminated strings, no data argument.
+        let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("mounting bpffs at /sys/fs/bpf");
+        }
+        log::info!("mounted bpffs at /sys/fs/bpf");
+        return Ok(());
+    }
+    bail!("state directory {} is not on a bpf filesystem (mount -t bpf bpf DIR)", state_dir.display())
+}
+
+/// Refuse a pinned map whose layout or size differs from what this build expects.
+fn check_compatible(
+    name: &str,
+    pin: &Path,
+    want: (libbpf_rs::MapType, u32, u32, u32, u32),
+    have: &MapHandle,
+) -> Result<()> {
+    let info = libbpf_rs::MapInfo::new(have.as_fd()).with_context(|| format!("reading info of {}", pin.display()))?;
+    let i = &info.info;
+    let (ty, key, value, max, flags) = want;
+    let mut diffs = Vec::new();
+    if info.map_type() != ty {
+        diffs.push(format!("type {:?} pinned, {:?} expected", info.map_type(), ty));
+    }
+    if i.key_size != key {
+        diffs.push(format!("key size {} pinned, {key} expected", i.key_size));
+    }
+    if i.value_size != value {
+        diffs.push(format!("value size {} pinned, {value} expected", i.value_size));
+    }
+    if i.max_entries != max {
+        diffs.push(format!("max_entries {} pinned, {max} configured", i.max_entries));
+    }
+    if i.map_flags != flags {
+        diffs.push(format!("flags {:#x} pinned, {flags:#x} expected", i.map_flags));
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "pinned map {name} ({}) is incompatible with this edgeplane: {}. It is not recreated under live \
+         traffic: keep the old setting, or run `edgeplane reset` (drops all state, including conntrack) and start again",
+        pin.display(),
+        diffs.join("; ")
+    )
+}
+
+/// Open an object, reuse compatible pinned maps (or maps of `share`), load it.
+fn load_object(
+    bytes: &[u8],
+    state_dir: &Path,
+    caps: &Capacities,
+    share: Option<&Object>,
+) -> Result<Object> {
+    let mut open: OpenObject = ObjectBuilder::default().open_memory(bytes).context("opening BPF object")?;
+    for mut m in open.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        if !is_shared_map(&name) {
+            continue;
+        }
+        if let Some(cap) = caps.for_map(&name) {
+            m.set_max_entries(cap).with_context(|| format!("sizing {name}"))?;
+        }
+        if let Some(obj) = share {
+            let other = obj
+                .maps()
+                .find(|o| o.name().to_string_lossy() == name)
+                .ok_or_else(|| anyhow!("map {name} missing from the tc object"))?;
+            m.reuse_fd(other.as_fd()).with_context(|| format!("sharing {name}"))?;
+            continue;
+        }
+        let pin = state_dir.join(&name);
+        if pin.exists() {
+            let pinned = MapHandle::from_pinned_path(&pin).with_context(|| format!("opening {}", pin.display()))?;
+            let want = (m.map_type(), m.key_size(), m.value_size(), m.max_entries(), m.map_flags());
+            check_compatible(&name, &pin, want, &pinned)?;
+            m.reuse_fd(pinned.as_fd()).with_context(|| format!("reusing {}", pin.display()))?;
+        }
+    }
+    open.load().map_err(|e| anyhow!("loading BPF programs (verifier): {e:#}"))
+}
+
+/// Load the tc object with fresh, unpinned maps (tests: BPF_PROG_TEST_RUN).
+pub fn load_unpinned(caps: &Capacities) -> Result<Object> {
+    load_object(TC_OBJECT, Path::new("/nonexistent"), caps, None)
+}
+
+/// Load the socket object sharing the maps of `tc` (tests and loader).
+pub fn load_sock_sharing(tc: &Object, caps: &Capacities) -> Result<Object> {
+    load_object(SOCK_OBJECT, Path::new("/nonexistent"), caps, Some(tc))
+}
+
+/// A map of a loaded object, by name, as an owned handle.
+pub fn object_map(obj: &Object, name: &str) -> Result<MapHandle> {
+    let m = obj.maps().find(|m| m.name().to_string_lossy() == name).ok_or_else(|| anyhow!("no map {name}"))?;
+    MapHandle::try_from(&m).with_context(|| format!("duplicating handle of {name}"))
+}
+
+pub fn object_prog<'a>(obj: &'a Object, name: &str) -> Result<Program<'a>> {
+    obj.progs().find(|p| p.name().to_string_lossy() == name).ok_or_else(|| anyhow!("no program {name}"))
+}
+
+/// The loaded and attached data plane.
+pub struct Datapath {
+    settings: DatapathSettings,
+    tc: Object,
+    sock: Option<Object>,
+    planned: PinnedMaps,
+    cfg: MapHandle,
+    /// Interfaces we are attached to: name -> (ifindex, mode).
+    attached: BTreeMap<String, (u32, TcMode)>,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath").field("settings", &self.settings).field("attached", &self.attached).finish()
+    }
+}
+
+impl Datapath {
+    /// Load (or upgrade in place) the data plane under `settings.state_dir`.
+    pub fn open(settings: &DatapathSettings) -> Result<Datapath> {
+        let dir = &settings.state_dir;
+        ensure_bpffs(dir)?;
+        std::fs::create_dir_all(dir.join("links")).with_context(|| format!("creating {}", dir.display()))?;
+        let tc = load_object(TC_OBJECT, dir, &settings.capacities, None)?;
+        for m in tc.maps() {
+            let name = m.name().to_string_lossy().into_owned();
+            let pin = dir.join(&name);
+            if is_shared_map(&name) && !pin.exists() {
+                attach::obj_pin(m.as_fd().as_raw_fd(), &pin)?;
+            }
+        }
+        let sock = match &settings.cgroup {
+            Some(_) => Some(load_object(SOCK_OBJECT, dir, &settings.capacities, Some(&tc))?),
+            None => None,
+        };
+        let mut handles = BTreeMap::new();
+        for id in MapId::ALL {
+            handles.insert(id, object_map(&tc, id.pin_name())?);
+        }
+        let planned = PinnedMaps::new(handles);
+        let cfg = object_map(&tc, MAP_CFG)?;
+        let mut dp = Datapath { settings: settings.clone(), tc, sock, planned, cfg, attached: BTreeMap::new() };
+        dp.init_config()?;
+        dp.sync_interfaces_inner(true)?;
+        dp.sync_cgroup()?;
+        Ok(dp)
+    }
+
+    pub fn settings(&self) -> &DatapathSettings {
+        &self.settings
+    }
+
+    /// A fresh config entry gets the hairpin address; an existing one is kept
+    /// (the daemon writes the full config right after open).
+    fn init_config(&mut self) -> Result<()> {
+        let cur = self.config()?;
+        if cur == Config::default() {
+            let cfg = Config { hairpin_addr: self.settings.hairpin_addr.octets(), ..Config::default() };
+            self.set_config(cfg)?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        let v = self.cfg.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).context("reading ep_cfg_v1")?;
+        Ok(v.and_then(|b| Config::from_bytes(&b)).unwrap_or_default())
+    }
+
+    /// Write ep_cfg_v1[0].
+    pub fn set_config(&mut self, cfg: Config) -> Result<()> {
+        mapio::update(self.cfg.as_fd(), &0u32.to_ne_bytes(), &cfg.to_bytes())
+            .map_err(|e| anyhow!("update ep_cfg_v1 key 0: {}", errno_name(e)))
+    }
+
+    /// Attach to matching interfaces that appeared, detach from vanished
+    /// ones. Returns the names newly attached.
+    pub fn sync_interfaces(&mut self) -> Result<Vec<String>> {
+        self.sync_interfaces_inner(false)
+    }
+
+    fn wanted(&self, name: &str) -> bool {
+        name != "lo"
+            && self
+                .settings
+                .workload_interfaces
+                .iter()
+                .chain(self.settings.host_interfaces.iter())
+                .any(|g| glob_match(g, name))
+    }
+
+    fn sync_interfaces_inner(&mut self, replace_all: bool) -> Result<Vec<String>> {
+        let links = self.settings.state_dir.join("links");
+        let present = interfaces()?;
+        let prog = object_prog(&self.tc, TC_PROG)?;
+        let mut newly = Vec::new();
+        let mut errors = Vec::new();
+        let mut now = BTreeMap::new();
+        for (name, idx) in &present {
+            if !self.wanted(name) {
+                continue;
+            }
+            let known = self.attached.get(name).is_some_and(|(i, _)| i == idx);
+            if known && !replace_all {
+                now.insert(name.clone(), self.attached[name]);
+                continue;
+            }
+            match attach::attach_tc(&prog, &links, name, *idx) {
+                Ok(mode) => {
+                    if !known {
+                        newly.push(name.clone());
+                    }
+                    now.insert(name.clone(), (*idx, mode));
+                }
+                // One interface vanishing mid-attach must not stop the others.
+                Err(e) => errors.push(format!("{name}: {e:#}")),
+            }
+        }
+        // Pins of interfaces that are gone or no longer named.
+        if let Ok(rd) = std::fs::read_dir(&links) {
+            for e in rd.flatten() {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let (ifname, clsact) = if let Some(n) = file.strip_prefix(attach::TCX_PREFIX) {
+                    (n.to_string(), false)
+                } else if let Some(n) = file.strip_prefix(attach::CLSACT_PREFIX) {
+                    (n.to_string(), true)
+                } else {
+                    continue;
+                };
+                if now.contains_key(&ifname) {
+                    continue;
+                }
+                if clsact {
+                    attach::detach_clsact(&e.path(), &ifname);
+                } else if let Err(err) = std::fs::remove_file(e.path()) {
+                    errors.push(format!("unpinning {}: {err}", e.path().display()));
+                }
+                log::info!("detached from {ifname} (gone or no longer matching)");
+            }
+        }
+        self.attached = now;
+        if !errors.is_empty() {
+            bail!("attaching the tc program: {}", errors.join("; "));
+        }
+        Ok(newly)
+    }
+
+    fn sync_cgroup(&mut self) -> Result<()> {
+        let links = self.settings.state_dir.join("links");
+        match (&self.sock, &self.settings.cgroup) {
+            (Some(sock), Some(cg)) => {
+                for name in SOCK_PROGS {
+                    let prog = object_prog(sock, name)?;
+                    attach::attach_cgroup(&prog, &links, cg)?;
+                }
+            }
+            _ => {
+                // No --cgroup: never leave socket hooks of an earlier run behind.
+                for name in SOCK_PROGS {
+                    let pin = links.join(format!("{}{name}", attach::CGROUP_PREFIX));
+                    if pin.exists() {
+                        std::fs::remove_file(&pin).with_context(|| format!("unpinning {}", pin.display()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Interfaces currently attached, with how.
+    pub fn attached(&self) -> Vec<(String, TcMode)> {
+        self.attached.iter().map(|(n, (_, m))| (n.clone(), *m)).collect()
+    }
+
+    /// Handle to any shared map by pinned name (tests, daemon diagnostics).
+    pub fn map(&self, name: &str) -> Result<MapHandle> {
+        object_map(&self.tc, name)
+    }
+}
+
+impl MapBackend for Datapath {
+    fn dump(&self, map: MapId) -> Result<Entries, MapError> {
+        self.planned.dump(map)
+    }
+    fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError> {
+        self.planned.update(map, key, value)
+    }
+    fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
+        self.planned.delete(map, key)
+    }
+    fn capacity(&self, map: MapId) -> usize {
+        self.planned.capacity(map)
+    }
+}
+
+/// The planned maps of a data plane pinned under `state_dir`, without loading
+/// programs (`edgeplane plan`); None when nothing is pinned there.
+pub fn open_pinned_maps(state_dir: &Path) -> Result<Option<PinnedMaps>> {
+    if !state_dir.join(MapId::Services.pin_name()).exists() {
+        return Ok(None);
+    }
+    PinnedMaps::open(state_dir).map(Some)
+}

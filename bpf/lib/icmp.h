@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * icmp.h: ICMP errors (destination unreachable, including fragmentation
+ * needed, and time exceeded) about a translated flow are translated too, so
+ * the sender's stack matches them to its socket:
+ *  - about a client->backend packet (sent by the backend or a router): the
+ *    quoted destination goes back to the VIP:port, the outer source too when
+ *    it is the backend itself; hairpin flows get the client address back;
+ *  - about a VIP->client reply (sent by the client): the quoted source and
+ *    the outer destination become the backend.
+ * The quoted inner L4 checksum is left alone (receivers do not check it on
+ * a truncated quote); the ICMP and both IP checksums are fixed.
+ */
+#ifndef EP_ICMP_H
+#define EP_ICMP_H
+
+#include <linux/bpf.h>
+#include <linux/ip.h>
+/* <linux/icmp.h> drags in libc headers: the few constants we need are in csum.h. */
+#include <bpf/bpf_helpers.h>
+#include "ctx.h"
+#include "csum.h"
+#include "ct.h"
+#include "nat.h"
+#include "drop.h"
+
+struct ep_icmp_inner {
+	__u32 l3;       /* offset of the quoted IP header */
+	__u32 l4;       /* offset of the quoted L4 header */
+	__u32 icmp_csum;
+};
+
+static __always_inline int ep_icmp_inner_addr(struct ep_ctx *ctx, const struct ep_icmp_inner *in,
+					      __u32 field, __be32 from, __be32 to)
+{
+	struct __sk_buff *skb = ctx->skb;
+	__be16 old_check, new_check;
+
+	if (from == to)
+		return 0;
+	if (bpf_skb_load_bytes(skb, in->l3 + offsetof(struct iphdr, check), &old_check, 2))
+		return -1;
+	if (bpf_l3_csum_replace(skb, in->l3 + offsetof(struct iphdr, check), from, to, 4))
+		return -1;
+	if (bpf_skb_load_bytes(skb, in->l3 + offsetof(struct iphdr, check), &new_check, 2))
+		return -1;
+	if (bpf_skb_store_bytes(skb, in->l3 + field, &to, 4, 0))
+		return -1;
+	if (bpf_l4_csum_replace(skb, in->icmp_csum, from, to, 4) ||
+	    bpf_l4_csum_replace(skb, in->icmp_csum, old_check, new_check, 2))
+		return -1;
+	return 0;
+}
+
+static __always_inline int ep_icmp_inner_port(struct ep_ctx *ctx, const struct ep_icmp_inner *in,
+					      __u32 field, __be16 from, __be16 to)
+{
+	if (from == to)
+		return 0;
+	if (bpf_skb_store_bytes(ctx->skb, in->l4 + field, &to, 2, 0))
+		return -1;
+	return bpf_l4_csum_replace(ctx->skb, in->icmp_csum, from, to, 2) ? -1 : 0;
+}
+
+static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
+{
+	struct __sk_buff *skb = ctx->skb;
+	struct ep_icmp_inner in = {};
+	struct ep_ct_key key = {};
+	struct ep_ct_value *ct;
+	struct iphdr ip;
+	__be16 ports[2];
+	__u8 type;
+	__u32 iihl;
+
+	if (ctx->is_fragment)
+		return EP_ACT_PASS;
+	if (bpf_skb_load_bytes(skb, ctx->l4_off, &type, 1))
+		return EP_ACT_PASS;
+	if (type != EP_ICMP_DEST_UNREACH && type != EP_ICMP_TIME_EXCEEDED)
+		return EP_ACT_PASS;
+	in.l3 = ctx->l4_off + 8;
+	in.icmp_csum = ctx->l4_off + EP_ICMP_CSUM_OFF;
+	if (bpf_skb_load_bytes(skb, in.l3, &ip, sizeof(ip)))
+		return EP_ACT_PASS;
+	iihl = ip.ihl * 4;
+	if (ip.version != 4 || iihl < 20)
+		return EP_ACT_PASS;
+	if (ip.protocol != EP_PROTO_TCP && ip.protocol != EP_PROTO_UDP &&
+	    ip.protocol != EP_PROTO_SCTP)
+		return EP_ACT_PASS;
+	in.l4 = in.l3 + (iihl & 0x3c);
+	if (bpf_skb_load_bytes(skb, in.l4, ports, sizeof(ports)))
+		return EP_ACT_PASS;
+
+	/* Case 1: about a translated client->backend packet: its reply entry. */
+	ep_ct_key_fill(&key, ip.daddr, ip.saddr, ports[1], ports[0], ip.protocol, EP_CT_DIR_REPLY);
+	ct = ep_ct_lookup(&key);
+	if (ct && (ct->flags & EP_CT_F_SERVICE)) {
+		__be32 backend = ip.daddr;
+
+		if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, daddr), ip.daddr, ct->nat_addr) ||
+		    ep_icmp_inner_port(ctx, &in, 2, ports[1], ct->nat_port))
+			return -EP_DROP_NAT_FAILED;
+		if (ct->flags & EP_CT_F_HAIRPIN) {
+			if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, saddr), ip.saddr,
+					       ct->hairpin_addr))
+				return -EP_DROP_NAT_FAILED;
+			if (ctx->daddr == ip.saddr &&
+			    ep_nat_addr(ctx, EP_NAT_DST, ct->hairpin_addr))
+				return -EP_DROP_NAT_FAILED;
+		}
+		if (ctx->saddr == backend && ep_nat_addr(ctx, EP_NAT_SRC, ct->nat_addr))
+			return -EP_DROP_NAT_FAILED;
+		ep_stat_inc(EP_STAT_ICMP_ERR_REVNAT);
+		return EP_ACT_PASS;
+	}
+
+	/* Case 2: about a VIP->client reply, sent by the client: its forward entry. */
+	ep_ct_key_fill(&key, ip.daddr, ip.saddr, ports[1], ports[0], ip.protocol, EP_CT_DIR_FORWARD);
+	ct = ep_ct_lookup(&key);
+	if (ct && (ct->flags & EP_CT_F_SERVICE)) {
+		__be32 vip = ip.saddr;
+
+		if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, saddr), ip.saddr, ct->nat_addr) ||
+		    ep_icmp_inner_port(ctx, &in, 0, ports[0], ct->nat_port))
+			return -EP_DROP_NAT_FAILED;
+		if (ct->flags & EP_CT_F_HAIRPIN) {
+			if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, daddr), ip.daddr,
+					       ct->hairpin_addr))
+				return -EP_DROP_NAT_FAILED;
+			if (ctx->saddr == ip.daddr &&
+			    ep_nat_addr(ctx, EP_NAT_SRC, ct->hairpin_addr))
+				return -EP_DROP_NAT_FAILED;
+		}
+		if (ctx->daddr == vip && ep_nat_addr(ctx, EP_NAT_DST, ct->nat_addr))
+			return -EP_DROP_NAT_FAILED;
+		ep_stat_inc(EP_STAT_ICMP_ERR_REVNAT);
+	}
+	return EP_ACT_PASS;
+}
+
+#endif /* EP_ICMP_H */

@@ -1,0 +1,11 @@
+# edgeplane %post ($1: 1 = first install, 2 = upgrade). Same policy as the
+# .deb: not enabled or started on install (host-interfaces must be set first);
+# the restart on upgrade happens in %postun, after the old files are gone.
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+fi
+if [ "$1" -eq 1 ]; then
+    echo "edgeplane: installed, not enabled. Set host-interfaces in /etc/edgeplane/edgeplane.yaml,"
+    echo "edgeplane: put Kubernetes YAML in /etc/edgeplane/config.d, then: systemctl enable --now edgeplane"
+fi
+exit 0

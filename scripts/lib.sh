@@ -1,0 +1,73 @@
+# Shared helpers for scripts/demo.sh, scripts/test.sh and scripts/bench-setup.sh.
+# Sourced, not run. Everything here is idempotent.
+
+# Packages both quick-start commands need: the BPF toolchain (clang, llvm,
+# libelf, zlib, UAPI headers), the static-link archives (libelf-dev,
+# zlib1g-dev), and the network tools the demo and the e2e tests drive.
+EP_APT_PACKAGES=(build-essential gcc clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev
+    iproute2 iptables nftables ethtool python3 iperf3 util-linux file)
+
+ep_log() { echo "[${EP_SCRIPT:-edgeplane}] $*" >&2; }
+ep_die() { echo "[${EP_SCRIPT:-edgeplane}] error: $*" >&2; exit 1; }
+
+ep_require_root() {
+    [[ $EUID -eq 0 ]] || ep_die "run as root (network namespaces, bpffs, BPF programs): sudo $0"
+}
+
+# apt-get installs only the packages that are not installed yet; no apt-get
+# update at all when everything is present.
+ep_apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    ep_log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || ep_die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || ep_die "apt-get install ${missing[*]} failed"
+}
+
+# cargo/rustc 1.95+ (edition 2024). Debian 12's cargo (0.66, rustc 1.63) is
+# far too old, and only crates.io and apt are reachable from the CI machines,
+# so rustup cannot be fetched here: stop with instructions instead.
+ep_require_cargo() {
+    if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null || ep_die "cargo not found. edgeplane needs Rust 1.95 or newer (edition 2024);
+  Debian 12's own cargo/rustc (1.63) is too old. Install the toolchain with rustup
+  (https://rustup.rs: curl --proto '=https' -sSf https://sh.rustup.rs | sh -s -- -y --default-toolchain stable),
+  then re-run $0."
+    local v
+    v=$(rustc --version 2>/dev/null | awk '{print $2}')
+    if [[ -n $v ]] && ! printf '1.95.0\n%s\n' "${v%%-*}" | sort -V -C; then
+        ep_die "rustc $v is older than 1.95 (edition 2024); update it (rustup update stable)"
+    fi
+}
+
+# bpffs at /sys/fs/bpf (systemd mounts it at boot; minimal VMs and containers
+# may not have it).
+ep_ensure_bpffs() {
+    if [[ $(stat -fc %T /sys/fs/bpf 2>/dev/null) != bpf_fs ]]; then
+        ep_log "mounting bpffs at /sys/fs/bpf"
+        mount -t bpf bpf /sys/fs/bpf || ep_die "mount -t bpf bpf /sys/fs/bpf failed"
+    fi
+}
+
+# cgroup v2 mount point (hybrid hosts: /sys/fs/cgroup/unified).
+ep_cgroup2_root() {
+    local d
+    for d in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+        [[ $(stat -fc %T "$d" 2>/dev/null) == cgroup2fs ]] && { echo "$d"; return 0; }
+    done
+    return 1
+}
+
+# Installs a cargo subcommand with `cargo install --locked` only when missing.
+ep_cargo_install() {
+    local bin=$1 crate=$2
+    command -v "$bin" >/dev/null && return 0
+    ep_log "cargo install --locked $crate"
+    cargo install --locked "$crate" >&2 || ep_die "cargo install --locked $crate failed"
+}

@@ -1,0 +1,107 @@
+//! The CLI contract, from outside: exit codes, output forms, option placement.
+//! No privileges needed (plan runs against empty maps when nothing is pinned).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn edgeplane(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgeplane"))
+        .args(args)
+        // never pick up a machine-wide /etc/edgeplane/edgeplane.yaml in tests
+        .args(["--config", "/dev/null"])
+        .output()
+        .expect("run edgeplane")
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples-config")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ep-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+#[test]
+fn check_valid_examples_exits_0_with_summary() {
+    let out = edgeplane(&["check", examples().to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("valid:"), "{stdout}");
+}
+
+#[test]
+fn check_invalid_exits_1_naming_file_line_column_and_field() {
+    let dir = tmpdir("invalid");
+    std::fs::write(
+        dir.join("svc.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  clusterIP: 198.19.0.10\n  ports:\n  - port: 99999\n    protocol: TCP\n",
+    )
+    .expect("write");
+    let out = edgeplane(&["check", dir.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.contains("svc.yaml:9:"), "{first}");
+    assert!(first.contains("Service demo/web"), "{first}");
+    assert!(first.contains("spec.ports[0].port"), "{first}");
+    assert!(first.contains("99999"), "{first}");
+
+    // JSON form: the same diagnostic as an array element.
+    let out = edgeplane(&["check", "--format", "json", dir.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json array");
+    let first = &v.as_array().expect("array")[0];
+    assert_eq!(first["line"], 9);
+    assert_eq!(first["field"], "spec.ports[0].port");
+    assert_eq!(first["severity"], "error");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_missing_dir_and_usage_errors_exit_2() {
+    let out = edgeplane(&["check", "/nonexistent/edgeplane-test-dir"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = edgeplane(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = edgeplane(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn plan_against_empty_state_lists_every_entry_and_options_go_after_the_subcommand() {
+    let state = tmpdir("state-none");
+    let out = edgeplane(&[
+        "plan",
+        "--config-dir",
+        examples().to_str().expect("utf-8"),
+        "--state-dir",
+        state.join("absent").to_str().expect("utf-8"),
+        "--node-name",
+        "demo-node",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // examples-config/demo.yaml: web has 2 ports x (slot 0 + 2 backend slots), 4 backends
+    assert!(stdout.contains("add    ep_svc_v1 198.19.0.10:80/tcp scope 0 slot 0"), "{stdout}");
+    assert!(stdout.contains("add    ep_be_v1 backend#1 = 198.18.1.10:"), "{stdout}");
+    assert!(stdout.contains("ep_svc_v1 +6 ~0 -0"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn bad_config_file_is_a_usage_error_naming_the_line() {
+    let dir = tmpdir("cfg");
+    let cfg = dir.join("edgeplane.yaml");
+    std::fs::write(&cfg, "workload-interfaces: [veth*]\nstate-dri: /x\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeplane"))
+        .args(["check", examples().to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("edgeplane.yaml:2:"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
