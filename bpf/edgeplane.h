@@ -99,7 +99,9 @@ struct ep_ct_value {
 	__be32 nat_addr;      /* forward: backend addr; reply: VIP to restore as source */
 	__be32 hairpin_addr;  /* forward: SNAT source used for hairpin; reply: client addr to restore as dest */
 	__be16 nat_port;      /* forward: backend port; reply: VIP port */
-	__be16 _pad0;
+	__be16 alt_port;      /* client source port remapped to avoid a reply-tuple clash (0: none):
+	                       * forward: the port the client's source becomes;
+	                       * reply: the client's real port, restored as destination */
 	__u32 backend_id;     /* forward: backend chosen (checked against ep_be_v1 on every packet) */
 	__u32 svc_id;
 	__u16 flags;          /* EP_CT_F_* */
@@ -255,6 +257,13 @@ enum ep_stat {
  * ep_pol_v1 lookups (specific peer and EP_IDENT_ANY, per direction),
  * whatever the number of pods, policies or rules. The verdict is cached in
  * the conntrack entry with the policy epoch (ep_config.policy_epoch).
+ *
+ * Atomic policy changes: every value holds the state before and from
+ * `switch_epoch` on. A change is written with switch_epoch = E + 1 while
+ * ep_config.policy_epoch is E (so the data plane still sees exactly the old
+ * policy, whatever the write order), then one write of ep_config flips every
+ * entry to the new policy at once, then entries only the old policy needed
+ * are deleted. ep_active(epoch, switch_epoch) says which half applies.
  */
 #define EP_MAP_IDENT   "ep_ident_v1"
 #define EP_MAP_POL     "ep_pol_v1"
@@ -270,6 +279,9 @@ enum ep_stat {
 #define EP_IDENT_FIRST 256u
 #define EP_IDENT_ANY   0xffffffffu  /* ep_pol_v1 peer wildcard (rule without from/to) */
 
+/* The "from switch_epoch on" half applies (serial-number comparison, wraps). */
+#define ep_epoch_new(epoch, switch_epoch) ((__s32)((__u32)(epoch) - (__u32)(switch_epoch)) >= 0)
+
 /* ep_ident_v1 key: bpf_lpm_trie_key layout, prefixlen counts bits of addr. */
 struct ep_ident_key {
 	__u32 prefixlen;
@@ -278,10 +290,12 @@ struct ep_ident_key {
 _Static_assert(sizeof(struct ep_ident_key) == 8, "ep_ident_key layout is ABI");
 
 struct ep_ident_value {
-	__u32 identity;
-	__u32 flags;   /* reserved, 0 */
+	__u32 identity;       /* from switch_epoch on */
+	__u32 prev_identity;  /* before switch_epoch */
+	__u32 switch_epoch;
+	__u32 _pad0;
 };
-_Static_assert(sizeof(struct ep_ident_value) == 8, "ep_ident_value layout is ABI");
+_Static_assert(sizeof(struct ep_ident_value) == 16, "ep_ident_value layout is ABI");
 
 /*
  * ep_pol_v1 key. prefixlen counts bits after the prefixlen field, in field
@@ -304,21 +318,32 @@ _Static_assert(sizeof(struct ep_pol_key) == 16, "ep_pol_key layout is ABI");
 #define EP_POL_PREFIX_ALL_PORTS 80   /* + proto */
 #define EP_POL_PREFIX_FULL      96   /* + dport */
 
+/*
+ * The longest matching entry decides, so an entry says whether the ports it
+ * covers are allowed in each half (an entry present only for the new policy
+ * still answers for the old one, from the entries it shadows).
+ */
 struct ep_pol_value {
-	__u32 flags;   /* EP_POL_F_* */
+	__u16 flags;          /* EP_POL_F_* */
+	__u16 _pad0;
+	__u32 switch_epoch;
 };
-_Static_assert(sizeof(struct ep_pol_value) == 4, "ep_pol_value layout is ABI");
+_Static_assert(sizeof(struct ep_pol_value) == 8, "ep_pol_value layout is ABI");
 
-#define EP_POL_F_ALLOW 0x0001
+#define EP_POL_F_ALLOW      0x0001  /* allowed from switch_epoch on */
+#define EP_POL_F_PREV_ALLOW 0x0002  /* allowed before switch_epoch */
 
 /* ep_lep_v1: key is the pod's __be32 IPv4 address. */
 struct ep_lep_value {
-	__u32 endpoint_id;  /* stable per pod; reported in drop events */
-	__u32 identity;     /* subject id used in ep_pol_v1 keys */
-	__u32 flags;        /* EP_LEP_F_* */
+	__u32 endpoint_id;    /* stable per pod; reported in drop events */
+	__u32 identity;       /* subject id in ep_pol_v1 keys, from switch_epoch on */
+	__u32 prev_identity;  /* before switch_epoch */
+	__u16 flags;          /* EP_LEP_F_*, from switch_epoch on */
+	__u16 prev_flags;     /* before switch_epoch */
+	__u32 switch_epoch;
 	__u32 _pad0;
 };
-_Static_assert(sizeof(struct ep_lep_value) == 16, "ep_lep_value layout is ABI");
+_Static_assert(sizeof(struct ep_lep_value) == 24, "ep_lep_value layout is ABI");
 
 #define EP_LEP_F_INGRESS_ISOLATED 0x0001
 #define EP_LEP_F_EGRESS_ISOLATED  0x0002

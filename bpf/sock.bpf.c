@@ -34,7 +34,7 @@ static __always_inline __u8 ep_sock_proto(const struct bpf_sock_addr *sa)
 }
 
 /* Translate the destination in @sa; EP_SOCK_PASS or 0 (refused). */
-static __always_inline int ep_sock_translate(struct bpf_sock_addr *sa, __u32 stat)
+static __always_inline int ep_sock_translate(struct bpf_sock_addr *sa, __be32 client, __u32 stat)
 {
 	struct ep_sknat_key nkey = {};
 	struct ep_sknat_value nval = {};
@@ -50,12 +50,7 @@ static __always_inline int ep_sock_translate(struct bpf_sock_addr *sa, __u32 sta
 	svc = ep_lb_lookup(vip, port, proto);
 	if (!svc)
 		return EP_SOCK_PASS;
-	/*
-	 * Affinity is keyed by the client address; a socket that is not bound
-	 * yet has none, so all unbound local callers share one (the node's,
-	 * as kube-proxy sees node-originated traffic).
-	 */
-	ret = ep_lb_select(vip, port, proto, svc, sa->msg_src_ip4, &pick);
+	ret = ep_lb_select(vip, port, proto, svc, client, &pick);
 	if (ret) {
 		struct ep_ctx ctx = {};
 
@@ -99,13 +94,18 @@ static __always_inline int ep_sock_revnat(struct bpf_sock_addr *sa)
 SEC("cgroup/connect4")
 int ep_sock_connect4(struct bpf_sock_addr *sa)
 {
-	return ep_sock_translate(sa, EP_STAT_SOCK_CONNECT);
+	/*
+	 * Affinity is keyed by the client address; connect4 cannot read the
+	 * source, so all local callers share one key (the node, as kube-proxy
+	 * sees node-originated traffic).
+	 */
+	return ep_sock_translate(sa, 0, EP_STAT_SOCK_CONNECT);
 }
 
 SEC("cgroup/sendmsg4")
 int ep_sock_sendmsg4(struct bpf_sock_addr *sa)
 {
-	return ep_sock_translate(sa, EP_STAT_SOCK_SENDMSG);
+	return ep_sock_translate(sa, 0, EP_STAT_SOCK_SENDMSG);
 }
 
 SEC("cgroup/recvmsg4")

@@ -42,7 +42,46 @@ static __always_inline int ep_fwd_translate(struct ep_ctx *ctx, const struct ep_
 		if (ret)
 			return ret;
 	}
+	if (ct->alt_port) {
+		ret = ep_nat_port(ctx, EP_NAT_SRC, ct->alt_port);
+		if (ret)
+			return ret;
+	}
 	return ep_nat(ctx, EP_NAT_DST, ct->nat_addr, ct->nat_port);
+}
+
+#define EP_ALT_PORT_TRIES 8
+#define EP_ALT_PORT_BASE  32768  /* remapped source ports: 32768..65535 */
+
+/*
+ * The reply tuple (backend, client, backend port, client port) of a new flow
+ * can already belong to another live flow: the same client port used towards
+ * two ClusterIPs that share a backend (port reuse across destinations is
+ * normal). Replies would then be sent to the wrong socket. Like Linux NAT,
+ * pick another source port for the new flow instead; 0 when none is needed.
+ */
+static __always_inline int ep_pick_alt_port(const struct ep_ctx *ctx, struct ep_ct_key *rkey,
+					    __be16 *alt)
+{
+	struct ep_ct_value *other;
+	int i;
+
+	*alt = 0;
+	other = ep_ct_lookup(rkey);
+	/* No entry, or the stale reply entry of this same flow: keep the port. */
+	if (!other || (other->nat_addr == ctx->orig_daddr && other->nat_port == ctx->orig_dport &&
+		       other->hairpin_addr == ctx->saddr && !other->alt_port))
+		return 0;
+	for (i = 0; i < EP_ALT_PORT_TRIES; i++) {
+		__u16 p = EP_ALT_PORT_BASE + (bpf_get_prandom_u32() & 0x7fff);
+
+		rkey->dport = bpf_htons(p);
+		if (!ep_ct_lookup(rkey)) {
+			*alt = rkey->dport;
+			return 0;
+		}
+	}
+	return -EP_DROP_CT_FULL;
 }
 
 /* Cached or fresh policy verdict for an established forward flow. */
@@ -142,6 +181,13 @@ static __always_inline int ep_new_service_flow(struct ep_ctx *ctx, const struct 
 		       EP_CT_DIR_FORWARD);
 	ep_ct_key_fill(&rkey, pick.be.addr, rdst, pick.be.port, ctx->sport, ctx->proto,
 		       EP_CT_DIR_REPLY);
+	if (ctx->proto != EP_PROTO_SCTP && !ctx->is_fragment) {
+		/* SCTP: a port rewrite would need a CRC32c recomputation (see nat.h). */
+		ret = ep_pick_alt_port(ctx, &rkey, &fval.alt_port);
+		if (ret)
+			return ret;
+		rval.alt_port = fval.alt_port ? ctx->sport : 0;
+	}
 	rval.nat_addr = ctx->orig_daddr;
 	rval.nat_port = ctx->orig_dport;
 	rval.hairpin_addr = client;
@@ -192,6 +238,7 @@ static __always_inline int ep_new_plain_flow(struct ep_ctx *ctx)
 	rval.last_seen_ns = now;
 	/* Policy works without the cache: a full table is no reason to drop. */
 	ep_ct_create(&fkey, &fval, &rkey, &rval);
+	ep_frag_remember(ctx);
 	return EP_ACT_PASS;
 }
 
@@ -228,6 +275,21 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 				ep_ct_delete(&key, ct);
 				goto new_flow;
 			}
+			/*
+			 * A new connection reusing a tracked tuple (TIME_WAIT reuse): its
+			 * reply entry must still be ours, or the LRU evicted it or it went
+			 * to a clashing flow. Then balance afresh. Only SYNs pay this lookup.
+			 */
+			if (ctx->proto == EP_PROTO_TCP &&
+			    (ctx->tcp_flags & (EP_TCP_SYN | EP_TCP_ACK)) == EP_TCP_SYN) {
+				int r = ep_ct_reply_state(&key, ct);
+
+				/* Only the forward entry: a foreign reply entry is another flow's. */
+				if (r != EP_CT_REPLY_OK) {
+					bpf_map_delete_elem(&ep_ct4_v1, &key);
+					goto new_flow;
+				}
+			}
 		}
 		ctx->ct = ct;
 		ret = ep_fwd_policy(ctx, ct);
@@ -251,6 +313,11 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 			if (ret)
 				return ret;
 		}
+		if (ct->alt_port) {
+			ret = ep_nat_port(ctx, EP_NAT_DST, ct->alt_port);
+			if (ret)
+				return ret;
+		}
 		ret = ep_nat(ctx, EP_NAT_SRC, ct->nat_addr, ct->nat_port);
 		if (ret)
 			return ret;
@@ -262,8 +329,11 @@ new_flow:
 	svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto);
 	if (svc)
 		return ep_new_service_flow(ctx, svc);
-	if (ctx->is_fragment)
-		return EP_ACT_PASS;
+	if (ctx->is_fragment) {
+		/* Head seen, flow gone: no cache to use; judge it like a stray fragment. */
+		ret = ep_policy_untracked(ctx);
+		return ret ? ret : EP_ACT_PASS;
+	}
 	return ep_new_plain_flow(ctx);
 }
 
@@ -278,12 +348,53 @@ static __always_inline int ep_fragment_stage(struct ep_ctx *ctx)
 	k.id = ctx->ip_id;
 	k.proto = ctx->proto;
 	v = bpf_map_lookup_elem(&ep_frag4_v1, &k);
-	if (!v)
-		return EP_ACT_PASS;  /* not a datagram we translate (or its head was lost) */
+	if (!v) {
+		/* Not a datagram we track (or its head was lost): ports unknown. */
+		int ret = ep_policy_untracked(ctx);
+
+		return ret ? ret : EP_ACT_PASS;
+	}
 	ctx->sport = v->sport;
 	ctx->dport = v->dport;
 	ctx->orig_dport = v->dport;
 	return EP_CONTINUE;
+}
+
+/*
+ * Policy for ICMP that is not an error about a tracked flow. Echo requests
+ * are tracked like a flow whose ports are the echo id (as Linux conntrack
+ * does), so the echo reply is recognised as a reply; everything else is
+ * judged untracked.
+ */
+static __always_inline int ep_icmp_policy_stage(struct ep_ctx *ctx)
+{
+	struct ep_ct_key key = {};
+	struct {
+		__u8 type;
+		__u8 code;
+		__u16 csum;
+		__be16 id;
+		__be16 seq;
+	} echo;
+	int ret;
+
+	if (ctx->is_fragment || bpf_skb_load_bytes(ctx->skb, ctx->l4_off, &echo, sizeof(echo)))
+		goto untracked;
+	if (echo.type == 8) {   /* echo request: a flow keyed by the id */
+		ctx->sport = echo.id;
+		ctx->dport = echo.id;
+		ctx->orig_dport = echo.id;
+		return ep_flow_stage(ctx);
+	}
+	if (echo.type == 0) {   /* echo reply: allowed if its request was */
+		ep_ct_key_fill(&key, ctx->saddr, ctx->daddr, echo.id, echo.id, EP_PROTO_ICMP,
+			       EP_CT_DIR_REPLY);
+		if (ep_ct_lookup(&key))
+			return EP_ACT_PASS;
+	}
+untracked:
+	ret = ep_policy_untracked(ctx);
+	return ret ? ret : EP_ACT_PASS;
 }
 
 static __always_inline int ep_process(struct ep_ctx *ctx)
@@ -294,10 +405,16 @@ static __always_inline int ep_process(struct ep_ctx *ctx)
 	ctx->cfg = bpf_map_lookup_elem(&ep_cfg_v1, &zero);
 	if (!ctx->cfg)
 		return EP_ACT_PASS;
-	if (ctx->proto == EP_PROTO_ICMP)
-		return ep_icmp_stage(ctx);
-	if (ctx->proto != EP_PROTO_TCP && ctx->proto != EP_PROTO_UDP && ctx->proto != EP_PROTO_SCTP)
-		return EP_ACT_PASS;
+	if (ctx->proto == EP_PROTO_ICMP) {
+		ret = ep_icmp_stage(ctx);
+		if (ret != EP_CONTINUE || !ep_policy_enabled(ctx))
+			return ret ? ret : EP_ACT_PASS;
+		return ep_icmp_policy_stage(ctx);
+	}
+	if (ctx->proto != EP_PROTO_TCP && ctx->proto != EP_PROTO_UDP && ctx->proto != EP_PROTO_SCTP) {
+		ret = ep_policy_untracked(ctx);
+		return ret ? ret : EP_ACT_PASS;
+	}
 	if (ctx->is_fragment) {
 		ret = ep_fragment_stage(ctx);
 		if (ret)

@@ -61,11 +61,11 @@ trap 'ep_log interrupted; exit 130' INT TERM
 
 # Enter one of this demo's namespaces with nsenter (iproute2's netns exec
 # would remount /sys and hide bpffs). Refuses anything that is not ours or is the root ns.
-in_ns() {
+check_ns() {
     [[ $1 == "$P"-* && -e /run/netns/$1 ]] || ep_die "refusing to enter namespace '$1'"
     [[ $(stat -Lc %i "/run/netns/$1") != "$ROOT_NS" ]] || ep_die "'$1' is the root namespace"
-    nsenter --net="/run/netns/$1" "${@:2}"
 }
+in_ns() { check_ns "$1"; nsenter --net="/run/netns/$1" "${@:2}"; }
 
 ep_log "creating namespaces $P-{node,client,web1,web2}"
 for ns in "$NS_NODE" "$NS_CLIENT" "$NS_WEB1" "$NS_WEB2"; do
@@ -112,7 +112,9 @@ while True:
 PY
 for pod in "web1 $NS_WEB1 198.18.1.10" "web2 $NS_WEB2 198.18.1.11"; do
     set -- $pod
-    in_ns "$2" python3 "$WORK/server.py" "$1" "$3" &
+    check_ns "$2"
+    # nsenter execs python3, so $! is the server itself (killed by PID on exit)
+    nsenter --net="/run/netns/$2" python3 "$WORK/server.py" "$1" "$3" &
     PIDS+=($!)
 done
 for ns in "$NS_WEB1" "$NS_WEB2"; do

@@ -18,8 +18,8 @@ EP_SCRIPT=test
 source scripts/lib.sh
 
 if [[ $EUID -eq 0 ]]; then
-    # systemd: systemd-analyze verify; rpm: rpm -qlp; dpkg-dev: dpkg-deb
-    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm dpkg-dev
+    # systemd: systemd-analyze verify; rpm, rpm2cpio, cpio, dpkg-dev: the packaging test
+    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev
     ep_ensure_bpffs
 else
     ep_log "not root: nothing is installed, tests that need root will be skipped"

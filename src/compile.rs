@@ -58,6 +58,11 @@ pub struct ServiceEntry {
     pub name: String,
     /// Usable backends, sorted; empty means "reject".
     pub backends: Vec<BackendAddr>,
+    /// Endpoints still listed in the slices but not selectable (not ready,
+    /// terminating): kept in ep_be_v1 so their established connections drain
+    /// gracefully, never given new flows. Endpoints that leave the slices
+    /// altogether are removed, and their flows fail fast.
+    pub draining: Vec<BackendAddr>,
     pub flags: u16,
     pub affinity_timeout: u32,
 }
@@ -116,7 +121,8 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
             .into_iter()
             .collect();
         for port in &svc.ports {
-            let (backends, terminating) = usable_backends(svc, port, slices.map(Vec::as_slice).unwrap_or(&[]), node);
+            let (backends, draining, terminating) =
+                usable_backends(svc, port, slices.map(Vec::as_slice).unwrap_or(&[]), node);
             let mut flags = 0;
             if terminating {
                 flags |= SVC_F_TERMINATING;
@@ -136,6 +142,7 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
                     ServiceEntry {
                         name,
                         backends: backends.clone(),
+                        draining: draining.clone(),
                         flags,
                         affinity_timeout: svc.affinity_timeout.unwrap_or(0),
                     },
@@ -146,17 +153,19 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
     (set, warnings)
 }
 
-/// The backends a service port sends to, and whether they are the
-/// serving-terminating fallback. Mirrors kube-proxy's CategorizeEndpoints for
-/// cluster traffic: ready endpoints; if none, serving+terminating ones.
+/// The backends a service port sends new flows to, the listed endpoints it
+/// does not (draining), and whether the first are the serving-terminating
+/// fallback. Mirrors kube-proxy's CategorizeEndpoints for cluster traffic:
+/// ready endpoints; if none, serving+terminating ones.
 fn usable_backends(
     svc: &Service,
     port: &crate::model::ServicePort,
     slices: &[&EndpointSlice],
     node: &NodeContext,
-) -> (Vec<BackendAddr>, bool) {
+) -> (Vec<BackendAddr>, Vec<BackendAddr>, bool) {
     let mut ready = BTreeSet::new();
     let mut terminating = BTreeSet::new();
+    let mut listed = BTreeSet::new();
     for slice in slices {
         if slice.address_type != AddressType::IPv4 {
             continue;
@@ -174,6 +183,7 @@ fn usable_backends(
             }
             let Some(IpAddr::V4(addr)) = ep.addresses.first() else { continue };
             let backend = BackendAddr { addr: *addr, port: target.get(), proto: port.protocol.number() };
+            listed.insert(backend);
             if ep.ready {
                 ready.insert(backend);
             } else if ep.serving && ep.terminating {
@@ -181,12 +191,14 @@ fn usable_backends(
             }
         }
     }
-    if !ready.is_empty() {
-        (ready.into_iter().collect(), false)
+    let (used, fallback) = if !ready.is_empty() {
+        (ready, false)
     } else {
         let fallback = !terminating.is_empty();
-        (terminating.into_iter().collect(), fallback)
-    }
+        (terminating, fallback)
+    };
+    let draining = listed.difference(&used).copied().collect();
+    (used.into_iter().collect(), draining, fallback)
 }
 
 /// The live contents of the planned maps.
@@ -207,7 +219,8 @@ pub fn resolve(set: &ServiceSet, live: &LiveMaps) -> LiveMaps {
         let addr = BackendAddr { addr: b.addr(), port: b.port(), proto: b.proto };
         backend_ids.entry(addr).and_modify(|e| *e = (*e).min(id)).or_insert(id);
     }
-    let wanted: BTreeSet<BackendAddr> = set.services.values().flat_map(|s| s.backends.iter().copied()).collect();
+    let wanted: BTreeSet<BackendAddr> =
+        set.services.values().flat_map(|s| s.backends.iter().chain(&s.draining).copied()).collect();
     // Ids still live are not handed out again in this pass: a service slot may
     // point at a removed backend until the plan's deletions run.
     let mut be_alloc = IdAllocator::new(live_be.keys().filter_map(|k| backend_id_from_key(k)).collect());
@@ -325,7 +338,7 @@ mod tests {
         ServiceSet {
             services: BTreeMap::from([(
                 fe,
-                ServiceEntry { name: "demo/web:http".into(), backends, flags: 0, affinity_timeout: 0 },
+                ServiceEntry { name: "demo/web:http".into(), backends, draining: vec![], flags: 0, affinity_timeout: 0 },
             )]),
         }
     }

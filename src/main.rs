@@ -124,6 +124,11 @@ fn settings(global: &Global) -> Result<Settings, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run) {
+        // One-shot commands piped into `head` should end quietly, like other CLI tools.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     daemon::init_logging();
     // setns first: everything after (bpffs, interfaces, netlink) happens in the namespace.
     if let Some(ns) = &cli.global.netns {

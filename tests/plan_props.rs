@@ -16,18 +16,17 @@ fn service_set() -> impl Strategy<Value = ServiceSet> {
     // Small pools so that states overlap and changes are partial.
     let frontend = (0u8..6, prop_oneof![Just(80u16), Just(53u16)], prop_oneof![Just(6u8), Just(17u8)]);
     let backends = proptest::collection::btree_set((0u8..8, prop_oneof![Just(8080u16), Just(5353u16)]), 0..5);
-    proptest::collection::btree_map(frontend, (backends, any::<bool>()), 0..8).prop_map(|m| ServiceSet {
+    proptest::collection::btree_map(frontend, (backends.clone(), backends, any::<bool>()), 0..8).prop_map(|m| ServiceSet {
         services: m
             .into_iter()
-            .map(|((v, port, proto), (bes, affinity))| {
+            .map(|((v, port, proto), (bes, draining, affinity))| {
+                let to_addr = |(b, p): (u8, u16)| BackendAddr { addr: Ipv4Addr::new(198, 18, 1, b), port: p, proto };
                 (
                     Frontend { vip: Ipv4Addr::new(198, 19, 0, v), port, proto, scope: 0 },
                     ServiceEntry {
                         name: format!("ns/svc{v}:{port}"),
-                        backends: bes
-                            .into_iter()
-                            .map(|(b, p)| BackendAddr { addr: Ipv4Addr::new(198, 18, 1, b), port: p, proto })
-                            .collect(),
+                        backends: bes.iter().copied().map(to_addr).collect(),
+                        draining: draining.difference(&bes).copied().map(to_addr).collect(),
                         flags: u16::from(affinity),
                         affinity_timeout: if affinity { 10800 } else { 0 },
                     },
@@ -214,6 +213,7 @@ fn over_capacity_is_refused_naming_map_capacity_and_need() {
                     ServiceEntry {
                         name: format!("ns/s{v}:80"),
                         backends: vec![BackendAddr { addr: Ipv4Addr::new(198, 18, 1, v), port: 8080, proto: 6 }],
+                        draining: vec![],
                         flags: 0,
                         affinity_timeout: 0,
                     },

@@ -6,6 +6,8 @@
 
 #[path = "policy_common/model.rs"]
 mod model;
+#[path = "policy_common/yaml.rs"]
+mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use edgeplane::compile_policy::sim::{Flow, Verdict, evaluate};
 use edgeplane::compile_policy::{PolicyCompiled, PolicyNode, compile};
 use edgeplane::maps::fake::FakeMaps;
-use edgeplane::maps::layout::{IdentKey, IdentValue, LepValue, POL_PREFIX_ALL_PORTS};
+use edgeplane::maps::layout::{IdentValue, LepValue, POL_PREFIX_ALL_PORTS};
 use edgeplane::maps::{Entries, MapBackend, MapId};
 use edgeplane::model::{Cluster, Protocol, SelectorOp};
 use model::*;
@@ -22,7 +24,28 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 
 fn compiled(c: &Cluster) -> PolicyCompiled {
-    compile(c, &node_for(c), &BTreeMap::new())
+    compile(c, &node_for(c), &BTreeMap::new(), 0)
+}
+
+/// Compiles from empty maps and returns the maps with the epoch at which
+/// they enforce the compiled policy.
+fn fresh(c: &Cluster, node: &PolicyNode) -> (BTreeMap<MapId, Entries>, u32) {
+    let out = compile(c, node, &BTreeMap::new(), 0);
+    let epoch = out.switch_epoch.unwrap_or(0);
+    (out.maps, epoch)
+}
+
+/// The whole protocol the daemon follows: compile against live at `epoch`,
+/// apply, advance the epoch if asked, compile again and apply the cleanup.
+/// Returns the new epoch and the number of writes of each of the two plans.
+fn apply_policy(fake: &mut FakeMaps, c: &Cluster, node: &PolicyNode, epoch: u32) -> (u32, usize, usize) {
+    let out = compile(c, node, &live_of(fake), epoch);
+    let first = apply(fake, &out);
+    let epoch = out.switch_epoch.unwrap_or(epoch);
+    let cleanup = compile(c, node, &live_of(fake), epoch);
+    assert_eq!(cleanup.switch_epoch, None, "the second pass never needs another switch");
+    let second = apply(fake, &cleanup);
+    (epoch, first, second)
 }
 
 fn flow(s: Ipv4Addr, d: Ipv4Addr, proto: u8, port: u16) -> Flow {
@@ -30,14 +53,14 @@ fn flow(s: Ipv4Addr, d: Ipv4Addr, proto: u8, port: u16) -> Flow {
 }
 
 /// The 9x9 reachability matrix for one port, as the compiled maps decide it.
-fn matrix(maps: &BTreeMap<MapId, Entries>, proto: u8, port: u16) -> BTreeMap<(String, String), bool> {
+fn matrix(maps: &BTreeMap<MapId, Entries>, epoch: u32, proto: u8, port: u16) -> BTreeMap<(String, String), bool> {
     let mut out = BTreeMap::new();
     for sn in ["x", "y", "z"] {
         for sp in ["a", "b", "c"] {
             for dn in ["x", "y", "z"] {
                 for dp in ["a", "b", "c"] {
                     let f = flow(xyz_ip(sn, sp), xyz_ip(dn, dp), proto, port);
-                    out.insert((format!("{sn}/{sp}"), format!("{dn}/{dp}")), evaluate(maps, &f) == Verdict::Allow);
+                    out.insert((format!("{sn}/{sp}"), format!("{dn}/{dp}")), evaluate(maps, epoch, &f) == Verdict::Allow);
                 }
             }
         }
@@ -63,8 +86,8 @@ fn expect(pred: impl Fn(&str, &str) -> bool) -> BTreeMap<(String, String), bool>
 }
 
 fn assert_matrix(c: &Cluster, proto: u8, port: u16, want: BTreeMap<(String, String), bool>) {
-    let maps = compiled(c).maps;
-    let got = matrix(&maps, proto, port);
+    let (maps, epoch) = fresh(c, &node_for(c));
+    let got = matrix(&maps, epoch, proto, port);
     let diff: Vec<String> = want
         .iter()
         .filter(|(k, v)| got.get(*k) != Some(*v))
@@ -193,10 +216,10 @@ fn ipblock_with_except_on_pod_ips() {
         expect(|s, d| d != "x/a" || ["x/c", "y/a", "y/b", "y/c"].contains(&s)),
     );
     // External addresses: inside the block allowed, the except and outside denied.
-    let maps = compiled(&c).maps;
+    let (maps, epoch) = fresh(&c, &node_for(&c));
     let xa = xyz_ip("x", "a");
     for (src, ok) in [([198, 18, 0, 6], true), ([198, 18, 0, 9], false), ([10, 0, 0, 1], false)] {
-        let v = evaluate(&maps, &flow(Ipv4Addr::from(src), xa, TCP, 80));
+        let v = evaluate(&maps, epoch, &flow(Ipv4Addr::from(src), xa, TCP, 80));
         assert_eq!(v == Verdict::Allow, ok, "{:?}", src);
     }
 }
@@ -206,7 +229,7 @@ fn overlapping_ipblocks_from_several_policies_add_up() {
     let mut c = xyz_cluster();
     c.policies.push(Pol::new("x", "wide", sel(&[("pod", "a")])).ingress(rule(vec![ipblock("10.0.0.0/8", &["10.1.0.0/16"])], vec![tcp(80)])).build());
     c.policies.push(Pol::new("x", "narrow", sel(&[("pod", "a")])).ingress(rule(vec![ipblock("10.1.2.0/24", &[])], vec![tcp(81)])).build());
-    let maps = compiled(&c).maps;
+    let (maps, epoch) = fresh(&c, &node_for(&c));
     let xa = xyz_ip("x", "a");
     let cases = [
         ("10.9.9.9", 80, true),
@@ -217,7 +240,7 @@ fn overlapping_ipblocks_from_several_policies_add_up() {
         ("11.0.0.1", 80, false),
     ];
     for (src, port, ok) in cases {
-        let v = evaluate(&maps, &flow(src.parse().expect("ip"), xa, TCP, port));
+        let v = evaluate(&maps, epoch, &flow(src.parse().expect("ip"), xa, TCP, port));
         assert_eq!(v == Verdict::Allow, ok, "{src}:{port}");
     }
 }
@@ -251,12 +274,12 @@ fn named_ports_resolve_per_destination_pod() {
 fn end_port_ranges() {
     let mut c = xyz_cluster();
     c.policies.push(Pol::new("x", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Tcp, 81, 1000)])).build());
-    let maps = compiled(&c).maps;
+    let (maps, epoch) = fresh(&c, &node_for(&c));
     let (s, d) = (xyz_ip("y", "a"), xyz_ip("x", "b"));
     for (p, ok) in [(80, false), (81, true), (82, true), (512, true), (1000, true), (1001, false), (65535, false)] {
-        assert_eq!(evaluate(&maps, &flow(s, d, TCP, p)) == Verdict::Allow, ok, "tcp {p}");
+        assert_eq!(evaluate(&maps, epoch, &flow(s, d, TCP, p)) == Verdict::Allow, ok, "tcp {p}");
     }
-    assert_ne!(evaluate(&maps, &flow(s, d, UDP, 81)), Verdict::Allow, "udp is another protocol");
+    assert_ne!(evaluate(&maps, epoch, &flow(s, d, UDP, 81)), Verdict::Allow, "udp is another protocol");
 }
 
 #[test]
@@ -285,11 +308,12 @@ fn egress_policy_types_and_both_directions() {
     );
     // Drop attribution: x/a -> y/b passes x/a's egress, fails y/b's ingress.
     let out = compiled(&c);
-    match evaluate(&out.maps, &flow(xyz_ip("x", "a"), xyz_ip("y", "b"), TCP, 80)) {
+    let epoch = out.switch_epoch.expect("a change");
+    match evaluate(&out.maps, epoch, &flow(xyz_ip("x", "a"), xyz_ip("y", "b"), TCP, 80)) {
         Verdict::DenyIngress { endpoint } => assert_eq!(out.endpoints[&endpoint], "y/b"),
         v => panic!("want ingress deny, got {v:?}"),
     }
-    match evaluate(&out.maps, &flow(xyz_ip("x", "a"), xyz_ip("z", "b"), TCP, 80)) {
+    match evaluate(&out.maps, epoch, &flow(xyz_ip("x", "a"), xyz_ip("z", "b"), TCP, 80)) {
         Verdict::DenyEgress { endpoint } => assert_eq!(out.endpoints[&endpoint], "x/a"),
         v => panic!("want egress deny, got {v:?}"),
     }
@@ -305,14 +329,15 @@ fn node_addresses_are_always_allowed_and_remote_pods_are_not_enforced() {
     c.policies.push(Pol::new("z", "deny-all", sel(&[])).types(true, true).build());
     let host: Ipv4Addr = "198.19.0.1".parse().expect("ip");
     let node = PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4(host)]), ..Default::default() };
-    let out = compile(&c, &node, &BTreeMap::new());
+    let out = compile(&c, &node, &BTreeMap::new(), 0);
+    let epoch = 1;
     assert_eq!(out.maps[&MapId::LocalEndpoints].len(), 3, "only x's pods are enforced here");
     let xa = xyz_ip("x", "a");
-    assert_eq!(evaluate(&out.maps, &flow(host, xa, TCP, 8080)), Verdict::Allow, "kubelet probe");
-    assert_eq!(evaluate(&out.maps, &flow(xa, host, TCP, 40000)), Verdict::Allow, "probe reply / pod to its node");
-    assert_ne!(evaluate(&out.maps, &flow("198.19.0.2".parse().expect("ip"), xa, TCP, 8080)), Verdict::Allow);
+    assert_eq!(evaluate(&out.maps, epoch, &flow(host, xa, TCP, 8080)), Verdict::Allow, "kubelet probe");
+    assert_eq!(evaluate(&out.maps, epoch, &flow(xa, host, TCP, 40000)), Verdict::Allow, "probe reply / pod to its node");
+    assert_ne!(evaluate(&out.maps, epoch, &flow("198.19.0.2".parse().expect("ip"), xa, TCP, 8080)), Verdict::Allow);
     // z/a is isolated on node-2, not here: traffic to it is decided there.
-    assert_eq!(evaluate(&out.maps, &flow(xyz_ip("y", "a"), xyz_ip("z", "a"), TCP, 80)), Verdict::Allow);
+    assert_eq!(evaluate(&out.maps, epoch, &flow(xyz_ip("y", "a"), xyz_ip("z", "a"), TCP, 80)), Verdict::Allow);
 }
 
 #[test]
@@ -327,7 +352,7 @@ fn local_pod_ips_select_pods_without_node_name() {
         local_pod_ips: BTreeSet::from([IpAddr::V4(xyz_ip("x", "b"))]),
         ..Default::default()
     };
-    let out = compile(&c, &node, &BTreeMap::new());
+    let out = compile(&c, &node, &BTreeMap::new(), 0);
     assert_eq!(out.maps[&MapId::LocalEndpoints].len(), 1);
     assert_eq!(out.endpoints.values().collect::<Vec<_>>(), vec!["x/b"]);
 }
@@ -342,14 +367,14 @@ fn portless_packets_match_only_all_port_rules() {
             .build(),
     );
     c.policies.push(Pol::new("x", "all", sel(&[("pod", "c")])).ingress(rule(vec![], vec![])).build());
-    let maps = compiled(&c).maps;
+    let (maps, epoch) = fresh(&c, &node_for(&c));
     let s = xyz_ip("y", "a");
     let frag = |d, proto| Flow { saddr: s, daddr: d, proto, dport: None };
-    assert_ne!(evaluate(&maps, &frag(xyz_ip("x", "a"), TCP)), Verdict::Allow, "fragment cannot prove port 80");
-    assert_eq!(evaluate(&maps, &frag(xyz_ip("x", "b"), UDP)), Verdict::Allow, "all UDP ports");
-    assert_ne!(evaluate(&maps, &frag(xyz_ip("x", "b"), TCP)), Verdict::Allow);
-    assert_eq!(evaluate(&maps, &frag(xyz_ip("x", "c"), 1)), Verdict::Allow, "ICMP with a rule without ports");
-    assert_ne!(evaluate(&maps, &frag(xyz_ip("x", "b"), 1)), Verdict::Allow, "ICMP is not UDP");
+    assert_ne!(evaluate(&maps, epoch, &frag(xyz_ip("x", "a"), TCP)), Verdict::Allow, "fragment cannot prove port 80");
+    assert_eq!(evaluate(&maps, epoch, &frag(xyz_ip("x", "b"), UDP)), Verdict::Allow, "all UDP ports");
+    assert_ne!(evaluate(&maps, epoch, &frag(xyz_ip("x", "b"), TCP)), Verdict::Allow);
+    assert_eq!(evaluate(&maps, epoch, &frag(xyz_ip("x", "c"), 1)), Verdict::Allow, "ICMP with a rule without ports");
+    assert_ne!(evaluate(&maps, epoch, &frag(xyz_ip("x", "b"), 1)), Verdict::Allow, "ICMP is not UDP");
     // Entries for "every port" rules stop at the protocol.
     assert!(maps[&MapId::PolicyAllow].keys().any(|k| {
         edgeplane::maps::layout::PolKey::from_bytes(k).is_some_and(|k| k.prefixlen == POL_PREFIX_ALL_PORTS)
@@ -375,54 +400,61 @@ fn unchanged_input_plans_nothing_and_one_pod_change_is_local() {
     c.policies.push(Pol::new("y", "eg", sel(&[])).egress_only().egress(rule(vec![ipblock("198.18.0.0/24", &["198.18.0.8/32"])], vec![])).build());
     let node = node_for(&c);
     let mut fake = FakeMaps::new();
-    let first = compile(&c, &node, &BTreeMap::new());
-    assert!(apply(&mut fake, &first) > 0);
-    let again = compile(&c, &node, &live_of(&fake));
-    assert_eq!(again.maps, first.maps, "same input, same entries");
+    let (epoch, first, cleanup) = apply_policy(&mut fake, &c, &node, 7);
+    assert_eq!(epoch, 8);
+    assert!(first > 0);
+    assert_eq!(cleanup, 0, "nothing was live: nothing to clean up");
+    let again = compile(&c, &node, &live_of(&fake), epoch);
+    assert_eq!(again.maps, fake.maps.iter().map(|(m, e)| (*m, e.clone())).collect(), "same input, same entries");
+    assert_eq!(again.switch_epoch, None);
     assert_eq!(apply(&mut fake, &again), 0, "re-apply writes nothing");
 
     // z/c changes its pod label to b: only entries about z/c change.
     let mut c2 = c.clone();
     let zc = c2.pods.iter_mut().find(|p| p.meta.namespace == "z" && p.meta.name == "c").expect("z/c");
     zc.meta.labels.insert("pod".into(), "b".into());
-    let next = compile(&c2, &node, &live_of(&fake));
+    let next = compile(&c2, &node, &live_of(&fake), epoch);
     // z/c alone carried its identity number, so the number follows it and
     // only allow entries change: x's pods now admit it (peer pod=b) on tcp/80.
     assert_eq!(next.maps[&MapId::Identities], fake.entries(MapId::Identities), "no address changes identity");
     assert_eq!(next.maps[&MapId::LocalEndpoints], fake.entries(MapId::LocalEndpoints), "endpoints unchanged");
-    let writes = apply(&mut fake, &next);
-    assert_eq!(writes, 3, "one allow entry for each of x/a, x/b, x/c");
+    let (epoch2, writes, cleanup) = apply_policy(&mut fake, &c2, &node, epoch);
+    assert_eq!((epoch2, writes, cleanup), (epoch + 1, 3, 0), "one allow entry for each of x/a, x/b, x/c");
     let zc = xyz_ip("z", "c");
-    assert_eq!(evaluate(&fake.maps, &flow(zc, xyz_ip("x", "a"), TCP, 80)), Verdict::Allow);
-    let settled = compile(&c2, &node, &live_of(&fake));
-    assert_eq!(apply(&mut fake, &settled), 0);
+    assert_eq!(evaluate(&fake.maps, epoch, &flow(zc, xyz_ip("x", "a"), TCP, 80)), Verdict::DenyIngress { endpoint: 1 });
+    assert_eq!(evaluate(&fake.maps, epoch2, &flow(zc, xyz_ip("x", "a"), TCP, 80)), Verdict::Allow);
+    assert_eq!(apply_policy(&mut fake, &c2, &node, epoch2), (epoch2, 0, 0), "settled");
+    // And back: the allow entries are first marked "old policy only", then deleted.
+    assert_eq!(apply_policy(&mut fake, &c, &node, epoch2), (epoch2 + 1, 3, 3));
 }
 
 #[test]
 fn identity_numbers_are_not_reused_while_live() {
-    // Two policies; the pod class of x/a disappears and a new class appears in
-    // the same compile: the new class must not get x/a's old number.
+    // The class of the "a" pods disappears and a new class appears in the same
+    // compile: a number still live is never given to other addresses.
     let mut c = xyz_cluster();
     c.policies.push(Pol::new("x", "in", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[("pod", "a")])), Some(sel(&[])))], vec![])).build());
+    c.pods.push(pod("y", "d", &[("pod", "d")], "198.18.0.20", NODE, vec![]));
     let node = node_for(&c);
-    let first = compile(&c, &node, &BTreeMap::new());
-    let old_ids: BTreeSet<u32> = first.maps[&MapId::Identities].values().filter_map(|v| IdentValue::from_bytes(v)).map(|v| v.identity).collect();
+    let mut fake = FakeMaps::new();
+    let (epoch, _, _) = apply_policy(&mut fake, &c, &node, 0);
+    let ident = |f: &FakeMaps| -> BTreeMap<Vec<u8>, u32> {
+        f.entries(MapId::Identities).iter().map(|(k, v)| (k.clone(), IdentValue::from_bytes(v).expect("v").at(epoch + 1))).collect()
+    };
+    let before = ident(&fake);
     let mut c2 = c.clone();
     for p in c2.pods.iter_mut().filter(|p| p.meta.name == "a") {
         p.meta.labels.insert("pod".into(), "new".into());
     }
+    c2.pods.retain(|p| p.meta.name != "d");
     c2.policies[0].ingress[0].peers = vec![pods_peer(Some(sel(&[("pod", "new")])), Some(sel(&[])))];
-    let next = compile(&c2, &node, &first.maps);
-    let new_ids: BTreeSet<u32> = next.maps[&MapId::Identities].values().filter_map(|v| IdentValue::from_bytes(v)).map(|v| v.identity).collect();
-    // Each address keeps its number or gets one that was not live.
-    for (k, v) in &next.maps[&MapId::Identities] {
-        let nv = IdentValue::from_bytes(v).expect("v").identity;
-        if let Some(ov) = first.maps[&MapId::Identities].get(k) {
-            let ov = IdentValue::from_bytes(ov).expect("v").identity;
-            assert!(nv == ov || !old_ids.contains(&nv), "address {k:?} moved from {ov} to live id {nv}");
-        }
+    apply_policy(&mut fake, &c2, &node, epoch);
+    let after = ident(&fake);
+    let old_ids: BTreeSet<u32> = before.values().copied().collect();
+    for (k, nv) in &after {
+        let ov = before.get(k).copied();
+        assert!(ov == Some(*nv) || !old_ids.contains(nv), "address {k:?} moved from {ov:?} to another address's number {nv}");
     }
-    assert!(!new_ids.is_empty());
 }
 
 #[test]
@@ -431,12 +463,52 @@ fn lep_values_carry_isolation_flags() {
     c.policies.push(Pol::new("x", "in", sel(&[("pod", "a")])).build());
     c.policies.push(Pol::new("x", "eg", sel(&[("pod", "b")])).egress_only().build());
     let out = compiled(&c);
-    let flags: BTreeMap<String, u32> = out.maps[&MapId::LocalEndpoints]
+    let flags: BTreeMap<String, u16> = out.maps[&MapId::LocalEndpoints]
         .values()
         .map(|v| LepValue::from_bytes(v).expect("lep"))
         .map(|v| (out.endpoints[&v.endpoint_id].clone(), v.flags))
         .collect();
     assert_eq!(flags, BTreeMap::from([("x/a".to_string(), 1), ("x/b".to_string(), 2)]));
+}
+
+#[test]
+fn policies_written_as_yaml_load_to_the_same_model() {
+    // The e2e tests hand the loader YAML rendered from these builders: the
+    // loaded cluster must mean what the builders say.
+    let mut c = xyz_cluster();
+    c.policies.push(
+        Pol::new("x", "many", expr("pod", SelectorOp::NotIn, &["c"]))
+            .ingress(rule(
+                vec![
+                    pods_peer(Some(sel(&[("pod", "b")])), Some(sel(&[("ns", "y")]))),
+                    pods_peer(None, Some(expr("ns", SelectorOp::Exists, &[]))),
+                    ipblock("198.18.0.0/29", &["198.18.0.2/32"]),
+                ],
+                vec![tcp(80), range(Protocol::Udp, 81, 90), named(Protocol::Tcp, "serve-81-tcp")],
+            ))
+            .egress(rule(vec![], vec![edgeplane::model::PolicyPort { protocol: Protocol::Sctp, port: None, end_port: None }]))
+            .build(),
+    );
+    c.policies.push(Pol::new("y", "deny-egress", sel(&[])).egress_only().build());
+    let dir = std::env::temp_dir().join(format!("ep-policy-yaml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("all.yaml"), yaml::cluster(&c)).expect("write");
+    let loaded = edgeplane::model::load_dirs(&[dir.clone()], &Default::default()).expect("load");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let strip = |mut c: Cluster| {
+        for p in c.pods.iter_mut() {
+            p.meta.origin = Default::default();
+        }
+        for p in c.policies.iter_mut() {
+            p.meta.origin = Default::default();
+        }
+        for n in c.namespaces.iter_mut() {
+            n.origin = Default::default();
+        }
+        (c.namespaces, c.pods, c.policies)
+    };
+    assert_eq!(strip(loaded.cluster), strip(c));
 }
 
 // ---- generated clusters: compiled maps == semantics ----------------------
@@ -602,7 +674,7 @@ fn gen_cluster(seed: u64) -> (Cluster, PolicyNode) {
     (c, node)
 }
 
-fn check_cluster(c: &Cluster, node: &PolicyNode, maps: &BTreeMap<MapId, Entries>) -> Result<(), String> {
+fn check_cluster(c: &Cluster, node: &PolicyNode, maps: &BTreeMap<MapId, Entries>, epoch: u32) -> Result<(), String> {
     let oracle = Oracle::new(c, node);
     let mut addrs: Vec<Ipv4Addr> = c.pods.iter().filter_map(|p| match p.ips[0] {
         IpAddr::V4(a) => Some(a),
@@ -615,7 +687,7 @@ fn check_cluster(c: &Cluster, node: &PolicyNode, maps: &BTreeMap<MapId, Entries>
                 for port in [Some(80), Some(81), Some(900), Some(1000), Some(4000), None] {
                     let f = Flow { saddr: s, daddr: d, proto, dport: if proto == 1 { None } else { port } };
                     let want = oracle.allows(&f);
-                    let got = evaluate(maps, &f) == Verdict::Allow;
+                    let got = evaluate(maps, epoch, &f) == Verdict::Allow;
                     if want != got {
                         return Err(format!("{s} -> {d} proto {proto} port {port:?}: semantics say {want}, maps say {got}"));
                     }
@@ -632,28 +704,29 @@ proptest::proptest! {
     #[test]
     fn compiled_maps_agree_with_semantics(seed in proptest::prelude::any::<u64>()) {
         let (c, node) = gen_cluster(seed);
-        let out = compile(&c, &node, &BTreeMap::new());
-        if let Err(e) = check_cluster(&c, &node, &out.maps) {
+        let (maps, epoch) = fresh(&c, &node);
+        if let Err(e) = check_cluster(&c, &node, &maps, epoch) {
             return Err(proptest::test_runner::TestCaseError::fail(format!("{e}\npolicies: {:#?}", c.policies)));
         }
     }
 
     #[test]
     fn recompiling_over_live_state_converges(seed in proptest::prelude::any::<u64>(), seed2 in proptest::prelude::any::<u64>()) {
-        // A -> B through the plan engine: the maps equal B's fresh compile in
-        // meaning, re-planning B is empty, and no live number changes owner.
+        // A -> B through the whole protocol: the maps enforce B, are settled
+        // (re-applying B writes nothing), and going back to A works too.
         let (a, node) = gen_cluster(seed);
         let (b, _) = gen_cluster(seed2);
         let mut fake = FakeMaps::new();
-        apply(&mut fake, &compile(&a, &node, &BTreeMap::new()));
-        let out_b = compile(&b, &node, &live_of(&fake));
-        apply(&mut fake, &out_b);
-        let live = live_of(&fake);
-        if let Err(e) = check_cluster(&b, &node, &live) {
+        let (e1, _, _) = apply_policy(&mut fake, &a, &node, u32::MAX - 1); // crosses the wrap
+        let (e2, _, _) = apply_policy(&mut fake, &b, &node, e1);
+        if let Err(e) = check_cluster(&b, &node, &fake.maps, e2) {
             return Err(proptest::test_runner::TestCaseError::fail(e));
         }
-        let again = compile(&b, &node, &live);
-        proptest::prop_assert_eq!(&again.maps, &out_b.maps);
+        proptest::prop_assert_eq!(apply_policy(&mut fake, &b, &node, e2), (e2, 0, 0));
+        let (e3, _, _) = apply_policy(&mut fake, &a, &node, e2);
+        if let Err(e) = check_cluster(&a, &node, &fake.maps, e3) {
+            return Err(proptest::test_runner::TestCaseError::fail(e));
+        }
     }
 }
 
@@ -676,8 +749,8 @@ proptest::proptest! {
         }
         b.namespaces = a.namespaces.clone();
         let mut fake = FakeMaps::new();
-        apply(&mut fake, &compile(&a, &node, &BTreeMap::new()));
-        let out_b = compile(&b, &node, &live_of(&fake));
+        let (epoch, _, _) = apply_policy(&mut fake, &a, &node, 3);
+        let out_b = compile(&b, &node, &live_of(&fake), epoch);
         let plan = edgeplane::plan::plan(&out_b.maps, &live_of(&fake));
         let (oa, ob) = (Oracle::new(&a, &node), Oracle::new(&b, &node));
         let addrs: Vec<Ipv4Addr> = a.pods.iter().filter_map(|p| match p.ips[0] { IpAddr::V4(x) => Some(x), IpAddr::V6(_) => None })
@@ -687,19 +760,33 @@ proptest::proptest! {
             for &d in &addrs {
                 for (proto, port) in [(TCP, Some(80)), (TCP, Some(1000)), (UDP, Some(81)), (132, None)] {
                     let f = Flow { saddr: s, daddr: d, proto, dport: port };
-                    let (wa, wb) = (oa.allows(&f), ob.allows(&f));
-                    if wa == wb {
-                        flows.push((f, wa));
-                    }
+                    flows.push((f, oa.allows(&f), ob.allows(&f)));
                 }
             }
+        }
+        // Each write of the first plan, at the old epoch: exactly A.
+        for (i, step) in plan.steps.iter().enumerate() {
+            let one = edgeplane::plan::Plan { steps: vec![step.clone()] };
+            edgeplane::apply::apply(&one, &mut fake).expect("apply step");
+            for (f, want_a, _) in &flows {
+                let got = evaluate(&fake.maps, epoch, f) == Verdict::Allow;
+                proptest::prop_assert_eq!(got, *want_a, "after step {} ({}) of {}: {:?}", i, step, plan.steps.len(), f);
+            }
+        }
+        // The epoch switch: exactly B, and so after each cleanup write.
+        let epoch = out_b.switch_epoch.unwrap_or(epoch);
+        let cleanup = compile(&b, &node, &live_of(&fake), epoch);
+        let plan = edgeplane::plan::plan(&cleanup.maps, &live_of(&fake));
+        proptest::prop_assert!(plan.steps.iter().all(|s| matches!(s, edgeplane::plan::Step::Delete { .. })), "cleanup only deletes");
+        for f in flows.iter().map(|(f, _, b)| (f, b)) {
+            proptest::prop_assert_eq!(evaluate(&fake.maps, epoch, f.0) == Verdict::Allow, *f.1, "after the switch: {:?}", f.0);
         }
         for (i, step) in plan.steps.iter().enumerate() {
             let one = edgeplane::plan::Plan { steps: vec![step.clone()] };
             edgeplane::apply::apply(&one, &mut fake).expect("apply step");
-            for (f, want) in &flows {
-                let got = evaluate(&fake.maps, f) == Verdict::Allow;
-                proptest::prop_assert_eq!(got, *want, "after step {} ({}) of {}: {:?}", i, step, plan.steps.len(), f);
+            for (f, _, want_b) in &flows {
+                let got = evaluate(&fake.maps, epoch, f) == Verdict::Allow;
+                proptest::prop_assert_eq!(got, *want_b, "after cleanup step {} ({}): {:?}", i, step, f);
             }
         }
     }

@@ -44,14 +44,36 @@ static __always_inline int ep_ct_create(const struct ep_ct_key *fkey, const stru
 	return EP_CONTINUE;
 }
 
+#define EP_CT_REPLY_OK      0
+#define EP_CT_REPLY_MISSING 1
+#define EP_CT_REPLY_FOREIGN 2
+
+/* Whether the reply entry of a translated flow still exists and points back to it. */
+static __always_inline int ep_ct_reply_state(const struct ep_ct_key *fkey,
+					     const struct ep_ct_value *fval)
+{
+	struct ep_ct_key rkey = {};
+	struct ep_ct_value *r;
+	__be32 rdst = (fval->flags & EP_CT_F_HAIRPIN) ? fval->hairpin_addr : fkey->saddr;
+
+	ep_ct_key_fill(&rkey, fval->nat_addr, rdst, fval->nat_port,
+		       fval->alt_port ? fval->alt_port : fkey->sport, fkey->proto, EP_CT_DIR_REPLY);
+	r = ep_ct_lookup(&rkey);
+	if (!r)
+		return EP_CT_REPLY_MISSING;
+	if (r->nat_addr != fkey->daddr || r->nat_port != fkey->dport || r->hairpin_addr != fkey->saddr)
+		return EP_CT_REPLY_FOREIGN;
+	return EP_CT_REPLY_OK;
+}
+
 /* Remove a flow given its forward key and value (the reply key is derived). */
 static __always_inline void ep_ct_delete(const struct ep_ct_key *fkey, const struct ep_ct_value *fval)
 {
 	struct ep_ct_key rkey = {};
 	__be32 rdst = (fval->flags & EP_CT_F_HAIRPIN) ? fval->hairpin_addr : fkey->saddr;
 
-	ep_ct_key_fill(&rkey, fval->nat_addr, rdst, fval->nat_port, fkey->sport, fkey->proto,
-		       EP_CT_DIR_REPLY);
+	ep_ct_key_fill(&rkey, fval->nat_addr, rdst, fval->nat_port,
+		       fval->alt_port ? fval->alt_port : fkey->sport, fkey->proto, EP_CT_DIR_REPLY);
 	bpf_map_delete_elem(&ep_ct4_v1, &rkey);
 	bpf_map_delete_elem(&ep_ct4_v1, fkey);
 	ep_stat_inc(EP_STAT_CT_DELETED);

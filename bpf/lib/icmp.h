@@ -10,6 +10,10 @@
  *    the outer destination become the backend.
  * The quoted inner L4 checksum is left alone (receivers do not check it on
  * a truncated quote); the ICMP and both IP checksums are fixed.
+ *
+ * Returns EP_ACT_PASS for an error related to a tracked flow (translated if
+ * the flow is), EP_CONTINUE for anything else (not an error, or about no
+ * tracked flow): the caller then applies policy to it as untracked traffic.
  */
 #ifndef EP_ICMP_H
 #define EP_ICMP_H
@@ -74,33 +78,37 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 	__u32 iihl;
 
 	if (ctx->is_fragment)
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 	if (bpf_skb_load_bytes(skb, ctx->l4_off, &type, 1))
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 	if (type != EP_ICMP_DEST_UNREACH && type != EP_ICMP_TIME_EXCEEDED)
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 	in.l3 = ctx->l4_off + 8;
 	in.icmp_csum = ctx->l4_off + EP_ICMP_CSUM_OFF;
 	if (bpf_skb_load_bytes(skb, in.l3, &ip, sizeof(ip)))
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 	iihl = ip.ihl * 4;
 	if (ip.version != 4 || iihl < 20)
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 	if (ip.protocol != EP_PROTO_TCP && ip.protocol != EP_PROTO_UDP &&
 	    ip.protocol != EP_PROTO_SCTP)
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 	in.l4 = in.l3 + (iihl & 0x3c);
 	if (bpf_skb_load_bytes(skb, in.l4, ports, sizeof(ports)))
-		return EP_ACT_PASS;
+		return EP_CONTINUE;
 
 	/* Case 1: about a translated client->backend packet: its reply entry. */
 	ep_ct_key_fill(&key, ip.daddr, ip.saddr, ports[1], ports[0], ip.protocol, EP_CT_DIR_REPLY);
 	ct = ep_ct_lookup(&key);
-	if (ct && (ct->flags & EP_CT_F_SERVICE)) {
+	if (ct && !(ct->flags & EP_CT_F_SERVICE))
+		return EP_ACT_PASS;  /* about a tracked plain flow: related */
+	if (ct) {
 		__be32 backend = ip.daddr;
 
 		if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, daddr), ip.daddr, ct->nat_addr) ||
 		    ep_icmp_inner_port(ctx, &in, 2, ports[1], ct->nat_port))
+			return -EP_DROP_NAT_FAILED;
+		if (ct->alt_port && ep_icmp_inner_port(ctx, &in, 0, ports[0], ct->alt_port))
 			return -EP_DROP_NAT_FAILED;
 		if (ct->flags & EP_CT_F_HAIRPIN) {
 			if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, saddr), ip.saddr,
@@ -119,11 +127,15 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 	/* Case 2: about a VIP->client reply, sent by the client: its forward entry. */
 	ep_ct_key_fill(&key, ip.daddr, ip.saddr, ports[1], ports[0], ip.protocol, EP_CT_DIR_FORWARD);
 	ct = ep_ct_lookup(&key);
-	if (ct && (ct->flags & EP_CT_F_SERVICE)) {
+	if (ct && !(ct->flags & EP_CT_F_SERVICE))
+		return EP_ACT_PASS;
+	if (ct) {
 		__be32 vip = ip.saddr;
 
 		if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, saddr), ip.saddr, ct->nat_addr) ||
 		    ep_icmp_inner_port(ctx, &in, 0, ports[0], ct->nat_port))
+			return -EP_DROP_NAT_FAILED;
+		if (ct->alt_port && ep_icmp_inner_port(ctx, &in, 2, ports[1], ct->alt_port))
 			return -EP_DROP_NAT_FAILED;
 		if (ct->flags & EP_CT_F_HAIRPIN) {
 			if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, daddr), ip.daddr,
@@ -136,8 +148,9 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 		if (ctx->daddr == vip && ep_nat_addr(ctx, EP_NAT_DST, ct->nat_addr))
 			return -EP_DROP_NAT_FAILED;
 		ep_stat_inc(EP_STAT_ICMP_ERR_REVNAT);
+		return EP_ACT_PASS;
 	}
-	return EP_ACT_PASS;
+	return EP_CONTINUE;
 }
 
 #endif /* EP_ICMP_H */

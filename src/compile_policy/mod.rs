@@ -18,6 +18,7 @@
 //!   never handed to a different identity in the same pass: unchanged YAML
 //!   plans zero writes, and an id is only recycled once nothing refers to it.
 
+mod merge;
 mod ports;
 pub mod sim;
 
@@ -26,9 +27,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::diag::Diagnostic;
 use crate::maps::layout::{
-    DIR_EGRESS, DIR_INGRESS, IDENT_ANY, IDENT_FIRST, IDENT_HOST, IdentKey, IdentValue, LEP_F_EGRESS_ISOLATED,
-    LEP_F_INGRESS_ISOLATED, LepValue, POL_F_ALLOW, POL_PREFIX_ALL_PORTS, POL_PREFIX_ALL_PROTO, PolKey, PolValue,
-    lep_addr_from_key, lep_key,
+    DIR_EGRESS, DIR_INGRESS, IDENT_ANY, IDENT_FIRST, IDENT_HOST, LEP_F_EGRESS_ISOLATED, LEP_F_INGRESS_ISOLATED,
+    POL_PREFIX_ALL_PORTS, POL_PREFIX_ALL_PROTO, PolKey,
 };
 use crate::maps::{Entries, MapId};
 use crate::model::{Cluster, Labels, NetworkPolicy, Pod, PolicyPeer, PolicyPort, PolicyRule, PortRef, Protocol};
@@ -52,11 +52,18 @@ pub struct PolicyNode {
 /// The desired policy maps, plus names for rendering drops and map dumps.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyCompiled {
-    /// Always holds all three policy maps (empty when nothing is isolated),
-    /// so stale entries are removed.
+    /// Always holds all three policy maps (empty when nothing is isolated
+    /// and nothing is live), so stale entries are removed.
     pub maps: BTreeMap<MapId, Entries>,
-    /// Some local pod is isolated: set EP_CFG_F_POLICY.
+    /// Some local pod is isolated in the new policy: EP_CFG_F_POLICY.
     pub enabled: bool,
+    /// `Some(e)`: the maps hold a change that takes effect when
+    /// ep_cfg_v1.policy_epoch becomes `e` (= the epoch passed in + 1). After
+    /// applying `maps`, write the config with that epoch (and the POLICY flag
+    /// from `enabled`) in one update, then compile again with epoch `e` and
+    /// apply: that second plan only deletes entries the old policy needed.
+    /// `None`: the maps are settled; no epoch change is needed.
+    pub switch_epoch: Option<u32>,
     pub warnings: Vec<Diagnostic>,
     /// Endpoint id (as in `ep_lep_v1` and drop events) → `namespace/name`.
     pub endpoints: BTreeMap<u32, String>,
@@ -229,19 +236,17 @@ impl Allocator {
 }
 
 /// Chooses a number for each key: the live number most of its members
-/// already carry (if `reusable` and no other key took it), else a fresh
+/// already carry (if no other key took it), else a fresh
 /// number that appears nowhere in the live maps.
 fn assign_ids<K: Ord + Clone>(
     votes: BTreeMap<K, BTreeMap<u32, usize>>,
     all_keys: impl IntoIterator<Item = K>,
     used_live: BTreeSet<u32>,
     first: u32,
-    reusable: impl Fn(&K, u32) -> bool,
 ) -> BTreeMap<K, u32> {
     let mut candidates: Vec<(std::cmp::Reverse<usize>, K, u32)> = votes
         .into_iter()
         .flat_map(|(k, ids)| ids.into_iter().map(move |(id, n)| (std::cmp::Reverse(n), k.clone(), id)))
-        .filter(|(_, k, id)| reusable(k, *id))
         .collect();
     candidates.sort();
     let mut out = BTreeMap::new();
@@ -326,15 +331,14 @@ fn resolve_named(class: Option<&PodClass>, proto: Protocol, name: &str) -> Vec<u
         .unwrap_or_default()
 }
 
-fn put_allow(out: &mut Entries, subject: u32, peer: u32, dir: u8, spec: &PortSpec) {
-    let value = PolValue { flags: POL_F_ALLOW }.to_bytes();
+fn put_allow(out: &mut BTreeSet<PolKey>, subject: u32, peer: u32, dir: u8, spec: &PortSpec) {
     let base = PolKey { prefixlen: POL_PREFIX_ALL_PROTO, subject, peer, dir, proto: 0, dport: [0, 0] };
     match spec {
         PortSpec::AllProto => {
-            out.insert(base.to_bytes(), value);
+            out.insert(base);
         }
         PortSpec::Proto(proto) => {
-            out.insert(PolKey { prefixlen: POL_PREFIX_ALL_PORTS, proto: *proto, ..base }.to_bytes(), value);
+            out.insert(PolKey { prefixlen: POL_PREFIX_ALL_PORTS, proto: *proto, ..base });
         }
         PortSpec::Range(proto, lo, hi) => {
             for (v, bits) in range_prefixes(*lo, *hi) {
@@ -344,7 +348,7 @@ fn put_allow(out: &mut Entries, subject: u32, peer: u32, dir: u8, spec: &PortSpe
                     dport: v.to_be_bytes(),
                     ..base
                 };
-                out.insert(key.to_bytes(), value.clone());
+                out.insert(key);
             }
         }
         // Resolved by the caller against the destination pod.
@@ -354,11 +358,32 @@ fn put_allow(out: &mut Entries, subject: u32, peer: u32, dir: u8, spec: &PortSpe
 
 /// Compiles the policy maps for this node. `live` holds the current contents
 /// of (at least) the three policy maps; missing maps count as empty.
-pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entries>) -> PolicyCompiled {
-    let empty = Entries::new();
-    let live_ident = live.get(&MapId::Identities).unwrap_or(&empty);
-    let live_pol = live.get(&MapId::PolicyAllow).unwrap_or(&empty);
-    let live_lep = live.get(&MapId::LocalEndpoints).unwrap_or(&empty);
+pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entries>, epoch: u32) -> PolicyCompiled {
+    let live = merge::Live::decode(live, epoch);
+    let want = desired(cluster, node, &live);
+    let (maps, switch_to) = merge::merge(&live, &want, epoch);
+    PolicyCompiled {
+        maps,
+        enabled: !want.lep.is_empty(),
+        switch_epoch: switch_to,
+        warnings: want.warnings,
+        endpoints: want.endpoints,
+        identities: want.identities,
+    }
+}
+
+/// The policy this node should enforce, numbered against the live maps.
+pub(crate) struct Desired {
+    pub ident: BTreeMap<Prefix, u32>,
+    pub pol: BTreeSet<PolKey>,
+    /// Local isolated pod → (endpoint id, identity, isolation flags).
+    pub lep: BTreeMap<Ipv4Addr, (u32, u32, u16)>,
+    pub warnings: Vec<Diagnostic>,
+    pub endpoints: BTreeMap<u32, String>,
+    pub identities: BTreeMap<u32, String>,
+}
+
+fn desired(cluster: &Cluster, node: &PolicyNode, live: &merge::Live) -> Desired {
     let mut warnings = Vec::new();
 
     let ns_labels: HashMap<&str, &Labels> = cluster.namespaces.iter().map(|n| (n.name.as_str(), &n.labels)).collect();
@@ -438,19 +463,8 @@ pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entr
     }
 
     // Numbering: reuse live identity numbers by majority of each key's prefixes.
-    let live_by_prefix: HashMap<Prefix, u32> = live_ident
-        .iter()
-        .filter_map(|(k, v)| {
-            let (k, v) = (IdentKey::from_bytes(k)?, IdentValue::from_bytes(v)?);
-            Some((Prefix::new(k.addr(), u8::try_from(k.prefixlen).ok()?), v.identity))
-        })
-        .collect();
-    let mut used_live: BTreeSet<u32> = live_by_prefix.values().copied().collect();
-    for k in live_pol.keys().filter_map(|k| PolKey::from_bytes(k)) {
-        used_live.insert(k.subject);
-        used_live.insert(k.peer);
-    }
-    used_live.extend(live_lep.values().filter_map(|v| LepValue::from_bytes(v)).map(|v| v.identity));
+    let live_by_prefix = &live.ident_now;
+    let mut used_live = live.numbers.clone();
     let mut votes: BTreeMap<IdKey, BTreeMap<u32, usize>> = BTreeMap::new();
     for (prefix, slot) in &trie {
         if let (Slot::Key(k), Some(id)) = (slot, live_by_prefix.get(prefix))
@@ -462,29 +476,17 @@ pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entr
     }
     let all_keys: BTreeSet<IdKey> = trie.values().filter_map(|s| if let Slot::Key(k) = s { Some(*k) } else { None }).collect();
     used_live.insert(IDENT_ANY);
-    // A live number may take a new meaning only if every address carrying it
-    // now gets that meaning: while the plan runs, an address then only ever
-    // sees the union of its old and new allow entries, never those of
-    // another identity (the plan writes allows before it moves addresses).
-    let mut live_members: HashMap<u32, Vec<Prefix>> = HashMap::new();
-    for (p, id) in &live_by_prefix {
-        live_members.entry(*id).or_default().push(*p);
-    }
-    let reusable = |k: &IdKey, id: u32| {
-        live_members.get(&id).is_some_and(|ps| ps.iter().all(|p| trie.get(p) == Some(&Slot::Key(*k))))
-    };
-    let ids = assign_ids(votes, all_keys.iter().copied(), used_live, IDENT_FIRST, reusable);
+    // A live number may change meaning: the change is written as the
+    // "from the next epoch" half of every entry, so no packet sees a mix.
+    let ids = assign_ids(votes, all_keys.iter().copied(), used_live, IDENT_FIRST);
 
-    let mut ident_entries = Entries::new();
+    let mut ident: BTreeMap<Prefix, u32> = BTreeMap::new();
     for (prefix, slot) in &trie {
         let identity = match slot {
             Slot::Host => IDENT_HOST,
             Slot::Key(k) => ids.get(k).copied().unwrap_or(IDENT_HOST),
         };
-        ident_entries.insert(
-            IdentKey::new(prefix.addr(), prefix.len).to_bytes(),
-            IdentValue { identity, flags: 0 }.to_bytes(),
-        );
+        ident.insert(*prefix, identity);
     }
 
     let mut identities = BTreeMap::new();
@@ -517,7 +519,7 @@ pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entr
         node.node_name.as_ref().is_some_and(|n| pod.node_name.as_ref() == Some(n))
             || pod.ips.iter().any(|ip| node.local_pod_ips.contains(ip))
     };
-    let mut subjects: BTreeMap<u32, (IdKey, u32)> = BTreeMap::new(); // id → (key, isolation flags)
+    let mut subjects: BTreeMap<u32, (IdKey, u16)> = BTreeMap::new(); // id → (key, isolation flags)
     let mut local: Vec<(&Pod, Ipv4Addr, u32)> = Vec::new();
     for (pod, ip, key) in &pods {
         if !is_local(pod) {
@@ -557,7 +559,7 @@ pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entr
     }
 
     // Allow entries per isolated subject identity.
-    let mut pol_entries = Entries::new();
+    let mut pol_entries: BTreeSet<PolKey> = BTreeSet::new();
     for (subject, (key, flags)) in &subjects {
         if *flags == 0 {
             continue;
@@ -634,41 +636,27 @@ pub fn compile(cluster: &Cluster, node: &PolicyNode, live: &BTreeMap<MapId, Entr
     }
 
     // Endpoint ids: keep the live id of an address, else a number unused live.
-    let live_eps: BTreeMap<Ipv4Addr, u32> = live_lep
-        .iter()
-        .filter_map(|(k, v)| Some((lep_addr_from_key(k)?, LepValue::from_bytes(v)?.endpoint_id)))
-        .collect();
     let mut votes: BTreeMap<Ipv4Addr, BTreeMap<u32, usize>> = BTreeMap::new();
     for (_, ip, _) in &local {
-        if let Some(id) = live_eps.get(ip).filter(|id| **id != 0) {
+        if let Some(id) = live.endpoints.get(ip).filter(|id| **id != 0) {
             votes.entry(*ip).or_default().insert(*id, 1);
         }
     }
-    let ep_ids = assign_ids(votes, local.iter().map(|(_, ip, _)| *ip), live_eps.values().copied().collect(), 1, |_, _| true);
-    let mut lep_entries = Entries::new();
+    let used_eps: BTreeSet<u32> = live.endpoints.values().copied().collect();
+    let ep_ids = assign_ids(votes, local.iter().map(|(_, ip, _)| *ip), used_eps, 1);
+    let mut lep = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
     for (pod, ip, identity) in &local {
         let endpoint_id = ep_ids.get(ip).copied().unwrap_or(0);
         let flags = subjects.get(identity).map_or(0, |(_, f)| *f);
-        lep_entries.insert(lep_key(*ip), LepValue { endpoint_id, identity: *identity, flags, _pad0: 0 }.to_bytes());
+        lep.insert(*ip, (endpoint_id, *identity, flags));
         endpoints.insert(endpoint_id, format!("{}/{}", pod.meta.namespace, pod.meta.name));
     }
 
-    let enabled = !lep_entries.is_empty();
-    // Nothing to enforce: keep the maps empty rather than carrying identities.
-    if !enabled {
-        ident_entries.clear();
+    // Nothing to enforce: carry no identities either.
+    if lep.is_empty() {
+        ident.clear();
         identities.clear();
     }
-    PolicyCompiled {
-        maps: BTreeMap::from([
-            (MapId::PolicyAllow, pol_entries),
-            (MapId::Identities, ident_entries),
-            (MapId::LocalEndpoints, lep_entries),
-        ]),
-        enabled,
-        warnings,
-        endpoints,
-        identities,
-    }
+    Desired { ident, pol: pol_entries, lep, warnings, endpoints, identities }
 }

@@ -135,12 +135,15 @@ pub fn attach_tc(prog: &Program<'_>, links_dir: &Path, ifname: &str, ifidx: u32)
             }
             Err(e) => log::warn!("pinned link {} unusable ({e}); re-attaching", pin.display()),
         }
-        std::fs::remove_file(&pin).with_context(|| format!("unpinning stale link {}", pin.display()))?;
+        unpin_link(&pin)?;
     }
-    // SAFETY: the program pointer is valid while `prog` is borrowed; a NULL
-    // opts pointer is allowed by libbpf.
-    let ptr = unsafe {
-        libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifidx as i32, std::ptr::null())
+    // EDGEPLANE_FORCE_CLSACT=1 exercises the fallback on kernels that have TCX (tests).
+    let ptr = if std::env::var_os("EDGEPLANE_FORCE_CLSACT").is_some_and(|v| v == "1") {
+        std::ptr::null_mut()
+    } else {
+        // SAFETY: the program pointer is valid while `prog` is borrowed; a NULL
+        // opts pointer is allowed by libbpf.
+        unsafe { libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifidx as i32, std::ptr::null()) }
     };
     match std::ptr::NonNull::new(ptr) {
         Some(p) => {
@@ -200,6 +203,18 @@ pub fn detach_clsact(marker: &Path, ifname: &str) {
     }
 }
 
+/// Detach a pinned link synchronously (BPF_LINK_DETACH), then remove its pin.
+/// Removing the pin alone frees the link only after an RCU grace period and a
+/// workqueue run, so traffic could still be translated right after `reset`.
+pub fn unpin_link(pin: &Path) -> Result<()> {
+    if let Ok(link) = Link::open(pin)
+        && let Err(e) = link.detach()
+    {
+        log::debug!("detaching {}: {e}", pin.display());
+    }
+    std::fs::remove_file(pin).with_context(|| format!("unpinning {}", pin.display()))
+}
+
 /// Pin helper for programs (libbpf-rs only pins through `&mut` or skeleton types).
 trait PinFd {
     fn pin_fd(&self, path: &Path) -> Result<()>;
@@ -254,7 +269,7 @@ pub fn attach_cgroup(prog: &Program<'_>, links_dir: &Path, cgroup: &Path) -> Res
             }
         }
         // Another cgroup (the setting changed) or a broken pin: detach it.
-        std::fs::remove_file(&pin).with_context(|| format!("unpinning {}", pin.display()))?;
+        unpin_link(&pin)?;
     }
     // SAFETY: valid program pointer while borrowed; the cgroup fd is open.
     let ptr = unsafe { libbpf_sys::bpf_program__attach_cgroup(prog.as_libbpf_object().as_ptr(), cg_dir.as_raw_fd()) };

@@ -12,11 +12,10 @@ use libbpf_rs::query::LinkTypeInfo;
 use libbpf_rs::{Link, MapCore, MapHandle, MapType};
 use serde::Serialize;
 
-use super::attach::{CGROUP_PREFIX, CLSACT_PREFIX, TCX_PREFIX, detach_clsact};
+use super::attach::{CGROUP_PREFIX, CLSACT_PREFIX, TCX_PREFIX, detach_clsact, unpin_link};
 use super::mapio::{for_each, percpu_sum};
 use super::{MAP_CT, MAP_DROPEV, MAP_DROPS, MAP_STATS};
 use crate::drop_reason::{DropReason, StatId};
-use crate::maps::layout::CtKey;
 use crate::maps::proto_name;
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,7 +301,7 @@ pub fn recent_drops(state_dir: &Path, n: usize) -> Result<Vec<DropEvent>> {
             endpoint: u32::from_ne_bytes(v[28..32].try_into().unwrap_or_default()),
         });
     }
-    out.sort_by(|a, b| b.ts_ns.cmp(&a.ts_ns));
+    out.sort_by_key(|e| std::cmp::Reverse(e.ts_ns));
     out.truncate(n);
     Ok(out)
 }
@@ -320,7 +319,7 @@ pub fn reset(state_dir: &Path) -> Result<()> {
             if let Some(ifname) = file.strip_prefix(CLSACT_PREFIX) {
                 detach_clsact(&e.path(), ifname);
             } else {
-                std::fs::remove_file(e.path()).with_context(|| format!("unpinning {}", e.path().display()))?;
+                unpin_link(&e.path())?;
             }
         }
         std::fs::remove_dir(&links).with_context(|| format!("removing {}", links.display()))?;
@@ -335,7 +334,3 @@ pub fn reset(state_dir: &Path) -> Result<()> {
     std::fs::remove_dir(state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
     Ok(())
 }
-
-/// Unused-import guard: CtKey documents the entry layout counted above.
-#[allow(dead_code)]
-const _CT_KEY_SIZE: usize = CtKey::SIZE;

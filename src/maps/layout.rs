@@ -199,13 +199,20 @@ pub const IDENT_ANY: u32 = u32::MAX;
 pub const POL_PREFIX_ALL_PROTO: u32 = 72;
 pub const POL_PREFIX_ALL_PORTS: u32 = 80;
 pub const POL_PREFIX_FULL: u32 = 96;
-pub const POL_F_ALLOW: u32 = 0x0001;
+pub const POL_F_ALLOW: u16 = 0x0001;
+pub const POL_F_PREV_ALLOW: u16 = 0x0002;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
 
-pub const LEP_F_INGRESS_ISOLATED: u32 = 0x0001;
-pub const LEP_F_EGRESS_ISOLATED: u32 = 0x0002;
+pub const LEP_F_INGRESS_ISOLATED: u16 = 0x0001;
+pub const LEP_F_EGRESS_ISOLATED: u16 = 0x0002;
+
+/// `ep_epoch_new()`: whether the "from `switch_epoch` on" half of a policy
+/// value applies at `epoch` (serial-number comparison, so it survives wrap).
+pub fn epoch_new(epoch: u32, switch_epoch: u32) -> bool {
+    (epoch.wrapping_sub(switch_epoch) as i32) >= 0
+}
 
 /// ep_ident_v1 key (LPM): prefix length, then the address in network order.
 #[repr(C)]
@@ -229,9 +236,21 @@ impl IdentKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IdentValue {
     pub identity: u32,
-    pub flags: u32,
+    pub prev_identity: u32,
+    pub switch_epoch: u32,
+    pub _pad0: u32,
 }
-pod_bytes!(IdentValue, 8);
+pod_bytes!(IdentValue, 16);
+
+impl IdentValue {
+    /// The same identity in both halves.
+    pub fn steady(identity: u32) -> Self {
+        IdentValue { identity, prev_identity: identity, switch_epoch: 0, _pad0: 0 }
+    }
+    pub fn at(&self, epoch: u32) -> u32 {
+        if epoch_new(epoch, self.switch_epoch) { self.identity } else { self.prev_identity }
+    }
+}
 
 /// ep_pol_v1 key (LPM): see `struct ep_pol_key` for the prefix scheme.
 #[repr(C)]
@@ -255,9 +274,21 @@ impl PolKey {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PolValue {
-    pub flags: u32,
+    pub flags: u16,
+    pub _pad0: u16,
+    pub switch_epoch: u32,
 }
-pod_bytes!(PolValue, 4);
+pod_bytes!(PolValue, 8);
+
+impl PolValue {
+    pub fn steady() -> Self {
+        PolValue { flags: POL_F_ALLOW | POL_F_PREV_ALLOW, _pad0: 0, switch_epoch: 0 }
+    }
+    pub fn at(&self, epoch: u32) -> bool {
+        let bit = if epoch_new(epoch, self.switch_epoch) { POL_F_ALLOW } else { POL_F_PREV_ALLOW };
+        self.flags & bit != 0
+    }
+}
 
 /// ep_lep_v1 key: the local pod's IPv4 address, network order.
 pub fn lep_key(addr: Ipv4Addr) -> Vec<u8> {
@@ -274,8 +305,18 @@ pub fn lep_addr_from_key(b: &[u8]) -> Option<Ipv4Addr> {
 pub struct LepValue {
     pub endpoint_id: u32,
     pub identity: u32,
-    pub flags: u32,
+    pub prev_identity: u32,
+    pub flags: u16,
+    pub prev_flags: u16,
+    pub switch_epoch: u32,
     pub _pad0: u32,
 }
-pod_bytes!(LepValue, 16);
+pod_bytes!(LepValue, 24);
+
+impl LepValue {
+    /// (identity, isolation flags) in force at `epoch`.
+    pub fn at(&self, epoch: u32) -> (u32, u16) {
+        if epoch_new(epoch, self.switch_epoch) { (self.identity, self.flags) } else { (self.prev_identity, self.prev_flags) }
+    }
+}
 // ---- end NetworkPolicy ----

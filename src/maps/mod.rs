@@ -151,15 +151,38 @@ pub fn render_value(map: MapId, value: &[u8]) -> String {
             None => hex(value),
         },
         MapId::PolicyAllow => match layout::PolValue::from_bytes(value) {
-            Some(v) => format!("flags {:#x}", v.flags),
+            Some(v) if v.flags == layout::POL_F_ALLOW | layout::POL_F_PREV_ALLOW => "allow".into(),
+            Some(v) => format!(
+                "{} from epoch {} ({} before)",
+                if v.flags & layout::POL_F_ALLOW != 0 { "allow" } else { "deny" },
+                v.switch_epoch,
+                if v.flags & layout::POL_F_PREV_ALLOW != 0 { "allow" } else { "deny" }
+            ),
             None => hex(value),
         },
         MapId::Identities => match layout::IdentValue::from_bytes(value) {
-            Some(v) => render_identity(v.identity),
+            Some(v) if v.identity == v.prev_identity => render_identity(v.identity),
+            Some(v) => format!(
+                "{} from epoch {} ({} before)",
+                render_identity(v.identity),
+                v.switch_epoch,
+                render_identity(v.prev_identity)
+            ),
             None => hex(value),
         },
         MapId::LocalEndpoints => match layout::LepValue::from_bytes(value) {
-            Some(v) => format!("endpoint#{} {} flags {:#x}", v.endpoint_id, render_identity(v.identity), v.flags),
+            Some(v) if (v.identity, v.flags) == (v.prev_identity, v.prev_flags) => {
+                format!("endpoint#{} {} flags {:#x}", v.endpoint_id, render_identity(v.identity), v.flags)
+            }
+            Some(v) => format!(
+                "endpoint#{} {} flags {:#x} from epoch {} ({} flags {:#x} before)",
+                v.endpoint_id,
+                render_identity(v.identity),
+                v.flags,
+                v.switch_epoch,
+                render_identity(v.prev_identity),
+                v.prev_flags
+            ),
             None => hex(value),
         },
     }

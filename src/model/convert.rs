@@ -46,7 +46,9 @@ impl fmt::Display for Path<'_> {
         for seg in segs.iter().rev() {
             match seg {
                 Path::Field(_, name) => {
-                    let plain = name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+                    let plain = name
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
                     if !plain {
                         write!(f, "[{name:?}]")?;
                     } else if first {
@@ -84,14 +86,25 @@ pub(crate) struct PortSpans {
     pub target_port: Option<Span>,
 }
 
-/// Boxed: a Vec of 200,000 objects should not be a Vec of their largest variant.
-#[derive(Debug, Clone)]
-pub(crate) enum Object {
-    Service(Box<(Service, Extra)>),
-    EndpointSlice(Box<(EndpointSlice, Extra)>),
-    Pod(Box<Pod>),
-    Namespace(Box<Namespace>),
-    Policy(Box<NetworkPolicy>),
+/// Converted objects by kind, in file order. Kept apart from the start (no
+/// enum to unpack later) so that 200,000 objects are never moved one by one.
+#[derive(Debug, Default)]
+pub(crate) struct Objects {
+    pub services: Vec<(Service, Extra)>,
+    pub slices: Vec<(EndpointSlice, Extra)>,
+    pub pods: Vec<Pod>,
+    pub namespaces: Vec<Namespace>,
+    pub policies: Vec<NetworkPolicy>,
+}
+
+impl Objects {
+    pub(crate) fn append(&mut self, mut other: Objects) {
+        self.services.append(&mut other.services);
+        self.slices.append(&mut other.slices);
+        self.pods.append(&mut other.pods);
+        self.namespaces.append(&mut other.namespaces);
+        self.policies.append(&mut other.policies);
+    }
 }
 
 /// Collects diagnostics for one object.
@@ -106,16 +119,34 @@ fn get<'n>(map: &'n Node, key: &str) -> Option<&'n Node> {
 
 impl Ctx<'_> {
     pub(crate) fn error(&mut self, span: &Span, path: &Path<'_>, message: impl Into<String>) {
-        self.diags.push(Diagnostic::error(span.clone(), self.object.clone(), path.to_string(), message));
+        self.diags.push(Diagnostic::error(
+            span.clone(),
+            self.object.clone(),
+            path.to_string(),
+            message,
+        ));
     }
     pub(crate) fn warning(&mut self, span: &Span, path: &Path<'_>, message: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(span.clone(), self.object.clone(), path.to_string(), message));
+        self.diags.push(Diagnostic::warning(
+            span.clone(),
+            self.object.clone(),
+            path.to_string(),
+            message,
+        ));
     }
     fn expected(&mut self, node: &Node, path: &Path<'_>, what: &str) {
-        self.error(&node.span, path, format!("expected {what}, found {}", node.describe()));
+        self.error(
+            &node.span,
+            path,
+            format!("expected {what}, found {}", node.describe()),
+        );
     }
     fn missing(&mut self, parent: &Node, path: &Path<'_>, what: &str) {
-        self.error(&parent.span, path, format!("expected {what}, the field is missing"));
+        self.error(
+            &parent.span,
+            path,
+            format!("expected {what}, the field is missing"),
+        );
     }
 
     fn string<'n>(&mut self, node: &'n Node, path: &Path<'_>) -> Option<&'n str> {
@@ -127,7 +158,12 @@ impl Ctx<'_> {
             }
         }
     }
-    fn str_field<'n>(&mut self, map: &'n Node, key: &str, path: &Path<'_>) -> Option<(&'n str, &'n Node)> {
+    fn str_field<'n>(
+        &mut self,
+        map: &'n Node,
+        key: &str,
+        path: &Path<'_>,
+    ) -> Option<(&'n str, &'n Node)> {
         let node = get(map, key)?;
         self.string(node, &path.f(key)).map(|s| (s, node))
     }
@@ -171,7 +207,10 @@ impl Ctx<'_> {
                 self.warning(
                     &k.span,
                     &path.f(name),
-                    format!("unknown field {name:?} is ignored (expected one of: {})", known.join(", ")),
+                    format!(
+                        "unknown field {name:?} is ignored (expected one of: {})",
+                        known.join(", ")
+                    ),
                 );
             }
         }
@@ -218,7 +257,12 @@ impl Ctx<'_> {
             }
         }
     }
-    fn check_name(&mut self, node: &Node, path: &Path<'_>, rule: fn(&str) -> Result<(), &'static str>) -> bool {
+    fn check_name(
+        &mut self,
+        node: &Node,
+        path: &Path<'_>,
+        rule: fn(&str) -> Result<(), &'static str>,
+    ) -> bool {
         match node.as_str() {
             Some(s) => match rule(s) {
                 Ok(()) => true,
@@ -266,7 +310,11 @@ impl Ctx<'_> {
                 // An empty value (`key:`) is the empty string in Kubernetes JSON.
                 Value::Null => "",
                 _ => {
-                    self.expected(v, &p, "a string (quote numbers and booleans used as label values)");
+                    self.expected(
+                        v,
+                        &p,
+                        "a string (quote numbers and booleans used as label values)",
+                    );
                     continue;
                 }
             };
@@ -284,7 +332,11 @@ impl Ctx<'_> {
     pub(crate) fn selector(&mut self, node: &Node, path: &Path<'_>) -> LabelSelector {
         let mut sel = LabelSelector::default();
         if node.as_map().is_none() {
-            self.expected(node, path, "a label selector (a mapping with matchLabels and/or matchExpressions)");
+            self.expected(
+                node,
+                path,
+                "a label selector (a mapping with matchLabels and/or matchExpressions)",
+            );
             return sel;
         }
         self.known_fields(node, path, &["matchLabels", "matchExpressions"]);
@@ -333,25 +385,45 @@ impl Ctx<'_> {
             let vp = p.f("values");
             let mut values = Vec::new();
             for (j, v) in self.seq(e, "values", &p).iter().enumerate() {
-                let Some(s) = self.string(v, &vp.i(j)) else { continue };
+                let Some(s) = self.string(v, &vp.i(j)) else {
+                    continue;
+                };
                 if let Err(what) = check::label_value(s) {
                     self.expected(v, &vp.i(j), what);
                 }
                 values.push(s.to_string());
             }
             match op {
-                Some(SelectorOp::In | SelectorOp::NotIn) if values.is_empty() && values_node.is_none_or(|v| v.as_seq().is_some()) => {
+                Some(SelectorOp::In | SelectorOp::NotIn)
+                    if values.is_empty() && values_node.is_none_or(|v| v.as_seq().is_some()) =>
+                {
                     let at = values_node.unwrap_or(e);
-                    self.error(&at.span, &vp, "expected at least one value for operator In or NotIn");
+                    self.error(
+                        &at.span,
+                        &vp,
+                        "expected at least one value for operator In or NotIn",
+                    );
                 }
-                Some(SelectorOp::Exists | SelectorOp::DoesNotExist) if values_node.and_then(Node::as_seq).is_some_and(|v| !v.is_empty()) => {
+                Some(SelectorOp::Exists | SelectorOp::DoesNotExist)
+                    if values_node
+                        .and_then(Node::as_seq)
+                        .is_some_and(|v| !v.is_empty()) =>
+                {
                     let at = values_node.unwrap_or(e);
-                    self.error(&at.span, &vp, "expected no values for operator Exists or DoesNotExist");
+                    self.error(
+                        &at.span,
+                        &vp,
+                        "expected no values for operator Exists or DoesNotExist",
+                    );
                 }
                 _ => {}
             }
             if let (Some(key), Some(op)) = (key, op) {
-                sel.match_expressions.push(SelectorRequirement { key: key.to_string(), op, values });
+                sel.match_expressions.push(SelectorRequirement {
+                    key: key.to_string(),
+                    op,
+                    values,
+                });
             }
         }
         sel
@@ -383,10 +455,23 @@ fn group_of(api_version: &str) -> &str {
 /// Converts one document (or one `List` item) into objects. `base` is the
 /// path prefix (`items[3]` inside a List) used for problems found before the
 /// object's identity is known.
-pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags: &mut Vec<Diagnostic>, depth: usize) {
-    let mut ctx = Ctx { object: None, diags };
+pub(crate) fn convert(
+    root: &Node,
+    base: &Path<'_>,
+    out: &mut Objects,
+    diags: &mut Vec<Diagnostic>,
+    depth: usize,
+) {
+    let mut ctx = Ctx {
+        object: None,
+        diags,
+    };
     if root.as_map().is_none() {
-        ctx.expected(root, base, "a Kubernetes object (a mapping with apiVersion and kind)");
+        ctx.expected(
+            root,
+            base,
+            "a Kubernetes object (a mapping with apiVersion and kind)",
+        );
         return;
     }
     let api_version = match get(root, "apiVersion") {
@@ -430,7 +515,11 @@ pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags
             return;
         }
         _ => {
-            log::debug!("{}:{}: ignoring {api_version} {kind}", root.span.file, root.span.line);
+            log::debug!(
+                "{}:{}: ignoring {api_version} {kind}",
+                root.span.file,
+                root.span.line
+            );
             return;
         }
     };
@@ -438,7 +527,11 @@ pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags
         let (name, ns) = quick_identity(root);
         ctx.object = Some(object_label(kind, namespaced.then_some(ns), name));
         let node = get(root, "apiVersion").unwrap_or(root);
-        ctx.expected(node, &Path::Root.f("apiVersion"), &format!("{expected_version:?} for {kind}"));
+        ctx.expected(
+            node,
+            &Path::Root.f("apiVersion"),
+            &format!("{expected_version:?} for {kind}"),
+        );
         return;
     }
     // Identity first: every later diagnostic names the object.
@@ -490,10 +583,8 @@ pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags
         _ => check::dns1123_subdomain,
     };
     ctx.check_name(name_node, &meta_path.f("name"), name_rule);
-    if namespaced {
-        if let Some(ns_node) = get(metadata, "namespace") {
-            ctx.check_name(ns_node, &meta_path.f("namespace"), check::dns1123_label);
-        }
+    if namespaced && let Some(ns_node) = get(metadata, "namespace") {
+        ctx.check_name(ns_node, &meta_path.f("namespace"), check::dns1123_label);
     }
     let labels = match get(metadata, "labels") {
         Some(l) => ctx.labels(l, &meta_path.f("labels")),
@@ -501,7 +592,11 @@ pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags
     };
     let head = Head { kind, name };
     let meta = ObjectMeta {
-        namespace: if namespaced { namespace.to_string() } else { String::new() },
+        namespace: if namespaced {
+            namespace.to_string()
+        } else {
+            String::new()
+        },
         name: name.to_string(),
         labels,
         origin: root.span.clone(),
@@ -509,29 +604,40 @@ pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags
     match head.kind {
         "Service" => {
             let (svc, extra) = service(root, meta, &mut ctx);
-            out.push(Object::Service(Box::new((svc, extra))));
+            out.services.push((svc, extra));
         }
         "EndpointSlice" => {
-            if let Some((slice, extra)) = endpoint_slice(root, metadata, meta, &mut ctx) {
-                out.push(Object::EndpointSlice(Box::new((slice, extra))));
+            if let Some((mut slice, extra)) = endpoint_slice(root, metadata, meta, &mut ctx) {
+                slice.meta.labels = Labels::new();
+                out.slices.push((slice, extra));
             }
         }
-        "Pod" => out.push(Object::Pod(Box::new(pod(root, meta, &mut ctx)))),
+        "Pod" => out.pods.push(pod(root, meta, &mut ctx)),
         "Namespace" => {
             let mut labels = meta.labels;
             let key = "kubernetes.io/metadata.name";
             if let Some(v) = labels.get(key).filter(|v| v.as_str() != head.name) {
-                let span = get(metadata, "labels").and_then(|l| l.get(key)).map_or(&root.span, |n| &n.span).clone();
+                let span = get(metadata, "labels")
+                    .and_then(|l| l.get(key))
+                    .map_or(&root.span, |n| &n.span)
+                    .clone();
                 ctx.warning(
                     &span,
                     &meta_path.f("labels").f(key),
-                    format!("the API server sets this label to the namespace name {:?}, not {v:?}", head.name),
+                    format!(
+                        "the API server sets this label to the namespace name {:?}, not {v:?}",
+                        head.name
+                    ),
                 );
             }
             labels.insert(key.to_string(), head.name.to_string());
-            out.push(Object::Namespace(Box::new(Namespace { name: meta.name, labels, origin: meta.origin })));
+            out.namespaces.push(Namespace {
+                name: meta.name,
+                labels,
+                origin: meta.origin,
+            });
         }
-        "NetworkPolicy" => out.push(Object::Policy(Box::new(network_policy(root, meta, &mut ctx)))),
+        "NetworkPolicy" => out.policies.push(network_policy(root, meta, &mut ctx)),
         _ => {}
     }
 }
@@ -539,15 +645,30 @@ pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags
 /// Name and namespace for messages about objects we do not convert.
 fn quick_identity(root: &Node) -> (&str, &str) {
     let meta = root.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or("?");
-    let ns = meta.and_then(|m| m.get("namespace")).and_then(Node::as_str).unwrap_or("default");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("?");
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str)
+        .unwrap_or("default");
     (name, ns)
 }
 
 /// A `List` kept as a tree (a small one, or items the parser did not stream).
-fn list(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags: &mut Vec<Diagnostic>, depth: usize) {
+fn list(
+    root: &Node,
+    base: &Path<'_>,
+    out: &mut Objects,
+    diags: &mut Vec<Diagnostic>,
+    depth: usize,
+) {
     let items = {
-        let mut ctx = Ctx { object: None, diags: &mut *diags };
+        let mut ctx = Ctx {
+            object: None,
+            diags: &mut *diags,
+        };
         if depth > 4 {
             ctx.error(&root.span, base, "Lists nested more than 4 deep");
             return;
@@ -562,7 +683,10 @@ fn list(root: &Node, base: &Path<'_>, out: &mut Vec<Object>, diags: &mut Vec<Dia
 
 /// True for a `List` wrapper document (`v1 List`, `ServiceList`, ...).
 pub(crate) fn is_list(root: &Node) -> bool {
-    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or_default();
+    let api = root
+        .get("apiVersion")
+        .and_then(Node::as_str)
+        .unwrap_or_default();
     let kind = root.get("kind").and_then(Node::as_str).unwrap_or_default();
     group_of(api).is_empty() && kind.ends_with("List")
 }
@@ -570,7 +694,10 @@ pub(crate) fn is_list(root: &Node) -> bool {
 fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra) {
     let root_path = Path::Root;
     let sp = root_path.f("spec");
-    let empty = Node { span: root.span.clone(), value: Value::Map(Vec::new()) };
+    let empty = Node {
+        span: root.span.clone(),
+        value: Value::Map(Vec::new()),
+    };
     let spec = ctx.map(root, "spec", &root_path).unwrap_or(&empty);
     let mut extra = Extra::default();
 
@@ -580,7 +707,11 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         Some(("LoadBalancer", _)) => ServiceType::LoadBalancer,
         Some(("ExternalName", _)) => ServiceType::ExternalName,
         Some((_, n)) => {
-            ctx.expected(n, &sp.f("type"), "ClusterIP, NodePort, LoadBalancer or ExternalName");
+            ctx.expected(
+                n,
+                &sp.f("type"),
+                "ClusterIP, NodePort, LoadBalancer or ExternalName",
+            );
             ServiceType::ClusterIp
         }
     };
@@ -614,7 +745,11 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             let p = ips_path.i(i);
             match n.as_str() {
                 Some("None") if ips_nodes.len() == 1 => headless = true,
-                Some("None") => ctx.error(&n.span, &p, "\"None\" may only be the only entry of clusterIPs"),
+                Some("None") => ctx.error(
+                    &n.span,
+                    &p,
+                    "\"None\" may only be the only entry of clusterIPs",
+                ),
                 _ => {
                     if let Some(ip) = ctx.ip_field(n, &p) {
                         if from_list.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
@@ -627,16 +762,24 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             }
         }
         if ips_nodes.len() > 2 {
-            ctx.error(&ips_nodes[2].span, &ips_path, format!("expected at most 2 entries, found {}", ips_nodes.len()));
+            ctx.error(
+                &ips_nodes[2].span,
+                &ips_path,
+                format!("expected at most 2 entries, found {}", ips_nodes.len()),
+            );
         }
-        if let (Some((first_text, _)), Some(first)) = (cluster_ip, ips_nodes.first()) {
-            if !first_text.is_empty() && first.as_str().is_some_and(|s| s != first_text) {
-                ctx.error(
-                    &first.span,
-                    &ips_path.i(0),
-                    format!("expected the same address as spec.clusterIP ({first_text}), found {}", first.describe()),
-                );
-            }
+        if let (Some((first_text, _)), Some(first)) = (cluster_ip, ips_nodes.first())
+            && !first_text.is_empty()
+            && first.as_str().is_some_and(|s| s != first_text)
+        {
+            ctx.error(
+                &first.span,
+                &ips_path.i(0),
+                format!(
+                    "expected the same address as spec.clusterIP ({first_text}), found {}",
+                    first.describe()
+                ),
+            );
         }
         if cluster_ip.is_none_or(|(s, _)| s.is_empty()) || !from_list.is_empty() {
             cluster_ips = from_list;
@@ -645,7 +788,11 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     if service_type == ServiceType::ExternalName {
         if let Some((s, n)) = cluster_ip.filter(|(s, _)| !s.is_empty()) {
             let _ = s;
-            ctx.error(&n.span, &sp.f("clusterIP"), "may not be set for ExternalName services");
+            ctx.error(
+                &n.span,
+                &sp.f("clusterIP"),
+                "may not be set for ExternalName services",
+            );
         }
         cluster_ips.clear();
         match ctx.str_field(spec, "externalName", &sp) {
@@ -654,14 +801,26 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             }
             None => {
                 if get(spec, "externalName").is_none() {
-                    ctx.missing(spec, &sp.f("externalName"), "a DNS name for an ExternalName service");
+                    ctx.missing(
+                        spec,
+                        &sp.f("externalName"),
+                        "a DNS name for an ExternalName service",
+                    );
                 }
             }
         }
     } else if headless && service_type != ServiceType::ClusterIp {
         let n = get(spec, "clusterIP").unwrap_or(spec);
-        ctx.error(&n.span, &sp.f("clusterIP"), format!("may not be \"None\" (headless) for {type_name} services"));
-    } else if !headless && cluster_ips.is_empty() {
+        ctx.error(
+            &n.span,
+            &sp.f("clusterIP"),
+            format!("may not be \"None\" (headless) for {type_name} services"),
+        );
+    } else if !headless
+        && cluster_ips.is_empty()
+        && cluster_ip.is_none_or(|(s, _)| s.is_empty())
+        && ips_nodes.is_empty()
+    {
         ctx.warning(
             &spec.span,
             &sp.f("clusterIP"),
@@ -681,10 +840,17 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
                 continue;
             }
         };
-        if let Some(ip) = cluster_ips.get(i) {
-            if ip.is_ipv4() != want_v4 {
-                ctx.error(&n.span, &p, format!("expected the family of clusterIPs[{i}] ({ip}), found {}", n.describe()));
-            }
+        if let Some(ip) = cluster_ips.get(i)
+            && ip.is_ipv4() != want_v4
+        {
+            ctx.error(
+                &n.span,
+                &p,
+                format!(
+                    "expected the family of clusterIPs[{i}] ({ip}), found {}",
+                    n.describe()
+                ),
+            );
         }
     }
 
@@ -713,13 +879,28 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             ctx.expected(pn, &p, "a mapping with port, protocol and targetPort");
             continue;
         }
-        ctx.known_fields(pn, &p, &["name", "protocol", "appProtocol", "port", "targetPort", "nodePort"]);
+        ctx.known_fields(
+            pn,
+            &p,
+            &[
+                "name",
+                "protocol",
+                "appProtocol",
+                "port",
+                "targetPort",
+                "nodePort",
+            ],
+        );
         let name = match ctx.str_field(pn, "name", &p) {
             Some((s, n)) => {
                 if !s.is_empty() {
                     ctx.check_name(n, &p.f("name"), check::dns1123_label);
                     if let Some(first) = seen_names.insert(s, i) {
-                        ctx.error(&n.span, &p.f("name"), format!("duplicate port name {s:?} (also spec.ports[{first}])"));
+                        ctx.error(
+                            &n.span,
+                            &p.f("name"),
+                            format!("duplicate port name {s:?} (also spec.ports[{first}])"),
+                        );
                     }
                 }
                 s
@@ -728,7 +909,11 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         };
         if name.is_empty() && port_nodes.len() > 1 {
             let at = get(pn, "name").unwrap_or(pn);
-            ctx.error(&at.span, &p.f("name"), "expected a port name: every port needs one when a service has several");
+            ctx.error(
+                &at.span,
+                &p.f("name"),
+                "expected a port name: every port needs one when a service has several",
+            );
         }
         let protocol = ctx.protocol(pn, &p);
         let port = ctx.required_port(pn, "port", &p);
@@ -736,7 +921,9 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         let target = match target_node {
             None => port.map(PortRef::Number),
             Some(n) if matches!(&n.value, Value::Int(0)) => port.map(PortRef::Number),
-            Some(n) if matches!(&n.value, Value::Str(s) if s.is_empty()) => port.map(PortRef::Number),
+            Some(n) if matches!(&n.value, Value::Str(s) if s.is_empty()) => {
+                port.map(PortRef::Number)
+            }
             Some(n) => ctx.port_ref(n, &p.f("targetPort")),
         };
         let mut node_port = None;
@@ -745,9 +932,20 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             let np_path = p.f("nodePort");
             match n.value {
                 Value::Int(0) => {}
-                Value::Int(v) if matches!(service_type, ServiceType::ClusterIp | ServiceType::ExternalName) => {
+                Value::Int(v)
+                    if matches!(
+                        service_type,
+                        ServiceType::ClusterIp | ServiceType::ExternalName
+                    ) =>
+                {
                     let _ = v;
-                    ctx.error(&n.span, &np_path, format!("may not be set when type is {type_name} (use NodePort or LoadBalancer)"));
+                    ctx.error(
+                        &n.span,
+                        &np_path,
+                        format!(
+                            "may not be set when type is {type_name} (use NodePort or LoadBalancer)"
+                        ),
+                    );
                 }
                 Value::Int(v) if (30000..=32767).contains(&v) => {
                     node_port = NonZeroU16::new(v as u16);
@@ -755,37 +953,57 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
                 _ => ctx.expected(n, &np_path, "a node port 30000-32767"),
             }
         }
-        if let Some(port) = port {
-            if let Some(first) = seen_ports.insert((port.get(), protocol), i) {
-                let at = get(pn, "port").unwrap_or(pn);
-                ctx.error(
-                    &at.span,
-                    &p.f("port"),
-                    format!("duplicate port {}/{} (also spec.ports[{first}])", port, protocol.as_str()),
-                );
-            }
+        if let Some(port) = port
+            && let Some(first) = seen_ports.insert((port.get(), protocol), i)
+        {
+            let at = get(pn, "port").unwrap_or(pn);
+            ctx.error(
+                &at.span,
+                &p.f("port"),
+                format!(
+                    "duplicate port {}/{} (also spec.ports[{first}])",
+                    port,
+                    protocol.as_str()
+                ),
+            );
         }
-        if let (Some(np), Some(n)) = (node_port, np_node) {
-            if let Some(first) = seen_node_ports.insert((np.get(), protocol), i) {
-                ctx.error(
-                    &n.span,
-                    &p.f("nodePort"),
-                    format!("duplicate nodePort {}/{} (also spec.ports[{first}])", np, protocol.as_str()),
-                );
-            }
+        if let (Some(np), Some(n)) = (node_port, np_node)
+            && let Some(first) = seen_node_ports.insert((np.get(), protocol), i)
+        {
+            ctx.error(
+                &n.span,
+                &p.f("nodePort"),
+                format!(
+                    "duplicate nodePort {}/{} (also spec.ports[{first}])",
+                    np,
+                    protocol.as_str()
+                ),
+            );
         }
         if let (Some(port), Some(target_port)) = (port, target) {
             extra.ports.push(PortSpans {
                 port: get(pn, "port").map_or(&pn.span, |n| &n.span).clone(),
-                node_port: np_node.filter(|_| node_port.is_some()).map(|n| n.span.clone()),
+                node_port: np_node
+                    .filter(|_| node_port.is_some())
+                    .map(|n| n.span.clone()),
                 target_port: target_node.map(|n| n.span.clone()),
             });
-            ports.push(ServicePort { name: name.to_string(), protocol, port, target_port, node_port });
+            ports.push(ServicePort {
+                name: name.to_string(),
+                protocol,
+                port,
+                target_port,
+                node_port,
+            });
         }
     }
     if port_nodes.is_empty() && !headless && service_type != ServiceType::ExternalName {
         let at = get(spec, "ports").unwrap_or(spec);
-        ctx.error(&at.span, &ports_path, "expected at least one port (only headless and ExternalName services may have none)");
+        ctx.error(
+            &at.span,
+            &ports_path,
+            "expected at least one port (only headless and ExternalName services may have none)",
+        );
     }
 
     // session affinity
@@ -795,19 +1013,29 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     let affinity_timeout = match affinity {
         None | Some(("None", _)) => {
             if let Some(c) = config {
-                ctx.error(&c.span, &cfg_path, "may not be set when spec.sessionAffinity is None");
+                ctx.error(
+                    &c.span,
+                    &cfg_path,
+                    "may not be set when spec.sessionAffinity is None",
+                );
             }
             None
         }
         Some(("ClientIP", _)) => {
             let client_path = cfg_path.f("clientIP");
-            let timeout_node = config.and_then(|c| ctx.map(c, "clientIP", &cfg_path)).and_then(|c| get(c, "timeoutSeconds"));
+            let timeout_node = config
+                .and_then(|c| ctx.map(c, "clientIP", &cfg_path))
+                .and_then(|c| get(c, "timeoutSeconds"));
             match timeout_node {
                 None => Some(10800),
                 Some(n) => match n.value {
                     Value::Int(t) if (1..=86400).contains(&t) => Some(t as u32),
                     _ => {
-                        ctx.expected(n, &client_path.f("timeoutSeconds"), "a timeout of 1-86400 seconds");
+                        ctx.expected(
+                            n,
+                            &client_path.f("timeoutSeconds"),
+                            "a timeout of 1-86400 seconds",
+                        );
                         Some(10800)
                     }
                 },
@@ -829,15 +1057,25 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     };
     let (internal_traffic_policy, _) = traffic(ctx, "internalTrafficPolicy");
     let (external_traffic_policy, _) = traffic(ctx, "externalTrafficPolicy");
-    if let Some(n) = get(spec, "externalTrafficPolicy") {
-        if matches!(service_type, ServiceType::ClusterIp | ServiceType::ExternalName) {
-            ctx.error(&n.span, &sp.f("externalTrafficPolicy"), format!("may only be set when type is NodePort or LoadBalancer, not {type_name}"));
-        }
+    if let Some(n) = get(spec, "externalTrafficPolicy")
+        && matches!(
+            service_type,
+            ServiceType::ClusterIp | ServiceType::ExternalName
+        )
+    {
+        ctx.error(
+            &n.span,
+            &sp.f("externalTrafficPolicy"),
+            format!("may only be set when type is NodePort or LoadBalancer, not {type_name}"),
+        );
     }
 
     if let Some(sel) = get(spec, "selector") {
         let selector = ctx.labels(sel, &sp.f("selector"));
-        if ports.iter().any(|p| matches!(p.target_port, PortRef::Name(_))) {
+        if ports
+            .iter()
+            .any(|p| matches!(p.target_port, PortRef::Name(_)))
+        {
             extra.selector = Some(selector);
         }
     }
@@ -857,7 +1095,12 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Option<(EndpointSlice, Extra)> {
+fn endpoint_slice(
+    root: &Node,
+    metadata: &Node,
+    meta: ObjectMeta,
+    ctx: &mut Ctx<'_>,
+) -> Option<(EndpointSlice, Extra)> {
     let rp = Path::Root;
     let mut extra = Extra::default();
     let address_type = match ctx.str_field(root, "addressType", &rp) {
@@ -878,7 +1121,11 @@ fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<
     let eps_path = rp.f("endpoints");
     let ep_nodes = ctx.seq(root, "endpoints", &rp);
     if ep_nodes.len() > 1000 {
-        ctx.error(&ep_nodes[1000].span, &eps_path, format!("expected at most 1000 endpoints, found {}", ep_nodes.len()));
+        ctx.error(
+            &ep_nodes[1000].span,
+            &eps_path,
+            format!("expected at most 1000 endpoints, found {}", ep_nodes.len()),
+        );
     }
     let mut endpoints = Vec::with_capacity(ep_nodes.len());
     for (i, en) in ep_nodes.iter().enumerate() {
@@ -887,18 +1134,37 @@ fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<
             ctx.expected(en, &p, "a mapping with addresses and conditions");
             continue;
         }
-        ctx.known_fields(en, &p, &["addresses", "conditions", "hostname", "targetRef", "nodeName", "zone", "hints", "deprecatedTopology"]);
+        ctx.known_fields(
+            en,
+            &p,
+            &[
+                "addresses",
+                "conditions",
+                "hostname",
+                "targetRef",
+                "nodeName",
+                "zone",
+                "hints",
+                "deprecatedTopology",
+            ],
+        );
         let ap = p.f("addresses");
         let addr_nodes = ctx.seq(en, "addresses", &p);
         if addr_nodes.is_empty() {
             let at = get(en, "addresses").unwrap_or(en);
             ctx.error(&at.span, &ap, "expected at least one address");
         } else if addr_nodes.len() > 100 {
-            ctx.error(&addr_nodes[100].span, &ap, format!("expected at most 100 addresses, found {}", addr_nodes.len()));
+            ctx.error(
+                &addr_nodes[100].span,
+                &ap,
+                format!("expected at most 100 addresses, found {}", addr_nodes.len()),
+            );
         }
         let mut addresses = Vec::with_capacity(addr_nodes.len());
         for (j, an) in addr_nodes.iter().enumerate() {
-            let Some(s) = ctx.string(an, &ap.i(j)) else { continue };
+            let Some(s) = ctx.string(an, &ap.i(j)) else {
+                continue;
+            };
             let parsed = match address_type {
                 Some(AddressType::IPv4) => check::ipv4(s).map(IpAddr::V4).map(Some),
                 Some(AddressType::IPv6) => check::ipv6(s).map(IpAddr::V6).map(Some),
@@ -944,7 +1210,11 @@ fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<
     let ports_path = rp.f("ports");
     let port_nodes = ctx.seq(root, "ports", &rp);
     if port_nodes.len() > 100 {
-        ctx.error(&port_nodes[100].span, &ports_path, format!("expected at most 100 ports, found {}", port_nodes.len()));
+        ctx.error(
+            &port_nodes[100].span,
+            &ports_path,
+            format!("expected at most 100 ports, found {}", port_nodes.len()),
+        );
     }
     let mut ports = Vec::with_capacity(port_nodes.len());
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -961,20 +1231,32 @@ fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<
                     ctx.check_name(n, &p.f("name"), check::dns1123_label);
                 }
                 if let Some(first) = seen.insert(s, i) {
-                    ctx.error(&n.span, &p.f("name"), format!("duplicate port name {s:?} (also ports[{first}])"));
+                    ctx.error(
+                        &n.span,
+                        &p.f("name"),
+                        format!("duplicate port name {s:?} (also ports[{first}])"),
+                    );
                 }
                 s
             }
             None => {
                 if let Some(first) = seen.insert("", i) {
-                    ctx.error(&pn.span, &p.f("name"), format!("duplicate unnamed port (also ports[{first}])"));
+                    ctx.error(
+                        &pn.span,
+                        &p.f("name"),
+                        format!("duplicate unnamed port (also ports[{first}])"),
+                    );
                 }
                 ""
             }
         };
         let protocol = ctx.protocol(pn, &p);
         let port = get(pn, "port").and_then(|n| ctx.port_number(n, &p.f("port")));
-        ports.push(EndpointPort { name: name.to_string(), protocol, port });
+        ports.push(EndpointPort {
+            name: name.to_string(),
+            protocol,
+            port,
+        });
     }
     let label_node = get(metadata, "labels").and_then(|l| get(l, SERVICE_NAME_LABEL));
     let service_name = meta.labels.get(SERVICE_NAME_LABEL).cloned();
@@ -990,13 +1272,25 @@ fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<
     };
     extra.service_label_span = label_node.map(|n| n.span.clone());
     let address_type = address_type?;
-    Some((EndpointSlice { meta, service_name, address_type, endpoints, ports }, extra))
+    Some((
+        EndpointSlice {
+            meta,
+            service_name,
+            address_type,
+            endpoints,
+            ports,
+        },
+        extra,
+    ))
 }
 
 fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
     let rp = Path::Root;
     let sp = rp.f("spec");
-    let empty = Node { span: root.span.clone(), value: Value::Map(Vec::new()) };
+    let empty = Node {
+        span: root.span.clone(),
+        value: Value::Map(Vec::new()),
+    };
     let spec = ctx.map(root, "spec", &rp).unwrap_or(&empty);
     let node_name = match ctx.str_field(spec, "nodeName", &sp) {
         Some((s, n)) => {
@@ -1022,13 +1316,23 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
                 ctx.expected(port, &p, "a mapping with containerPort, name and protocol");
                 continue;
             }
-            ctx.known_fields(port, &p, &["name", "containerPort", "protocol", "hostPort", "hostIP"]);
+            ctx.known_fields(
+                port,
+                &p,
+                &["name", "containerPort", "protocol", "hostPort", "hostIP"],
+            );
             let name = match ctx.str_field(port, "name", &p) {
                 Some((s, n)) => {
-                    if ctx.check_name(n, &p.f("name"), check::port_name) {
-                        if let Some((fc, fp)) = names.insert(s, (ci, pi)) {
-                            ctx.error(&n.span, &p.f("name"), format!("duplicate port name {s:?} (also spec.containers[{fc}].ports[{fp}])"));
-                        }
+                    if ctx.check_name(n, &p.f("name"), check::port_name)
+                        && let Some((fc, fp)) = names.insert(s, (ci, pi))
+                    {
+                        ctx.error(
+                            &n.span,
+                            &p.f("name"),
+                            format!(
+                                "duplicate port name {s:?} (also spec.containers[{fc}].ports[{fp}])"
+                            ),
+                        );
                     }
                     Some(s.to_string())
                 }
@@ -1036,7 +1340,11 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
             };
             let protocol = ctx.protocol(port, &p);
             if let Some(number) = ctx.required_port(port, "containerPort", &p) {
-                container_ports.push(ContainerPort { name, port: number, protocol });
+                container_ports.push(ContainerPort {
+                    name,
+                    port: number,
+                    protocol,
+                });
             }
         }
     }
@@ -1051,7 +1359,11 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
         let ip_nodes = ctx.seq(status, "podIPs", &st);
         for (i, n) in ip_nodes.iter().enumerate() {
             let p = ips_path.i(i);
-            let Some(ipn) = (if n.as_map().is_some() { get(n, "ip") } else { None }) else {
+            let Some(ipn) = (if n.as_map().is_some() {
+                get(n, "ip")
+            } else {
+                None
+            }) else {
                 ctx.expected(n, &p, "a mapping with ip");
                 continue;
             };
@@ -1063,25 +1375,45 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
                 }
             }
         }
-        if let (Some(pod_ip), Some(first)) = (pod_ip, ips.first()) {
-            if *first != pod_ip {
-                let n = ip_nodes.first().and_then(|n| get(n, "ip")).unwrap_or(status);
-                ctx.error(&n.span, &ips_path.i(0).f("ip"), format!("expected the same address as status.podIP ({pod_ip}), found {first}"));
-            }
+        if let (Some(pod_ip), Some(first)) = (pod_ip, ips.first())
+            && *first != pod_ip
+        {
+            let n = ip_nodes
+                .first()
+                .and_then(|n| get(n, "ip"))
+                .unwrap_or(status);
+            ctx.error(
+                &n.span,
+                &ips_path.i(0).f("ip"),
+                format!("expected the same address as status.podIP ({pod_ip}), found {first}"),
+            );
         }
         if ips.is_empty() {
             ips.extend(pod_ip);
         }
     }
-    Pod { meta, node_name, ips, host_network, container_ports }
+    Pod {
+        meta,
+        node_name,
+        ips,
+        host_network,
+        container_ports,
+    }
 }
 
 fn network_policy(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> NetworkPolicy {
     let rp = Path::Root;
     let sp = rp.f("spec");
-    let empty = Node { span: root.span.clone(), value: Value::Map(Vec::new()) };
+    let empty = Node {
+        span: root.span.clone(),
+        value: Value::Map(Vec::new()),
+    };
     let spec = ctx.map(root, "spec", &rp).unwrap_or(&empty);
-    ctx.known_fields(spec, &sp, &["podSelector", "policyTypes", "ingress", "egress"]);
+    ctx.known_fields(
+        spec,
+        &sp,
+        &["podSelector", "policyTypes", "ingress", "egress"],
+    );
     let pod_selector = match get(spec, "podSelector") {
         Some(n) => ctx.selector(n, &sp.f("podSelector")),
         None => LabelSelector::default(),
@@ -1102,7 +1434,11 @@ fn network_policy(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> NetworkPo
             }
         };
         if *slot {
-            ctx.error(&n.span, &p, format!("duplicate policy type {}", n.describe()));
+            ctx.error(
+                &n.span,
+                &p,
+                format!("duplicate policy type {}", n.describe()),
+            );
         }
         *slot = true;
     }
@@ -1112,16 +1448,33 @@ fn network_policy(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> NetworkPo
     } else {
         (has_ingress, has_egress)
     };
-    NetworkPolicy { meta, pod_selector, ingress_isolation, egress_isolation, ingress, egress }
+    NetworkPolicy {
+        meta,
+        pod_selector,
+        ingress_isolation,
+        egress_isolation,
+        ingress,
+        egress,
+    }
 }
 
-fn rules(ctx: &mut Ctx<'_>, spec: &Node, key: &str, peers_key: &str, sp: &Path<'_>) -> Vec<PolicyRule> {
+fn rules(
+    ctx: &mut Ctx<'_>,
+    spec: &Node,
+    key: &str,
+    peers_key: &str,
+    sp: &Path<'_>,
+) -> Vec<PolicyRule> {
     let rules_path = sp.f(key);
     let mut out = Vec::new();
     for (i, rn) in ctx.seq(spec, key, sp).iter().enumerate() {
         let p = rules_path.i(i);
         if rn.as_map().is_none() {
-            ctx.expected(rn, &p, &format!("a rule (a mapping with {peers_key} and ports)"));
+            ctx.expected(
+                rn,
+                &p,
+                &format!("a rule (a mapping with {peers_key} and ports)"),
+            );
             continue;
         }
         ctx.known_fields(rn, &p, &[peers_key, "ports"]);
@@ -1145,18 +1498,27 @@ fn rules(ctx: &mut Ctx<'_>, spec: &Node, key: &str, peers_key: &str, sp: &Path<'
 
 fn policy_peer(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPeer> {
     if node.as_map().is_none() {
-        ctx.expected(node, p, "a peer (a mapping with podSelector, namespaceSelector or ipBlock)");
+        ctx.expected(
+            node,
+            p,
+            "a peer (a mapping with podSelector, namespaceSelector or ipBlock)",
+        );
         return None;
     }
     ctx.known_fields(node, p, &["podSelector", "namespaceSelector", "ipBlock"]);
     let pod_sel = get(node, "podSelector");
     let ns_sel = get(node, "namespaceSelector");
     if let Some(block) = get(node, "ipBlock") {
+        let peer = ip_block(ctx, block, &p.f("ipBlock"));
         if pod_sel.is_some() || ns_sel.is_some() {
-            ctx.error(&block.span, &p.f("ipBlock"), "may not be combined with podSelector or namespaceSelector in one peer");
+            ctx.error(
+                &block.span,
+                &p.f("ipBlock"),
+                "may not be combined with podSelector or namespaceSelector in one peer",
+            );
             return None;
         }
-        return ip_block(ctx, block, &p.f("ipBlock"));
+        return peer;
     }
     if pod_sel.is_none() && ns_sel.is_none() {
         ctx.error(&node.span, p, "expected a peer: podSelector, namespaceSelector or ipBlock (an empty peer is not allowed)");
@@ -1164,7 +1526,10 @@ fn policy_peer(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPee
     }
     let pod_selector = pod_sel.map(|n| ctx.selector(n, &p.f("podSelector")));
     let namespace_selector = ns_sel.map(|n| ctx.selector(n, &p.f("namespaceSelector")));
-    Some(PolicyPeer::Pods { pod_selector, namespace_selector })
+    Some(PolicyPeer::Pods {
+        pod_selector,
+        namespace_selector,
+    })
 }
 
 fn ip_block(ctx: &mut Ctx<'_>, block: &Node, p: &Path<'_>) -> Option<PolicyPeer> {
@@ -1185,17 +1550,24 @@ fn ip_block(ctx: &mut Ctx<'_>, block: &Node, p: &Path<'_>) -> Option<PolicyPeer>
     let ep = p.f("except");
     let mut except = Vec::new();
     for (i, n) in ctx.seq(block, "except", p).iter().enumerate() {
-        let Some(s) = ctx.string(n, &ep.i(i)) else { continue };
-        let Some(net) = parse_cidr(ctx, s, n, &ep.i(i)) else { continue };
-        if let Some(outer) = cidr {
-            if !check::strictly_inside(&net, &outer) {
-                ctx.error(
-                    &n.span,
-                    &ep.i(i),
-                    format!("expected a CIDR strictly inside cidr {}/{}, found {s:?}", outer.addr, outer.prefix),
-                );
-                continue;
-            }
+        let Some(s) = ctx.string(n, &ep.i(i)) else {
+            continue;
+        };
+        let Some(net) = parse_cidr(ctx, s, n, &ep.i(i)) else {
+            continue;
+        };
+        if let Some(outer) = cidr
+            && !check::strictly_inside(&net, &outer)
+        {
+            ctx.expected(
+                n,
+                &ep.i(i),
+                &format!(
+                    "a CIDR strictly inside cidr {}/{}",
+                    outer.addr, outer.prefix
+                ),
+            );
+            continue;
         }
         except.push(net);
     }
@@ -1206,7 +1578,14 @@ fn parse_cidr(ctx: &mut Ctx<'_>, s: &str, node: &Node, p: &Path<'_>) -> Option<I
     match check::cidr(s) {
         Ok((net, host_bits)) => {
             if host_bits {
-                ctx.warning(&node.span, p, format!("{s:?} has host bits set; it means {}/{}", net.addr, net.prefix));
+                ctx.warning(
+                    &node.span,
+                    p,
+                    format!(
+                        "{s:?} has host bits set; it means {}/{}",
+                        net.addr, net.prefix
+                    ),
+                );
             }
             Some(net)
         }
@@ -1235,12 +1614,20 @@ fn policy_port(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPor
         let end = ctx.port_number(en, &ep)?;
         match &port {
             None => ctx.error(&en.span, &ep, "may not be set without a numeric port"),
-            Some(PortRef::Name(name)) => ctx.error(&en.span, &ep, format!("may not be set with a named port ({name:?}); use a number")),
+            Some(PortRef::Name(name)) => ctx.error(
+                &en.span,
+                &ep,
+                format!("may not be set with a named port ({name:?}); use a number"),
+            ),
             Some(PortRef::Number(start)) if end < *start => {
                 ctx.expected(en, &ep, &format!("an end port >= port ({start})"));
             }
             Some(PortRef::Number(_)) => end_port = Some(end),
         }
     }
-    Some(PolicyPort { protocol, port, end_port })
+    Some(PolicyPort {
+        protocol,
+        port,
+        end_port,
+    })
 }

@@ -41,6 +41,9 @@ impl Protocol {
 pub struct ObjectMeta {
     pub namespace: String,
     pub name: String,
+    /// Empty for EndpointSlices: nothing downstream reads their labels (the
+    /// one that matters is `EndpointSlice::service_name`), and at 100,000
+    /// slices the maps would cost over 50 MB.
     pub labels: Labels,
     pub origin: Span,
 }

@@ -159,7 +159,7 @@ impl Pkt {
 
     fn ip_with(&self, l4: &[u8]) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let ihl = 5 + opts.len() / 4;

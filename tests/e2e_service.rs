@@ -1,0 +1,423 @@
+//! End to end, real packets (root only): client pod netns -> node netns
+//! (edgeplane, ip_forward=1) -> backend pod netnses, driven the way a user
+//! does: Kubernetes YAML in a directory and the built binary
+//! (`edgeplane apply --config-dir DIR --netns NODE --state-dir ...`).
+//! Each scenario runs with veth TX checksum offload on (default) and off, so
+//! the kernel's receive path verifies every checksum the program wrote.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+const VIP_EMPTY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 11);
+const VIP_HAIRPIN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 12);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const HAIRPIN: Ipv4Addr = Ipv4Addr::new(169, 254, 42, 1);
+const T: Duration = Duration::from_secs(5);
+
+fn backend_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 10 + i as u8, 2)
+}
+
+/// One endpoint of a slice: address and conditions.
+#[derive(Clone, Copy)]
+struct Ep {
+    ip: Ipv4Addr,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+fn ready(ip: Ipv4Addr) -> Ep {
+    Ep { ip, ready: true, serving: true, terminating: false }
+}
+
+/// Service `name` at `vip` (80/TCP -> 8080, 53/UDP -> 5353) with one EndpointSlice.
+fn service_yaml(name: &str, vip: Ipv4Addr, eps: &[Ep], affinity: Option<u32>) -> String {
+    let aff = match affinity {
+        Some(t) => format!("  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: {t}\n"),
+        None => String::new(),
+    };
+    let mut y = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\nspec:\n  type: ClusterIP\n  clusterIP: {vip}\n{aff}  ports:\n  - name: http\n    protocol: TCP\n    port: 80\n    targetPort: 8080\n  - name: dns\n    protocol: UDP\n    port: 53\n    targetPort: 5353\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: e2e\n  labels:\n    kubernetes.io/service-name: {name}\naddressType: IPv4\n"
+    );
+    if eps.is_empty() {
+        y.push_str("endpoints: []\n");
+    } else {
+        y.push_str("endpoints:\n");
+        for e in eps {
+            y.push_str(&format!(
+                "- addresses: [\"{}\"]\n  conditions: {{ready: {}, serving: {}, terminating: {}}}\n",
+                e.ip, e.ready, e.serving, e.terminating
+            ));
+        }
+    }
+    y.push_str("ports:\n- name: http\n  protocol: TCP\n  port: 8080\n- name: dns\n  protocol: UDP\n  port: 5353\n");
+    y
+}
+
+/// client ns -- node ns -- backend nses (backend 0 behind an uplink-named interface).
+struct Topo {
+    // Declaration order is drop order: state (detach) before the namespaces.
+    state: StateDir,
+    _servers: Vec<EchoServer>,
+    cfg: TempDir,
+    settings: TempDir,
+    cgroup: Cgroup,
+    client: NetNs,
+    backends: Vec<NetNs>,
+    node: NetNs,
+    tag: String,
+}
+
+impl Topo {
+    fn new(n_backends: usize, tx_offload: bool) -> Topo {
+        let node = NetNs::new("n");
+        let client = NetNs::new("c");
+        let tag = unique();
+        node.sysctl("net.ipv4.ip_forward", "1");
+        let cl = format!("cl{tag}c");
+        node.veth(&cl, &client, "eth0");
+        node.addr(&cl, "198.18.0.1/24");
+        client.addr("eth0", "198.18.0.2/24");
+        client.route(&["default", "via", "198.18.0.1"]);
+        let mut backends = Vec::new();
+        let mut servers = Vec::new();
+        for i in 0..n_backends {
+            let b = NetNs::new(&format!("b{i}"));
+            // Backend 0 sits behind an "uplink" (a remote node's pod): --host-interfaces.
+            let dev = if i == 0 { format!("up{tag}") } else { format!("cl{tag}b{i}") };
+            node.veth(&dev, &b, "eth0");
+            node.addr(&dev, &format!("198.18.{}.1/24", 10 + i));
+            b.addr("eth0", &format!("{}/24", backend_ip(i)));
+            b.route(&["default", "via", &format!("198.18.{}.1", 10 + i)]);
+            if !tx_offload {
+                node.tx_csum_off(&dev);
+                b.tx_csum_off("eth0");
+            }
+            servers.push(EchoServer::start(&b, &format!("be{i}"), Ipv4Addr::UNSPECIFIED, Some(8080), Some(5353)));
+            backends.push(b);
+        }
+        if !tx_offload {
+            node.tx_csum_off(&cl);
+            client.tx_csum_off("eth0");
+        }
+        // The client pod serves too (hairpin tests).
+        servers.push(EchoServer::start(&client, "client", Ipv4Addr::UNSPECIFIED, Some(8080), Some(5353)));
+        let settings = TempDir::new("settings");
+        std::fs::write(
+            settings.path.join("edgeplane.yaml"),
+            "maps:\n  services: 4096\n  backends: 4096\n  conntrack: 65536\n  affinity: 4096\n  sknat: 4096\n",
+        )
+        .expect("settings");
+        Topo { state: StateDir::new(&node), _servers: servers, cfg: TempDir::new("cfg"), settings, cgroup: Cgroup::new(), client, backends, node, tag }
+    }
+
+    fn edgeplane(&self, sub: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_edgeplane"));
+        c.arg(sub)
+            .arg("--config-dir")
+            .arg(&self.cfg.path)
+            .arg("--config")
+            .arg(self.settings.path.join("edgeplane.yaml"))
+            .args(["--netns", &self.node.name])
+            .arg("--state-dir")
+            .arg(&self.state.path)
+            .args(["--workload-interfaces", "cl*", "--host-interfaces", "up*"])
+            .arg("--cgroup")
+            .arg(&self.cgroup.path);
+        c
+    }
+
+    /// Write the YAML directory and apply it with the binary.
+    fn apply(&self, docs: &[String]) {
+        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
+        for d in docs {
+            text.push_str("---\n");
+            text.push_str(d);
+        }
+        std::fs::write(self.cfg.path.join("services.yaml"), text).expect("write yaml");
+        sh(&mut self.edgeplane("apply"));
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = sh(self.edgeplane("status").arg("--json"));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    fn drops(&self, label: &str) -> u64 {
+        let s = self.status();
+        s["drops"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["reason"] == label))
+            .and_then(|d| d["count"].as_u64())
+            .unwrap_or_else(|| panic!("no drop counter {label} in {s}"))
+    }
+
+    fn ask(&self, mode: &'static str, to: SocketAddrV4) -> std::io::Result<Answer> {
+        self.client.within(move || match mode {
+            "tcp" => tcp_ask(to, T),
+            "udp" => udp_ask_connected(to, T),
+            _ => udp_ask_unconnected(to, T),
+        })
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        // `edgeplane reset` as a user would; StateDir's guard repeats it if this failed.
+        let out = self.edgeplane("reset").output();
+        if let Ok(o) = out
+            && !o.status.success()
+        {
+            eprintln!("cleanup: edgeplane reset: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let _ = &self.tag;
+    }
+}
+
+fn vip(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(VIP, port)
+}
+
+fn spread_and_reply_source(tx_offload: bool) {
+    let t = Topo::new(3, tx_offload);
+    let eps: Vec<Ep> = (0..3).map(|i| ready(backend_ip(i))).collect();
+    t.apply(&[service_yaml("web", VIP, &eps, None)]);
+    let mut tcp_servers = BTreeSet::new();
+    for i in 0..60 {
+        let a = t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("tcp ask {i}: {e}"));
+        assert_eq!(a.client_peer, vip(80).into(), "the client only sees the ClusterIP");
+        assert!(a.seen_peer.starts_with(&format!("{CLIENT_IP}:")), "backend sees the real client: {}", a.seen_peer);
+        tcp_servers.insert(a.server);
+    }
+    // 60 uniform picks miss one of 3 backends with probability ~1e-10.
+    assert_eq!(tcp_servers.len(), 3, "TCP spread over all backends: {tcp_servers:?}");
+    let mut udp_servers = BTreeSet::new();
+    for i in 0..60 {
+        let a = t.ask("udp", vip(53)).unwrap_or_else(|e| panic!("udp ask {i}: {e}"));
+        assert_eq!(a.client_peer, vip(53).into());
+        udp_servers.insert(a.server);
+        let u = t.ask("udp-unconnected", vip(53)).unwrap_or_else(|e| panic!("unconnected udp ask {i}: {e}"));
+        assert_eq!(u.client_peer, vip(53).into(), "recvfrom sees the answer come from the ClusterIP");
+    }
+    assert_eq!(udp_servers.len(), 3, "UDP spread over all backends: {udp_servers:?}");
+    // The kernel's receive path verified every checksum: no checksum errors anywhere.
+    for ns in std::iter::once(&t.client).chain(t.backends.iter()) {
+        let snmp = String::from_utf8_lossy(&ns.run("cat", &["/proc/net/snmp"]).stdout).to_string();
+        assert_eq!(csum_errors(&snmp), 0, "checksum errors in {}: {snmp}", ns.name);
+    }
+}
+
+/// Sum of TCP/UDP InCsumErrors in /proc/net/snmp.
+fn csum_errors(snmp: &str) -> u64 {
+    let lines: Vec<&str> = snmp.lines().collect();
+    let mut total = 0;
+    for pair in lines.chunks(2) {
+        if let [h, v] = pair {
+            let (hs, vs): (Vec<&str>, Vec<&str>) = (h.split_whitespace().collect(), v.split_whitespace().collect());
+            if matches!(hs.first(), Some(&"Tcp:") | Some(&"Udp:") | Some(&"Icmp:")) {
+                for (k, val) in hs.iter().zip(vs.iter()) {
+                    if *k == "InCsumErrors" {
+                        total += val.parse::<u64>().unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn spread_and_clusterip_replies_offload_on() {
+    need_root!();
+    spread_and_reply_source(true);
+}
+
+#[test]
+fn spread_and_clusterip_replies_offload_off() {
+    need_root!();
+    spread_and_reply_source(false);
+}
+
+fn no_endpoints_reject(tx_offload: bool) {
+    let t = Topo::new(1, tx_offload);
+    t.apply(&[service_yaml("empty", VIP_EMPTY, &[], None)]);
+    let before = t.drops("no-endpoints");
+    let e = t.ask("tcp", SocketAddrV4::new(VIP_EMPTY, 80)).expect_err("no endpoints: TCP must fail");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "TCP rejected at once (RST), not {e}");
+    let e = t.ask("udp", SocketAddrV4::new(VIP_EMPTY, 53)).expect_err("no endpoints: UDP must fail");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "UDP rejected (ICMP port unreachable), not {e}");
+    assert!(t.drops("no-endpoints") >= before + 2, "rejects are counted");
+    let snmp = String::from_utf8_lossy(&t.client.run("cat", &["/proc/net/snmp"]).stdout).to_string();
+    assert_eq!(csum_errors(&snmp), 0, "reject packets carry valid checksums: {snmp}");
+}
+
+#[test]
+fn no_endpoints_rejects_at_once_offload_on() {
+    need_root!();
+    no_endpoints_reject(true);
+}
+
+#[test]
+fn no_endpoints_rejects_at_once_offload_off() {
+    need_root!();
+    no_endpoints_reject(false);
+}
+
+#[test]
+fn endpoints_added_and_removed_under_traffic() {
+    need_root!();
+    let t = Topo::new(3, true);
+    t.apply(&[service_yaml("web", VIP, &[ready(backend_ip(1))], None)]);
+    // A connected UDP "flow" pinned to backend 1 before it leaves.
+    let (udp_tx, udp_rx) = std::sync::mpsc::channel::<()>();
+    let (ans_tx, ans_rx) = std::sync::mpsc::channel::<String>();
+    let udp = t.client.spawn(move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.connect(vip(53)).expect("connect");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        let mut buf = [0u8; 256];
+        while udp_rx.recv().is_ok() {
+            s.send(b"q").expect("send");
+            let n = s.recv(&mut buf).expect("udp answer");
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            ans_tx.send(text.split_whitespace().next().unwrap_or_default().to_string()).expect("report");
+        }
+    });
+    udp_tx.send(()).expect("ask");
+    assert_eq!(ans_rx.recv().expect("answer"), "be1");
+
+    // Traffic runs while a second and third endpoint are added: no failure.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let load = t.client.spawn(move || {
+        let (mut ok, mut fail, mut seen) = (0u32, Vec::new(), BTreeSet::new());
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) || ok < 50 {
+            match tcp_ask(vip(80), T) {
+                Ok(a) => {
+                    ok += 1;
+                    seen.insert(a.server);
+                }
+                Err(e) => fail.push(e.to_string()),
+            }
+        }
+        (ok, fail, seen)
+    });
+    let three: Vec<Ep> = (0..3).map(|i| ready(backend_ip(i))).collect();
+    t.apply(&[service_yaml("web", VIP, &three, None)]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_ok, fail, _) = load.join().expect("load thread");
+    assert!(fail.is_empty(), "connections failed while endpoints were added: {fail:?}");
+    let seen: BTreeSet<String> = (0..60).map(|_| t.ask("tcp", vip(80)).expect("tcp").server).collect();
+    assert_eq!(seen.len(), 3, "new endpoints receive traffic: {seen:?}");
+
+    // Backend 1 leaves: every new connection avoids it, and the UDP flow that
+    // was pinned to it moves on instead of black-holing (no stale UDP conntrack).
+    t.apply(&[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(2))], None)]);
+    for i in 0..40 {
+        let a = t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("tcp ask {i} after removal: {e}"));
+        assert_ne!(a.server, "be1", "removed endpoint still gets new connections");
+    }
+    udp_tx.send(()).expect("ask");
+    let moved = ans_rx.recv().expect("answer after removal");
+    assert_ne!(moved, "be1", "UDP flow stayed pinned to the removed endpoint");
+    drop(udp_tx);
+    udp.join().expect("udp thread");
+}
+
+#[test]
+fn session_affinity_holds() {
+    need_root!();
+    let t = Topo::new(3, true);
+    let eps: Vec<Ep> = (0..3).map(|i| ready(backend_ip(i))).collect();
+    t.apply(&[service_yaml("sticky", VIP, &eps, Some(600))]);
+    let servers: BTreeSet<String> = (0..30).map(|i| t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server).collect();
+    assert_eq!(servers.len(), 1, "ClientIP affinity: one backend for one client, got {servers:?}");
+}
+
+#[test]
+fn terminating_endpoints_are_used_only_without_ready_ones() {
+    need_root!();
+    let t = Topo::new(3, true);
+    let term = Ep { ip: backend_ip(2), ready: false, serving: true, terminating: true };
+    t.apply(&[service_yaml("web", VIP, &[term], None)]);
+    for i in 0..10 {
+        assert_eq!(t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server, "be2", "fallback to serving-terminating");
+    }
+    t.apply(&[service_yaml("web", VIP, &[term, ready(backend_ip(1))], None)]);
+    for i in 0..20 {
+        assert_eq!(t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server, "be1", "ready endpoints win");
+    }
+}
+
+#[test]
+fn hairpin_pod_reaches_itself_through_its_service() {
+    need_root!();
+    let t = Topo::new(1, true);
+    t.apply(&[service_yaml("self", VIP_HAIRPIN, &[ready(CLIENT_IP)], None)]);
+    for mode in ["tcp", "udp"] {
+        let port = if mode == "tcp" { 80 } else { 53 };
+        let a = t.ask(mode, SocketAddrV4::new(VIP_HAIRPIN, port)).unwrap_or_else(|e| panic!("hairpin {mode}: {e}"));
+        assert_eq!(a.server, "client");
+        assert_eq!(a.client_peer, SocketAddrV4::new(VIP_HAIRPIN, port).into());
+        assert!(a.seen_peer.starts_with(&format!("{HAIRPIN}:")), "hairpin source seen by the pod: {}", a.seen_peer);
+    }
+}
+
+/// Entry point of the helper process `ask_from_cgroup` starts (see
+/// tests/common): in a normal run it only checks that it is not a helper.
+#[test]
+fn harness_client_entry() {
+    if client_main() {
+        return;
+    }
+    assert!(std::env::var(CLIENT_ENV).is_err());
+}
+
+#[test]
+fn host_processes_use_the_cgroup_hooks() {
+    need_root!();
+    let t = Topo::new(2, true);
+    let eps: Vec<Ep> = (0..2).map(|i| ready(backend_ip(i))).collect();
+    t.apply(&[service_yaml("web", VIP, &eps, None), service_yaml("empty", VIP_EMPTY, &[], None)]);
+    let entry = "harness_client_entry";
+    let a = ask_from_cgroup(&t.node, &t.cgroup, entry, "tcp", vip(80)).expect("host TCP via connect4");
+    assert!(a.server.starts_with("be"));
+    assert_eq!(a.client_peer, vip(80).into(), "getpeername reports the ClusterIP");
+    let u = ask_from_cgroup(&t.node, &t.cgroup, entry, "udp-unconnected", vip(53)).expect("host sendto/recvfrom");
+    assert_eq!(u.client_peer, vip(53).into(), "recvfrom reports the ClusterIP as the source");
+    let c = ask_from_cgroup(&t.node, &t.cgroup, entry, "udp", vip(53)).expect("host connected UDP");
+    assert_eq!(c.client_peer, vip(53).into());
+    let e = ask_from_cgroup(&t.node, &t.cgroup, entry, "tcp", SocketAddrV4::new(VIP_EMPTY, 80)).expect_err("no endpoints");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "connect() refused at once, not {e}");
+    // A node process outside the cgroup is not translated: the VIP is not routable there.
+    let outside = t.node.within(|| tcp_ask(vip(80), Duration::from_secs(2)));
+    assert!(outside.is_err(), "only the cgroup's processes are translated");
+}
+
+#[test]
+fn forwarding_survives_the_process_and_reset_detaches() {
+    need_root!();
+    let t = Topo::new(1, true);
+    t.apply(&[service_yaml("web", VIP, &[ready(backend_ip(0))], None)]);
+    // `apply` has exited: programs, links and maps stay pinned and forward.
+    assert_eq!(t.ask("tcp", vip(80)).expect("after apply exited").server, "be0");
+    let s = t.status();
+    let links: Vec<&str> = s["links"].as_array().expect("links").iter().filter_map(|l| l["target"].as_str()).collect();
+    assert!(links.iter().any(|l| l.starts_with("cl")), "workload link listed: {links:?}");
+    assert!(links.iter().any(|l| l.starts_with("up")), "host link listed: {links:?}");
+    // Re-applying (a new process) replaces programs in place and keeps forwarding.
+    t.apply(&[service_yaml("web", VIP, &[ready(backend_ip(0))], None)]);
+    assert_eq!(t.ask("tcp", vip(80)).expect("after re-apply").server, "be0");
+    sh(&mut t.edgeplane("reset"));
+    assert!(!Path::new(&t.state.path).exists(), "reset unpins everything");
+    assert!(t.ask("tcp", vip(80)).is_err(), "after reset nothing translates");
+}

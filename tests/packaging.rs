@@ -1,0 +1,283 @@
+//! Packaging: the .deb and .rpm built by scripts/build-packages.sh carry the
+//! static binary, the unit, the example settings file (as a config file) and
+//! /etc/edgeplane/config.d; the unit passes `systemd-analyze verify`; the
+//! shipped settings file is valid and documents the real defaults; README's
+//! quick start and .ci/run agree. Root is not needed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgeplane::config::{self, Settings};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command to completion; panics with its output unless it succeeds.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// cargo-deb / cargo-generate-rpm: present, or installed now (scripts/test.sh
+/// installs them in CI). None when neither works: the caller skips visibly.
+fn ensure_cargo_tool(bin: &str) -> Option<()> {
+    if have(bin) {
+        return Some(());
+    }
+    eprintln!("{bin} missing: cargo install --locked {bin}");
+    let ok = Command::new("cargo").args(["install", "--locked", bin]).status().is_ok_and(|s| s.success());
+    (ok && have(bin)).then_some(())
+}
+
+struct Packages {
+    _dir: tempfile::TempDir,
+    deb: PathBuf,
+    rpm: PathBuf,
+}
+
+fn build_packages() -> Option<Packages> {
+    if ensure_cargo_tool("cargo-deb").is_none() || ensure_cargo_tool("cargo-generate-rpm").is_none() {
+        eprintln!("skipped: cargo-deb or cargo-generate-rpm is missing and could not be installed");
+        return None;
+    }
+    for tool in ["dpkg-deb", "rpm", "rpm2cpio", "cpio", "file"] {
+        assert!(have(tool), "{tool} is missing: apt-get install dpkg-dev rpm cpio file (scripts/test.sh does)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(Command::new(repo().join("scripts/build-packages.sh")).arg(dir.path()).current_dir(repo()));
+    let paths: Vec<PathBuf> = out.lines().map(PathBuf::from).collect();
+    assert_eq!(paths.len(), 2, "build-packages.sh should print the .deb and the .rpm path: {out:?}");
+    assert!(paths[0].extension().is_some_and(|e| e == "deb") && paths[0].is_file(), "{paths:?}");
+    assert!(paths[1].extension().is_some_and(|e| e == "rpm") && paths[1].is_file(), "{paths:?}");
+    Some(Packages { deb: paths[0].clone(), rpm: paths[1].clone(), _dir: dir })
+}
+
+fn assert_static_and_runs(bin: &Path) {
+    let desc = run(Command::new("file").arg("-b").arg(bin));
+    assert!(
+        desc.contains("static-pie linked") || desc.contains("statically linked"),
+        "{} is not static: {desc}",
+        bin.display()
+    );
+    let version = run(Command::new(bin).arg("--version"));
+    assert!(version.starts_with("edgeplane "), "{}: --version printed {version:?}", bin.display());
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
+    let Some(pkgs) = build_packages() else { return };
+    let unit = read(&repo().join("systemd/edgeplane.service"));
+    let example = read(&repo().join("packaging/edgeplane.yaml"));
+
+    // ---- .deb ----
+    let listing = run(Command::new("dpkg-deb").arg("-c").arg(&pkgs.deb));
+    let entry = |path: &str| listing.lines().find(|l| l.ends_with(path)).map(str::to_string);
+    let bin = entry(" ./usr/bin/edgeplane").unwrap_or_else(|| panic!("no /usr/bin/edgeplane in:\n{listing}"));
+    assert!(bin.starts_with("-rwxr-xr-x"), "{bin}");
+    for path in [
+        " ./usr/lib/systemd/system/edgeplane.service",
+        " ./etc/edgeplane/edgeplane.yaml",
+        " ./etc/edgeplane/config.d/",
+    ] {
+        assert!(entry(path).is_some(), "{path} missing from the .deb:\n{listing}");
+    }
+    let conffiles = run(Command::new("dpkg-deb").args(["-I"]).arg(&pkgs.deb).arg("conffiles"));
+    assert!(conffiles.lines().any(|l| l == "/etc/edgeplane/edgeplane.yaml"), "conffiles: {conffiles}");
+    let depends = run(Command::new("dpkg-deb").args(["-f"]).arg(&pkgs.deb).arg("Depends"));
+    assert!(!depends.contains("libc6") && !depends.contains("libelf"), "static binary, yet Depends: {depends}");
+
+    let x = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb").arg("-x").arg(&pkgs.deb).arg(x.path()));
+    let deb_bin = x.path().join("usr/bin/edgeplane");
+    assert_static_and_runs(&deb_bin);
+    assert_eq!(read(&x.path().join("usr/lib/systemd/system/edgeplane.service")), unit, "packaged unit differs");
+    assert_eq!(read(&x.path().join("etc/edgeplane/edgeplane.yaml")), example, "packaged settings file differs");
+
+    // Maintainer scripts: never enable or start on install; restart a running
+    // service on upgrade; reset the data plane on removal.
+    let ctl = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb").arg("-e").arg(&pkgs.deb).arg(ctl.path()));
+    let postinst = String::from_utf8_lossy(&read(&ctl.path().join("postinst"))).into_owned();
+    assert!(!postinst.contains("#DEBHELPER#"), "token left unexpanded:\n{postinst}");
+    assert!(!postinst.contains("deb-systemd-invoke start"), "postinst starts the service:\n{postinst}");
+    assert!(postinst.contains("try-restart edgeplane.service"), "no restart on upgrade:\n{postinst}");
+    let prerm = String::from_utf8_lossy(&read(&ctl.path().join("prerm"))).into_owned();
+    assert!(prerm.contains("deb-systemd-invoke stop edgeplane.service"), "{prerm}");
+    assert!(prerm.contains("/usr/bin/edgeplane reset"), "{prerm}");
+
+    // ---- .rpm ----
+    let files = run(Command::new("rpm").arg("-qlp").arg(&pkgs.rpm));
+    for path in [
+        "/usr/bin/edgeplane",
+        "/usr/lib/systemd/system/edgeplane.service",
+        "/etc/edgeplane/edgeplane.yaml",
+        "/etc/edgeplane/config.d/README",
+    ] {
+        assert!(files.lines().any(|l| l == path), "{path} missing from the .rpm:\n{files}");
+    }
+    let config_files = run(Command::new("rpm").args(["-qp", "--configfiles"]).arg(&pkgs.rpm));
+    assert!(config_files.lines().any(|l| l == "/etc/edgeplane/edgeplane.yaml"), "config files: {config_files}");
+    let noreplace =
+        run(Command::new("rpm").args(["-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]"]).arg(&pkgs.rpm));
+    assert!(
+        noreplace
+            .lines()
+            .filter_map(|l| l.strip_prefix("/etc/edgeplane/edgeplane.yaml "))
+            .any(|flags| flags.contains('c') && flags.contains('n')),
+        "edgeplane.yaml is not %config(noreplace):\n{noreplace}"
+    );
+    let requires = run(Command::new("rpm").arg("-qpR").arg(&pkgs.rpm));
+    assert!(!requires.contains(".so"), "static binary, yet shared-library requirements:\n{requires}");
+    let scripts = run(Command::new("rpm").args(["-qp", "--scripts"]).arg(&pkgs.rpm));
+    assert!(scripts.contains("/usr/bin/edgeplane reset"), "{scripts}");
+    for forbidden in ["systemctl enable", "systemctl start", "systemctl preset"] {
+        assert!(!scripts.contains(forbidden), "rpm scriptlets must not {forbidden}:\n{scripts}");
+    }
+    assert!(scripts.contains("try-restart edgeplane.service"), "no restart on upgrade:\n{scripts}");
+
+    let rx = tempfile::tempdir().expect("tempdir");
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("rpm2cpio \"$1\" | cpio -idm --quiet")
+        .arg("sh")
+        .arg(&pkgs.rpm)
+        .current_dir(rx.path()));
+    let rpm_bin = rx.path().join("usr/bin/edgeplane");
+    assert_static_and_runs(&rpm_bin);
+    assert_eq!(read(&rpm_bin), read(&deb_bin), "the .deb and the .rpm ship different binaries");
+    assert_eq!(read(&rx.path().join("usr/lib/systemd/system/edgeplane.service")), unit);
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify() {
+    assert!(have("systemd-analyze"), "systemd-analyze missing: apt-get install systemd (scripts/test.sh does)");
+    let script = repo().join("scripts/verify-unit.sh");
+    run(Command::new(&script).current_dir(repo()));
+
+    // The checker is not vacuous: a unit with a bad directive value is refused.
+    let unit = std::fs::read_to_string(repo().join("systemd/edgeplane.service")).expect("read unit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = dir.path().join("edgeplane.service");
+    std::fs::write(&broken, unit.replace("Restart=on-failure", "Restart=sometimes")).expect("write");
+    let status = Command::new(&script).arg(&broken).current_dir(repo()).output().expect("run verify-unit.sh");
+    assert!(!status.status.success(), "verify-unit.sh accepted Restart=sometimes");
+}
+
+#[test]
+fn unit_runs_the_daemon_with_reload_restart_bpffs_and_only_the_needed_capabilities() {
+    let unit = std::fs::read_to_string(repo().join("systemd/edgeplane.service")).expect("read unit");
+    let values = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(values("ExecStart"), ["/usr/bin/edgeplane run"]);
+    assert_eq!(values("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(values("Restart"), ["on-failure"]);
+    assert!(values("After").iter().any(|v| v.split_whitespace().any(|u| u == "sys-fs-bpf.mount")));
+    assert_eq!(values("ReadWritePaths"), ["/sys/fs/bpf"]);
+    assert_eq!(values("ProtectSystem"), ["strict"]);
+    assert_eq!(values("NoNewPrivileges"), ["yes"]);
+    let mut caps: Vec<String> =
+        values("CapabilityBoundingSet").iter().flat_map(|v| v.split_whitespace().map(str::to_string)).collect();
+    caps.sort();
+    assert_eq!(caps, ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_ADMIN"]);
+    // setns() into --netns must stay possible under the namespace restriction.
+    assert_eq!(values("RestrictNamespaces"), ["net"]);
+    assert!(values("PrivateNetwork").is_empty(), "the data plane must see the host's interfaces");
+}
+
+/// The packaged /etc/edgeplane/edgeplane.yaml is valid as shipped, names no
+/// uplink (there is no safe default), and every commented-out setting is
+/// valid too and documents the value the code really uses by default.
+#[test]
+fn shipped_settings_file_is_valid_and_documents_the_real_defaults() {
+    let path = repo().join("packaging/edgeplane.yaml");
+    let text = std::fs::read_to_string(&path).expect("read packaging/edgeplane.yaml");
+    let mut shipped = Settings::default();
+    config::apply_file(&mut shipped, "edgeplane.yaml", &text).unwrap_or_else(|errs| {
+        panic!("shipped settings invalid:\n{}", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    });
+    assert!(shipped.host_interfaces.is_empty(), "uplinks must be named by the admin, not shipped");
+    assert_eq!(shipped, Settings::default(), "the uncommented settings are the defaults");
+
+    // "# key: value" and the "#   map: N" lines under "# maps:" uncommented.
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            let setting = l.strip_prefix("# ").filter(|r| r.split_once(':').is_some_and(|(k, _)| is_key(k)));
+            let map_entry = l.strip_prefix("#   ").filter(|r| {
+                r.split_once(": ").is_some_and(|(k, v)| is_key(k) && v.bytes().all(|b| b.is_ascii_digit()))
+            });
+            match (setting, map_entry) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(m)) => format!("  {m}"),
+                (None, None) => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut documented = Settings::default();
+    config::apply_file(&mut documented, "edgeplane.yaml (uncommented)", &uncommented).unwrap_or_else(|errs| {
+        panic!(
+            "commented-out settings are invalid:\n{}\n{uncommented}",
+            errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        )
+    });
+    let defaults = Settings::default();
+    assert_eq!(documented.node_name.as_deref(), Some("node-1"), "node-name example not picked up");
+    assert!(documented.cgroup.is_some(), "cgroup example not picked up");
+    assert_eq!(documented.state_dir, defaults.state_dir);
+    assert_eq!(documented.hairpin_address, defaults.hairpin_address);
+    assert_eq!(documented.max_file_size, defaults.max_file_size);
+    assert_eq!(documented.resync_interval, defaults.resync_interval);
+    assert_eq!(documented.maps, defaults.maps, "documented map capacities differ from the defaults");
+}
+
+fn is_key(k: &str) -> bool {
+    !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+}
+
+/// README's quick start is exactly two commands, and CI runs the second one
+/// and nothing else.
+#[test]
+fn readme_quick_start_is_two_commands_and_ci_runs_the_test_one() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("read README.md");
+    let section = readme.split("## Quick start").nth(1).expect("README has a Quick start section");
+    let block = section.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("a sh code block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands, ["./scripts/demo.sh", "./scripts/test.sh"]);
+    for script in commands {
+        let path = repo().join(script);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).expect("script").permissions());
+        assert!(mode & 0o111 != 0, "{script} is not executable");
+    }
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).expect("read .ci/run");
+    let ci_commands: Vec<&str> = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd "))
+        .collect();
+    assert_eq!(ci_commands, ["exec ./scripts/test.sh"]);
+}
