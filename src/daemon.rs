@@ -12,11 +12,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::apply;
 use crate::compile::{self, NodeContext};
+use crate::compile_policy::{self, PolicyCompiled, PolicyNode};
 use crate::config::Settings;
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
 use crate::maps::fake::FakeMaps;
-use crate::maps::layout::Config;
+use crate::maps::layout::{CFG_F_POLICY, Config};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::model::{self, Loaded};
 use crate::plan::{self, Plan};
@@ -122,13 +123,40 @@ pub struct Desired {
     pub warnings: Vec<Diagnostic>,
     pub services: usize,
     pub backends: usize,
+    pub policy: PolicyCompiled,
 }
 
-pub fn desired_state(loaded: &Loaded, settings: &Settings, live: &BTreeMap<MapId, Entries>) -> Desired {
-    let node = NodeContext { node_name: settings.node_name.clone() };
-    let (set, warnings) = compile::compile_services(&loaded.cluster, &node);
-    let maps = compile::resolve(&set, live);
-    Desired { services: set.services.len(), backends: set.backend_count(), maps, warnings }
+/// Pure: the validated directory + this node + the live maps → desired maps.
+/// `policy_epoch` is ep_cfg_v1's current epoch (see compile_policy).
+pub fn desired_state(
+    loaded: &Loaded,
+    settings: &Settings,
+    node: &PolicyNode,
+    live: &BTreeMap<MapId, Entries>,
+    policy_epoch: u32,
+) -> Desired {
+    let lb_node = NodeContext { node_name: settings.node_name.clone() };
+    let (set, mut warnings) = compile::compile_services(&loaded.cluster, &lb_node);
+    let mut maps = compile::resolve(&set, live);
+    let policy = compile_policy::compile(&loaded.cluster, node, live, policy_epoch);
+    warnings.extend(policy.warnings.iter().cloned());
+    maps.extend(policy.maps.iter().map(|(m, e)| (*m, e.clone())));
+    Desired { services: set.services.len(), backends: set.backend_count(), maps, warnings, policy }
+}
+
+/// What this node's namespace says about pods and itself (I/O: netlink,
+/// getifaddrs): pods routed through a workload interface are local.
+fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
+    let pod_ips = loaded.cluster.pods.iter().filter(|p| !p.host_network).flat_map(|p| p.ips.iter().copied());
+    let local_pod_ips = datapath::routes::routed_via(pod_ips, &settings.workload_interfaces).unwrap_or_else(|e| {
+        log::warn!("reading routes: {e:#}; only pods with spec.nodeName count as local");
+        Default::default()
+    });
+    let host_ips = datapath::routes::host_addresses().unwrap_or_else(|e| {
+        log::warn!("reading the node's addresses: {e:#}");
+        Default::default()
+    });
+    PolicyNode { node_name: settings.node_name.clone(), local_pod_ips, host_ips }
 }
 
 /// Loads and validates the config dir; None (after printing every problem)
@@ -182,7 +210,14 @@ pub fn plan(settings: &Settings) -> u8 {
             return 2;
         }
     };
-    let desired = desired_state(&loaded, settings, &live);
+    let epoch = match datapath::read_pinned_config(&settings.state_dir) {
+        Ok(cfg) => cfg.map(|c| c.policy_epoch).unwrap_or(0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    let desired = desired_state(&loaded, settings, &policy_node(&loaded, settings), &live, epoch);
     let p = plan::plan(&desired.maps, &live);
     for step in &p.steps {
         println!("{step}");
@@ -196,7 +231,6 @@ struct Engine {
     settings: Settings,
     dp: Datapath,
     applied_hash: Option<u64>,
-    policy_epoch: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -209,7 +243,14 @@ enum Pass {
 impl Engine {
     fn open(settings: &Settings) -> Result<Engine> {
         let dp = Datapath::open(&datapath_settings(settings))?;
-        Ok(Engine { settings: settings.clone(), dp, applied_hash: None, policy_epoch: 1 })
+        let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None };
+        // Keep the pinned policy epoch and flags (a restart must not reset them).
+        let mut cfg = engine.dp.config()?;
+        if cfg.hairpin_addr != settings.hairpin_address.octets() {
+            cfg.hairpin_addr = settings.hairpin_address.octets();
+            engine.dp.set_config(cfg)?;
+        }
+        Ok(engine)
     }
 
     /// Reads, validates, plans and applies. `force` re-plans even when the
@@ -229,14 +270,19 @@ impl Engine {
         if !force && self.applied_hash == Some(loaded.content_hash) {
             return Pass::Unchanged;
         }
-        let live = match plan::dump_live(&self.dp, MapId::ALL) {
-            Ok(l) => l,
-            Err(e) => {
+        let node = policy_node(&loaded, &self.settings);
+        let (live, cfg) = match (plan::dump_live(&self.dp, MapId::ALL), self.dp.config()) {
+            (Ok(l), Ok(c)) => (l, c),
+            (Err(e), _) => {
                 log::error!("reading live maps: {e}; nothing applied");
                 return Pass::Refused;
             }
+            (_, Err(e)) => {
+                log::error!("reading ep_cfg_v1: {e:#}; nothing applied");
+                return Pass::Refused;
+            }
         };
-        let desired = desired_state(&loaded, &self.settings, &live);
+        let desired = desired_state(&loaded, &self.settings, &node, &live, cfg.policy_epoch);
         if self.applied_hash != Some(loaded.content_hash) {
             for w in &desired.warnings {
                 log::warn!("{w}");
@@ -249,40 +295,60 @@ impl Engine {
             return Pass::Refused;
         }
         let p: Plan = plan::plan(&desired.maps, &live);
-        if p.is_empty() {
+        let policy_flag = if desired.policy.enabled { CFG_F_POLICY } else { 0 };
+        let flags_stale = cfg.flags & CFG_F_POLICY != policy_flag;
+        if p.is_empty() && desired.policy.switch_epoch.is_none() && !flags_stale {
             self.applied_hash = Some(loaded.content_hash);
             return Pass::Unchanged;
         }
         let drift = self.applied_hash == Some(loaded.content_hash);
-        match apply::apply(&p, &mut self.dp) {
-            Ok(steps) => {
-                self.applied_hash = Some(loaded.content_hash);
-                let what = if drift { "repaired drift in the live maps" } else { "applied" };
-                let version = loaded.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
-                log::info!(
-                    "{what}{version}: {} services, {} backends desired; {}; {steps} writes in {:.1} ms",
-                    desired.services,
-                    desired.backends,
-                    p.summary(),
-                    started.elapsed().as_secs_f64() * 1000.0
-                );
-                Pass::Applied
-            }
+        let mut steps = match apply::apply(&p, &mut self.dp) {
+            Ok(steps) => steps,
             Err(e) => {
                 log::error!("apply failed: {e}");
-                Pass::Refused
+                return Pass::Refused;
+            }
+        };
+        // Policy changes take effect at once for every flow: switch the epoch (and
+        // the enforcement flag) in one write, then drop what only the old epoch used.
+        let epoch = desired.policy.switch_epoch.unwrap_or(cfg.policy_epoch);
+        if desired.policy.switch_epoch.is_some() || flags_stale {
+            let new_cfg = Config { policy_epoch: epoch, flags: (cfg.flags & !CFG_F_POLICY) | policy_flag, ..cfg };
+            if let Err(e) = self.dp.set_config(new_cfg) {
+                log::error!("switching policy epoch: {e:#}; the next pass retries");
+                return Pass::Refused;
             }
         }
+        if desired.policy.switch_epoch.is_some() {
+            match self.settle_policy(&loaded, &node, epoch) {
+                Ok(n) => steps += n,
+                Err(e) => {
+                    log::error!("removing superseded policy entries: {e:#}; the next pass retries");
+                    return Pass::Refused;
+                }
+            }
+        }
+        self.applied_hash = Some(loaded.content_hash);
+        let what = if drift { "repaired drift in the live maps" } else { "applied" };
+        let version = loaded.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
+        log::info!(
+            "{what}{version}: {} services, {} backends, {} policy endpoints; {}; {steps} writes in {:.1} ms",
+            desired.services,
+            desired.backends,
+            desired.policy.endpoints.len(),
+            p.summary(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        Pass::Applied
     }
 
-    fn write_config(&mut self) -> Result<()> {
-        let cfg = Config {
-            hairpin_addr: self.settings.hairpin_address.octets(),
-            policy_epoch: self.policy_epoch,
-            flags: 0,
-            _pad0: 0,
-        };
-        self.dp.set_config(cfg)
+    /// Second half of a policy switch: with the new epoch live, entries that
+    /// only the old epoch used are deleted.
+    fn settle_policy(&mut self, loaded: &Loaded, node: &PolicyNode, epoch: u32) -> Result<usize> {
+        let live = plan::dump_live(&self.dp, MapId::ALL)?;
+        let settled = compile_policy::compile(&loaded.cluster, node, &live, epoch);
+        let p = plan::plan(&settled.maps, &live);
+        Ok(apply::apply(&p, &mut self.dp)?)
     }
 }
 
@@ -295,10 +361,6 @@ pub fn apply(settings: &Settings) -> u8 {
             return 2;
         }
     };
-    if let Err(e) = engine.write_config() {
-        log::error!("{e:#}");
-        return 2;
-    }
     match engine.pass(true) {
         Pass::Applied => 0,
         Pass::Unchanged => {
@@ -331,7 +393,6 @@ pub fn run(settings: &Settings) -> u8 {
 
 fn run_loop(settings: &Settings) -> Result<()> {
     let mut engine = Engine::open(settings)?;
-    engine.write_config()?;
     let (tx, rx) = mpsc::channel::<Event>();
 
     let mut signals = signal_hook::iterator::Signals::new([

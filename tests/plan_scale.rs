@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use edgeplane::apply::apply;
+use edgeplane::compile_policy::PolicyNode;
 use edgeplane::config::Settings;
 use edgeplane::daemon::desired_state;
 use edgeplane::maps::fake::FakeMaps;
@@ -56,7 +57,7 @@ fn one_changed_endpoint_plans_exactly_its_entries() {
     let loaded = load_dirs(std::slice::from_ref(&dir), &LoadLimits::default()).expect("load");
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     let empty: BTreeMap<MapId, Entries> = BTreeMap::new();
-    let first = desired_state(&loaded, &settings, &empty);
+    let first = desired_state(&loaded, &settings, &PolicyNode::default(), &empty, 0);
     let mut live = FakeMaps::new();
     apply(&plan(&first.maps, &empty), &mut live).expect("apply");
     let live_maps: BTreeMap<MapId, Entries> = first.maps.clone();
@@ -64,7 +65,7 @@ fn one_changed_endpoint_plans_exactly_its_entries() {
 
     write_services(&dir, Some(1234));
     let loaded = load_dirs(std::slice::from_ref(&dir), &LoadLimits::default()).expect("load");
-    let second = desired_state(&loaded, &settings, &live_maps);
+    let second = desired_state(&loaded, &settings, &PolicyNode::default(), &live_maps, 0);
     let p = plan(&second.maps, &live_maps);
     let rendered: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
     // add the new backend, point the one slot at it, delete the old backend

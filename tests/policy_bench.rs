@@ -35,10 +35,20 @@ impl MapBackend for ObjMaps {
         Ok(out)
     }
     fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError> {
-        self.0[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op { op: "update", map, key: String::new(), reason: e.to_string() })
+        self.0[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op {
+            op: "update",
+            map,
+            key: String::new(),
+            reason: e.to_string(),
+        })
     }
     fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
-        self.0[&map].delete(key).map_err(|e| MapError::Op { op: "delete", map, key: String::new(), reason: e.to_string() })
+        self.0[&map].delete(key).map_err(|e| MapError::Op {
+            op: "delete",
+            map,
+            key: String::new(),
+            reason: e.to_string(),
+        })
     }
     fn capacity(&self, _map: MapId) -> usize {
         usize::MAX
@@ -52,22 +62,33 @@ fn generate(local_namespaces: usize) -> Cluster {
     let mut c = Cluster::default();
     for n in 0..100usize {
         let ns = format!("ns-{n}");
-        c.namespaces.push(namespace(&ns, &[("team", &format!("t{}", n % 10)), ("env", if n % 2 == 0 { "prod" } else { "dev" })]));
+        c.namespaces.push(namespace(
+            &ns,
+            &[("team", &format!("t{}", n % 10)), ("env", if n % 2 == 0 { "prod" } else { "dev" })],
+        ));
         for p in 0..100usize {
             let app = format!("a{}", p % 10);
             let name = format!("{app}-{p}");
             let ip = format!("10.{}.{}.{}", n / 100 + 1, n % 100, p + 1);
             let node = if n < local_namespaces { NODE } else { "other" };
-            let ports = vec![port(Some("http"), 8080 + (p % 2) as u16, Protocol::Tcp), port(Some("metrics"), 9090, Protocol::Tcp)];
+            let ports = vec![
+                port(Some("http"), 8080 + (p % 2) as u16, Protocol::Tcp),
+                port(Some("metrics"), 9090, Protocol::Tcp),
+            ];
             let mut pod = pod(&ns, &name, &[("app", &app), ("pod-template-hash", "5d8f7")], &ip, node, ports);
             pod.meta.labels.insert("statefulset.kubernetes.io/pod-name".into(), name.clone());
             c.pods.push(pod);
         }
         let mut pols = vec![
             Pol::new(&ns, "default-deny", sel(&[])).types(true, true).build(),
-            Pol::new(&ns, "same-ns", sel(&[("app", "a0")])).ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![])).build(),
+            Pol::new(&ns, "same-ns", sel(&[("app", "a0")]))
+                .ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![]))
+                .build(),
             Pol::new(&ns, "from-team", sel(&[("app", "a1")]))
-                .ingress(rule(vec![pods_peer(Some(sel(&[("app", "a0")])), Some(sel(&[("team", &format!("t{}", (n + 1) % 10))])))], vec![tcp(80)]))
+                .ingress(rule(
+                    vec![pods_peer(Some(sel(&[("app", "a0")])), Some(sel(&[("team", &format!("t{}", (n + 1) % 10))])))],
+                    vec![tcp(80)],
+                ))
                 .build(),
             Pol::new(&ns, "named", sel(&[("app", "a2")]))
                 .ingress(rule(vec![pods_peer(Some(sel(&[("app", "a1")])), None)], vec![named(Protocol::Tcp, "http")]))
@@ -75,17 +96,29 @@ fn generate(local_namespaces: usize) -> Cluster {
             Pol::new(&ns, "cidr", sel(&[("app", "a3")]))
                 .ingress(rule(vec![ipblock("10.0.0.0/8", &[&format!("10.1.{}.0/24", n % 100)])], vec![tcp(443)]))
                 .build(),
-            Pol::new(&ns, "range", sel(&[("app", "a4")])).ingress(rule(vec![], vec![range(Protocol::Udp, 30000, 32767)])).build(),
-            Pol::new(&ns, "dns", sel(&[])).egress_only()
-                .egress(rule(vec![pods_peer(Some(sel(&[("app", "a9")])), Some(sel(&[("kubernetes.io/metadata.name", "ns-0")])))], vec![udp(53), tcp(53)]))
+            Pol::new(&ns, "range", sel(&[("app", "a4")]))
+                .ingress(rule(vec![], vec![range(Protocol::Udp, 30000, 32767)]))
                 .build(),
-            Pol::new(&ns, "egress-prod", sel(&[("app", "a5")])).egress_only()
+            Pol::new(&ns, "dns", sel(&[]))
+                .egress_only()
+                .egress(rule(
+                    vec![pods_peer(Some(sel(&[("app", "a9")])), Some(sel(&[("kubernetes.io/metadata.name", "ns-0")])))],
+                    vec![udp(53), tcp(53)],
+                ))
+                .build(),
+            Pol::new(&ns, "egress-prod", sel(&[("app", "a5")]))
+                .egress_only()
                 .egress(rule(vec![pods_peer(None, Some(sel(&[("env", "prod")])))], vec![named(Protocol::Tcp, "http")]))
                 .build(),
             Pol::new(&ns, "expr", expr("app", SelectorOp::In, &["a6", "a7"]))
-                .ingress(rule(vec![pods_peer(Some(expr("app", SelectorOp::NotIn, &["a8"])), Some(sel(&[])))], vec![tcp(8443)]))
+                .ingress(rule(
+                    vec![pods_peer(Some(expr("app", SelectorOp::NotIn, &["a8"])), Some(sel(&[])))],
+                    vec![tcp(8443)],
+                ))
                 .build(),
-            Pol::new(&ns, "metrics", sel(&[])).ingress(rule(vec![ipblock("10.255.0.0/16", &[])], vec![named(Protocol::Tcp, "metrics")])).build(),
+            Pol::new(&ns, "metrics", sel(&[]))
+                .ingress(rule(vec![ipblock("10.255.0.0/16", &[])], vec![named(Protocol::Tcp, "metrics")]))
+                .build(),
         ];
         c.policies.append(&mut pols);
     }
@@ -129,7 +162,11 @@ fn pass(b: &mut dyn MapBackend, c: &Cluster, node: &PolicyNode, epoch: &mut u32)
 
 fn scenario(local_namespaces: usize, backend: &mut dyn MapBackend, what: &str) {
     let c = generate(local_namespaces);
-    let node = PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4("192.0.2.1".parse().expect("ip"))]), ..Default::default() };
+    let node = PolicyNode {
+        node_name: Some(NODE.into()),
+        host_ips: BTreeSet::from([IpAddr::V4("192.0.2.1".parse().expect("ip"))]),
+        ..Default::default()
+    };
     let local = c.pods.iter().filter(|p| p.node_name.as_deref() == Some(NODE)).count();
     println!("== {what}: {} pods ({local} local), {} policies", c.pods.len(), c.policies.len());
     let mut epoch = 1;

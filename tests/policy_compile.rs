@@ -60,7 +60,10 @@ fn matrix(maps: &BTreeMap<MapId, Entries>, epoch: u32, proto: u8, port: u16) -> 
             for dn in ["x", "y", "z"] {
                 for dp in ["a", "b", "c"] {
                     let f = flow(xyz_ip(sn, sp), xyz_ip(dn, dp), proto, port);
-                    out.insert((format!("{sn}/{sp}"), format!("{dn}/{dp}")), evaluate(maps, epoch, &f) == Verdict::Allow);
+                    out.insert(
+                        (format!("{sn}/{sp}"), format!("{dn}/{dp}")),
+                        evaluate(maps, epoch, &f) == Verdict::Allow,
+                    );
                 }
             }
         }
@@ -91,7 +94,9 @@ fn assert_matrix(c: &Cluster, proto: u8, port: u16, want: BTreeMap<(String, Stri
     let diff: Vec<String> = want
         .iter()
         .filter(|(k, v)| got.get(*k) != Some(*v))
-        .map(|((s, d), v)| format!("{s} -> {d}: want {}, got {}", if *v { "allow" } else { "deny" }, if *v { "deny" } else { "allow" }))
+        .map(|((s, d), v)| {
+            format!("{s} -> {d}: want {}, got {}", if *v { "allow" } else { "deny" }, if *v { "deny" } else { "allow" })
+        })
         .collect();
     assert!(diff.is_empty(), "port {port}/{proto}: {} mismatches:\n{}", diff.len(), diff.join("\n"));
     // And the oracle agrees with the hand-written truth table.
@@ -137,7 +142,8 @@ fn default_deny_egress_only() {
 #[test]
 fn allow_from_same_namespace() {
     let mut c = xyz_cluster();
-    c.policies.push(Pol::new("x", "same-ns", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![])).build());
+    c.policies
+        .push(Pol::new("x", "same-ns", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![])).build());
     assert_matrix(&c, TCP, 80, expect(|s, d| !d.starts_with("x/") || s.starts_with("x/")));
 }
 
@@ -145,7 +151,9 @@ fn allow_from_same_namespace() {
 fn allow_from_other_namespace_by_label_and_by_metadata_name() {
     let mut c = xyz_cluster();
     c.policies.push(
-        Pol::new("x", "from-y", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![])).build(),
+        Pol::new("x", "from-y", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![]))
+            .build(),
     );
     c.policies.push(
         Pol::new("x", "from-z", sel(&[("pod", "b")]))
@@ -194,7 +202,10 @@ fn match_expressions_select_subjects_and_peers() {
     let mut c = xyz_cluster();
     c.policies.push(
         Pol::new("y", "expr", expr("pod", SelectorOp::NotIn, &["a"]))
-            .ingress(rule(vec![pods_peer(Some(expr("pod", SelectorOp::In, &["c"])), Some(expr("ns", SelectorOp::Exists, &[])))], vec![]))
+            .ingress(rule(
+                vec![pods_peer(Some(expr("pod", SelectorOp::In, &["c"])), Some(expr("ns", SelectorOp::Exists, &[])))],
+                vec![],
+            ))
             .build(),
     );
     assert_matrix(&c, TCP, 80, expect(|s, d| !(d == "y/b" || d == "y/c") || s.ends_with("/c")));
@@ -209,12 +220,7 @@ fn ipblock_with_except_on_pod_ips() {
             .ingress(rule(vec![ipblock("198.18.0.0/29", &["198.18.0.2/32", "198.18.0.7/32"])], vec![]))
             .build(),
     );
-    assert_matrix(
-        &c,
-        TCP,
-        80,
-        expect(|s, d| d != "x/a" || ["x/c", "y/a", "y/b", "y/c"].contains(&s)),
-    );
+    assert_matrix(&c, TCP, 80, expect(|s, d| d != "x/a" || ["x/c", "y/a", "y/b", "y/c"].contains(&s)));
     // External addresses: inside the block allowed, the except and outside denied.
     let (maps, epoch) = fresh(&c, &node_for(&c));
     let xa = xyz_ip("x", "a");
@@ -227,8 +233,16 @@ fn ipblock_with_except_on_pod_ips() {
 #[test]
 fn overlapping_ipblocks_from_several_policies_add_up() {
     let mut c = xyz_cluster();
-    c.policies.push(Pol::new("x", "wide", sel(&[("pod", "a")])).ingress(rule(vec![ipblock("10.0.0.0/8", &["10.1.0.0/16"])], vec![tcp(80)])).build());
-    c.policies.push(Pol::new("x", "narrow", sel(&[("pod", "a")])).ingress(rule(vec![ipblock("10.1.2.0/24", &[])], vec![tcp(81)])).build());
+    c.policies.push(
+        Pol::new("x", "wide", sel(&[("pod", "a")]))
+            .ingress(rule(vec![ipblock("10.0.0.0/8", &["10.1.0.0/16"])], vec![tcp(80)]))
+            .build(),
+    );
+    c.policies.push(
+        Pol::new("x", "narrow", sel(&[("pod", "a")]))
+            .ingress(rule(vec![ipblock("10.1.2.0/24", &[])], vec![tcp(81)]))
+            .build(),
+    );
     let (maps, epoch) = fresh(&c, &node_for(&c));
     let xa = xyz_ip("x", "a");
     let cases = [
@@ -263,7 +277,12 @@ fn named_ports_resolve_per_destination_pod() {
     assert_matrix(&c, TCP, 81, expect(|_, d| !d.starts_with("y/") || d == "y/b"));
     // Egress: resolved against each destination pod.
     let mut c2 = c.clone();
-    c2.policies = vec![Pol::new("x", "web-out", sel(&[])).egress_only().egress(rule(vec![], vec![named(Protocol::Tcp, "web")])).build()];
+    c2.policies = vec![
+        Pol::new("x", "web-out", sel(&[]))
+            .egress_only()
+            .egress(rule(vec![], vec![named(Protocol::Tcp, "web")]))
+            .build(),
+    ];
     assert_matrix(&c2, TCP, 80, expect(|s, d| !s.starts_with("x/") || d == "y/a"));
     assert_matrix(&c2, TCP, 81, expect(|s, d| !s.starts_with("x/") || d == "y/b"));
     // The protocol must match the container port's protocol too.
@@ -273,7 +292,8 @@ fn named_ports_resolve_per_destination_pod() {
 #[test]
 fn end_port_ranges() {
     let mut c = xyz_cluster();
-    c.policies.push(Pol::new("x", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Tcp, 81, 1000)])).build());
+    c.policies
+        .push(Pol::new("x", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Tcp, 81, 1000)])).build());
     let (maps, epoch) = fresh(&c, &node_for(&c));
     let (s, d) = (xyz_ip("y", "a"), xyz_ip("x", "b"));
     for (p, ok) in [(80, false), (81, true), (82, true), (512, true), (1000, true), (1001, false), (65535, false)] {
@@ -285,8 +305,16 @@ fn end_port_ranges() {
 #[test]
 fn multiple_policies_are_additive() {
     let mut c = xyz_cluster();
-    c.policies.push(Pol::new("x", "p1", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), None)], vec![tcp(80)])).build());
-    c.policies.push(Pol::new("x", "p2", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "z")])))], vec![tcp(81)])).build());
+    c.policies.push(
+        Pol::new("x", "p1", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), None)], vec![tcp(80)]))
+            .build(),
+    );
+    c.policies.push(
+        Pol::new("x", "p2", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "z")])))], vec![tcp(81)]))
+            .build(),
+    );
     assert_matrix(&c, TCP, 80, expect(|s, d| d != "x/a" || s == "x/b"));
     assert_matrix(&c, TCP, 81, expect(|s, d| d != "x/a" || s.starts_with("z/")));
 }
@@ -296,10 +324,17 @@ fn egress_policy_types_and_both_directions() {
     let mut c = xyz_cluster();
     // Egress-only policy with a rule: ingress stays open.
     c.policies.push(
-        Pol::new("x", "eg", sel(&[("pod", "a")])).egress_only().egress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![tcp(80)])).build(),
+        Pol::new("x", "eg", sel(&[("pod", "a")]))
+            .egress_only()
+            .egress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![tcp(80)]))
+            .build(),
     );
     // And an ingress policy on y/b that only admits z.
-    c.policies.push(Pol::new("y", "in", sel(&[("pod", "b")])).ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "z")])))], vec![])).build());
+    c.policies.push(
+        Pol::new("y", "in", sel(&[("pod", "b")]))
+            .ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "z")])))], vec![]))
+            .build(),
+    );
     assert_matrix(
         &c,
         TCP,
@@ -328,13 +363,18 @@ fn node_addresses_are_always_allowed_and_remote_pods_are_not_enforced() {
     c.policies.push(Pol::new("x", "deny-all", sel(&[])).types(true, true).build());
     c.policies.push(Pol::new("z", "deny-all", sel(&[])).types(true, true).build());
     let host: Ipv4Addr = "198.19.0.1".parse().expect("ip");
-    let node = PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4(host)]), ..Default::default() };
+    let node =
+        PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4(host)]), ..Default::default() };
     let out = compile(&c, &node, &BTreeMap::new(), 0);
     let epoch = 1;
     assert_eq!(out.maps[&MapId::LocalEndpoints].len(), 3, "only x's pods are enforced here");
     let xa = xyz_ip("x", "a");
     assert_eq!(evaluate(&out.maps, epoch, &flow(host, xa, TCP, 8080)), Verdict::Allow, "kubelet probe");
-    assert_eq!(evaluate(&out.maps, epoch, &flow(xa, host, TCP, 40000)), Verdict::Allow, "probe reply / pod to its node");
+    assert_eq!(
+        evaluate(&out.maps, epoch, &flow(xa, host, TCP, 40000)),
+        Verdict::Allow,
+        "probe reply / pod to its node"
+    );
     assert_ne!(evaluate(&out.maps, epoch, &flow("198.19.0.2".parse().expect("ip"), xa, TCP, 8080)), Verdict::Allow);
     // z/a is isolated on node-2, not here: traffic to it is decided there.
     assert_eq!(evaluate(&out.maps, epoch, &flow(xyz_ip("y", "a"), xyz_ip("z", "a"), TCP, 80)), Verdict::Allow);
@@ -363,7 +403,10 @@ fn portless_packets_match_only_all_port_rules() {
     c.policies.push(Pol::new("x", "p80", sel(&[("pod", "a")])).ingress(rule(vec![], vec![tcp(80)])).build());
     c.policies.push(
         Pol::new("x", "all-udp", sel(&[("pod", "b")]))
-            .ingress(rule(vec![], vec![edgeplane::model::PolicyPort { protocol: Protocol::Udp, port: None, end_port: None }]))
+            .ingress(rule(
+                vec![],
+                vec![edgeplane::model::PolicyPort { protocol: Protocol::Udp, port: None, end_port: None }],
+            ))
             .build(),
     );
     c.policies.push(Pol::new("x", "all", sel(&[("pod", "c")])).ingress(rule(vec![], vec![])).build());
@@ -396,8 +439,17 @@ fn live_of(fake: &FakeMaps) -> BTreeMap<MapId, Entries> {
 #[test]
 fn unchanged_input_plans_nothing_and_one_pod_change_is_local() {
     let mut c = xyz_cluster();
-    c.policies.push(Pol::new("x", "in", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), Some(sel(&[])))], vec![tcp(80)])).build());
-    c.policies.push(Pol::new("y", "eg", sel(&[])).egress_only().egress(rule(vec![ipblock("198.18.0.0/24", &["198.18.0.8/32"])], vec![])).build());
+    c.policies.push(
+        Pol::new("x", "in", sel(&[]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), Some(sel(&[])))], vec![tcp(80)]))
+            .build(),
+    );
+    c.policies.push(
+        Pol::new("y", "eg", sel(&[]))
+            .egress_only()
+            .egress(rule(vec![ipblock("198.18.0.0/24", &["198.18.0.8/32"])], vec![]))
+            .build(),
+    );
     let node = node_for(&c);
     let mut fake = FakeMaps::new();
     let (epoch, first, cleanup) = apply_policy(&mut fake, &c, &node, 7);
@@ -433,13 +485,20 @@ fn identity_numbers_are_not_reused_while_live() {
     // The class of the "a" pods disappears and a new class appears in the same
     // compile: a number still live is never given to other addresses.
     let mut c = xyz_cluster();
-    c.policies.push(Pol::new("x", "in", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[("pod", "a")])), Some(sel(&[])))], vec![])).build());
+    c.policies.push(
+        Pol::new("x", "in", sel(&[]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "a")])), Some(sel(&[])))], vec![]))
+            .build(),
+    );
     c.pods.push(pod("y", "d", &[("pod", "d")], "198.18.0.20", NODE, vec![]));
     let node = node_for(&c);
     let mut fake = FakeMaps::new();
     let (epoch, _, _) = apply_policy(&mut fake, &c, &node, 0);
     let ident = |f: &FakeMaps| -> BTreeMap<Vec<u8>, u32> {
-        f.entries(MapId::Identities).iter().map(|(k, v)| (k.clone(), IdentValue::from_bytes(v).expect("v").at(epoch + 1))).collect()
+        f.entries(MapId::Identities)
+            .iter()
+            .map(|(k, v)| (k.clone(), IdentValue::from_bytes(v).expect("v").at(epoch + 1)))
+            .collect()
     };
     let before = ident(&fake);
     let mut c2 = c.clone();
@@ -453,7 +512,10 @@ fn identity_numbers_are_not_reused_while_live() {
     let old_ids: BTreeSet<u32> = before.values().copied().collect();
     for (k, nv) in &after {
         let ov = before.get(k).copied();
-        assert!(ov == Some(*nv) || !old_ids.contains(nv), "address {k:?} moved from {ov:?} to another address's number {nv}");
+        assert!(
+            ov == Some(*nv) || !old_ids.contains(nv),
+            "address {k:?} moved from {ov:?} to another address's number {nv}"
+        );
     }
 }
 
@@ -486,14 +548,17 @@ fn policies_written_as_yaml_load_to_the_same_model() {
                 ],
                 vec![tcp(80), range(Protocol::Udp, 81, 90), named(Protocol::Tcp, "serve-81-tcp")],
             ))
-            .egress(rule(vec![], vec![edgeplane::model::PolicyPort { protocol: Protocol::Sctp, port: None, end_port: None }]))
+            .egress(rule(
+                vec![],
+                vec![edgeplane::model::PolicyPort { protocol: Protocol::Sctp, port: None, end_port: None }],
+            ))
             .build(),
     );
     c.policies.push(Pol::new("y", "deny-egress", sel(&[])).egress_only().build());
     let dir = std::env::temp_dir().join(format!("ep-policy-yaml-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("all.yaml"), yaml::cluster(&c)).expect("write");
-    let loaded = edgeplane::model::load_dirs(&[dir.clone()], &Default::default()).expect("load");
+    let loaded = edgeplane::model::load_dirs(std::slice::from_ref(&dir), &Default::default()).expect("load");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
     let strip = |mut c: Cluster| {
@@ -533,8 +598,16 @@ impl Rng {
 }
 
 const VALUES: [&str; 3] = ["a", "b", "c"];
-const CIDRS: [&str; 8] =
-    ["198.18.0.0/24", "198.18.0.0/29", "198.18.0.4/30", "198.18.0.5/32", "10.0.0.0/8", "10.1.0.0/16", "0.0.0.0/0", "198.18.0.8/29"];
+const CIDRS: [&str; 8] = [
+    "198.18.0.0/24",
+    "198.18.0.0/29",
+    "198.18.0.4/30",
+    "198.18.0.5/32",
+    "10.0.0.0/8",
+    "10.1.0.0/16",
+    "0.0.0.0/0",
+    "198.18.0.8/29",
+];
 
 fn gen_selector(r: &mut Rng, keys: &[&str]) -> edgeplane::model::LabelSelector {
     let mut s = sel(&[]);
@@ -558,14 +631,18 @@ fn gen_cidr(r: &mut Rng) -> edgeplane::model::PolicyPeer {
     let cidr = *r.pick(&CIDRS);
     let n = net(cidr);
     // An except must lie inside the cidr.
-    let excepts: Vec<&str> = CIDRS.iter().copied().filter(|e| {
-        let e = net(e);
-        e.prefix > n.prefix && {
-            let (IpAddr::V4(a), IpAddr::V4(b)) = (e.addr, n.addr) else { return false };
-            let m = if n.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(n.prefix)) };
-            u32::from(a) & m == u32::from(b) & m
-        }
-    }).collect();
+    let excepts: Vec<&str> = CIDRS
+        .iter()
+        .copied()
+        .filter(|e| {
+            let e = net(e);
+            e.prefix > n.prefix && {
+                let (IpAddr::V4(a), IpAddr::V4(b)) = (e.addr, n.addr) else { return false };
+                let m = if n.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(n.prefix)) };
+                u32::from(a) & m == u32::from(b) & m
+            }
+        })
+        .collect();
     let except: Vec<&str> = excepts.into_iter().filter(|_| r.chance(50)).collect();
     ipblock(cidr, &except)
 }
@@ -590,7 +667,10 @@ fn gen_rule(r: &mut Rng) -> edgeplane::model::PolicyRule {
                 0 => edgeplane::model::PolicyPort { protocol: proto, port: None, end_port: None },
                 1 => edgeplane::model::PolicyPort { protocol: proto, ..tcp(*r.pick(&[80, 81, 1000])) },
                 2 => range(proto, *r.pick(&[80, 81, 900]), *r.pick(&[81, 1000, 5000])).max_fix(),
-                _ => named(proto, *r.pick(&["http", "dns", "metrics"])),
+                _ => {
+                    let name: &&str = r.pick(&["http", "dns", "metrics"]);
+                    named(proto, name)
+                }
             });
         }
     }
@@ -634,8 +714,14 @@ fn gen_cluster(seed: u64) -> (Cluster, PolicyNode) {
             l.push(("uid", ["u1", "u2", "u3", "u4"][usize::from(i % 4)]));
         }
         let mut ports = vec![];
-        for (name, num, proto) in [("http", 80, Protocol::Tcp), ("http", 81, Protocol::Tcp), ("dns", 81, Protocol::Udp), ("metrics", 1000, Protocol::Sctp)] {
-            if r.chance(30) && !ports.iter().any(|p: &edgeplane::model::ContainerPort| p.name.as_deref() == Some(name)) {
+        for (name, num, proto) in [
+            ("http", 80, Protocol::Tcp),
+            ("http", 81, Protocol::Tcp),
+            ("dns", 81, Protocol::Udp),
+            ("metrics", 1000, Protocol::Sctp),
+        ] {
+            if r.chance(30) && !ports.iter().any(|p: &edgeplane::model::ContainerPort| p.name.as_deref() == Some(name))
+            {
                 ports.push(port(Some(name), num, proto));
             }
         }
@@ -676,11 +762,19 @@ fn gen_cluster(seed: u64) -> (Cluster, PolicyNode) {
 
 fn check_cluster(c: &Cluster, node: &PolicyNode, maps: &BTreeMap<MapId, Entries>, epoch: u32) -> Result<(), String> {
     let oracle = Oracle::new(c, node);
-    let mut addrs: Vec<Ipv4Addr> = c.pods.iter().filter_map(|p| match p.ips[0] {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }).collect();
-    addrs.extend(["198.19.0.1", "198.18.0.200", "10.1.2.3", "10.2.0.1", "192.0.2.1"].iter().map(|s| s.parse::<Ipv4Addr>().expect("ip")));
+    let mut addrs: Vec<Ipv4Addr> = c
+        .pods
+        .iter()
+        .filter_map(|p| match p.ips[0] {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    addrs.extend(
+        ["198.19.0.1", "198.18.0.200", "10.1.2.3", "10.2.0.1", "192.0.2.1"]
+            .iter()
+            .map(|s| s.parse::<Ipv4Addr>().expect("ip")),
+    );
     for &s in &addrs {
         for &d in &addrs {
             for proto in [TCP, UDP, 132, 1] {
@@ -689,7 +783,9 @@ fn check_cluster(c: &Cluster, node: &PolicyNode, maps: &BTreeMap<MapId, Entries>
                     let want = oracle.allows(&f);
                     let got = evaluate(maps, epoch, &f) == Verdict::Allow;
                     if want != got {
-                        return Err(format!("{s} -> {d} proto {proto} port {port:?}: semantics say {want}, maps say {got}"));
+                        return Err(format!(
+                            "{s} -> {d} proto {proto} port {port:?}: semantics say {want}, maps say {got}"
+                        ));
                     }
                 }
             }

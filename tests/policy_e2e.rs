@@ -71,10 +71,20 @@ impl MapBackend for Pinned {
         Ok(out)
     }
     fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError> {
-        self.0[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op { op: "update", map, key: String::new(), reason: e.to_string() })
+        self.0[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op {
+            op: "update",
+            map,
+            key: String::new(),
+            reason: e.to_string(),
+        })
     }
     fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
-        self.0[&map].delete(key).map_err(|e| MapError::Op { op: "delete", map, key: String::new(), reason: e.to_string() })
+        self.0[&map].delete(key).map_err(|e| MapError::Op {
+            op: "delete",
+            map,
+            key: String::new(),
+            reason: e.to_string(),
+        })
     }
     fn capacity(&self, _map: MapId) -> usize {
         usize::MAX
@@ -169,7 +179,9 @@ impl Model {
             let lep = Pinned::open(&self.state.path).dump(MapId::LocalEndpoints).expect("dump lep");
             let yes = !lep.is_empty();
             if !yes {
-                eprintln!("note: `edgeplane apply` does not write the policy maps yet; the harness writes them (loader + compile_policy)");
+                eprintln!(
+                    "note: `edgeplane apply` does not write the policy maps yet; the harness writes them (loader + compile_policy)"
+                );
             }
             self.binary_writes_policy = Some(yes);
         }
@@ -181,7 +193,8 @@ impl Model {
     /// What the daemon does for policy: load, compile against the pinned maps
     /// at the live epoch, apply, switch the epoch, clean up.
     fn write_policy_maps(&self) {
-        let loaded = edgeplane::model::load_dirs(&[self.cfg.path.clone()], &Default::default()).expect("load");
+        let loaded =
+            edgeplane::model::load_dirs(std::slice::from_ref(&self.cfg.path), &Default::default()).expect("load");
         assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
         let node = PolicyNode {
             node_name: Some(NODE.into()),
@@ -320,12 +333,16 @@ fn upstream_policy_matrix() {
     assert!(probe, "node -> x/b must stay allowed under default deny egress");
 
     // Allow from the same namespace only.
-    m.apply(&with(vec![Pol::new("x", "same-ns", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![])).build()]));
+    m.apply(&with(vec![
+        Pol::new("x", "same-ns", sel(&[])).ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![])).build(),
+    ]));
     m.check("allow same namespace", Protocol::Tcp, 80, &|s, d| !in_ns(d, "x") || in_ns(s, "x"));
 
     // Allow from another namespace by label.
     m.apply(&with(vec![
-        Pol::new("x", "from-y", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![])).build(),
+        Pol::new("x", "from-y", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![]))
+            .build(),
     ]));
     m.check("allow from namespace y", Protocol::Tcp, 80, &|s, d| d != "x/a" || in_ns(s, "y"));
 
@@ -339,7 +356,10 @@ fn upstream_policy_matrix() {
     // ... OR in two peers.
     m.apply(&with(vec![
         Pol::new("x", "or", sel(&[("pod", "a")]))
-            .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), None), pods_peer(None, Some(sel(&[("ns", "y")])))], vec![]))
+            .ingress(rule(
+                vec![pods_peer(Some(sel(&[("pod", "b")])), None), pods_peer(None, Some(sel(&[("ns", "y")])))],
+                vec![],
+            ))
             .build(),
     ]));
     m.check("podSelector OR namespaceSelector", Protocol::Tcp, 80, &|s, d| d != "x/a" || s == "x/b" || in_ns(s, "y"));
@@ -355,7 +375,10 @@ fn upstream_policy_matrix() {
     // Named ports: ingress to x by name (resolved on each x pod), egress from z by name.
     m.apply(&with(vec![
         Pol::new("x", "named-in", sel(&[])).ingress(rule(vec![], vec![named(Protocol::Tcp, "serve-81-tcp")])).build(),
-        Pol::new("z", "named-out", sel(&[])).egress_only().egress(rule(vec![], vec![named(Protocol::Udp, "serve-80-udp")])).build(),
+        Pol::new("z", "named-out", sel(&[]))
+            .egress_only()
+            .egress(rule(vec![], vec![named(Protocol::Udp, "serve-80-udp")]))
+            .build(),
     ]));
     m.check("named port ingress tcp/81", Protocol::Tcp, 81, &|s, _| !in_ns(s, "z"));
     m.check("named port ingress: tcp/80 not named", Protocol::Tcp, 80, &|s, d| !in_ns(d, "x") && !in_ns(s, "z"));
@@ -363,14 +386,20 @@ fn upstream_policy_matrix() {
     m.check("named port egress: udp/81 not named", Protocol::Udp, 81, &|s, d| !in_ns(s, "z") && !in_ns(d, "x"));
 
     // endPort: y admits TCP 81-82 only.
-    m.apply(&with(vec![Pol::new("y", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Tcp, 81, 82)])).build()]));
+    m.apply(&with(vec![
+        Pol::new("y", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Tcp, 81, 82)])).build(),
+    ]));
     m.check("endPort: 81 in range", Protocol::Tcp, 81, &|_, _| true);
     m.check("endPort: 80 below range", Protocol::Tcp, 80, &|_, d| !in_ns(d, "y"));
 
     // Several policies are additive.
     m.apply(&with(vec![
-        Pol::new("x", "p1", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), None)], vec![tcp(80)])).build(),
-        Pol::new("x", "p2", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "z")])))], vec![tcp(81)])).build(),
+        Pol::new("x", "p1", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), None)], vec![tcp(80)]))
+            .build(),
+        Pol::new("x", "p2", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "z")])))], vec![tcp(81)]))
+            .build(),
     ]));
     m.check("additive: p1 on 80", Protocol::Tcp, 80, &|s, d| d != "x/a" || s == "x/b");
     m.check("additive: p2 on 81", Protocol::Tcp, 81, &|s, d| d != "x/a" || in_ns(s, "z"));
@@ -378,10 +407,14 @@ fn upstream_policy_matrix() {
     // Policy update while traffic flows: x/b -> x/a is allowed before and
     // after and must never fail; z/c -> x/a switches from allowed to denied.
     let before = with(vec![
-        Pol::new("x", "upd", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(Some(sel(&[])), Some(sel(&[])))], vec![tcp(80)])).build(),
+        Pol::new("x", "upd", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[])), Some(sel(&[])))], vec![tcp(80)]))
+            .build(),
     ]);
     let after = with(vec![
-        Pol::new("x", "upd", sel(&[("pod", "a")])).ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![tcp(80)])).build(),
+        Pol::new("x", "upd", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[])), None)], vec![tcp(80)]))
+            .build(),
     ]);
     m.apply(&before);
     m.check("update: before", Protocol::Tcp, 80, &|_, _| true);
@@ -417,7 +450,11 @@ fn yaml_dir_is_what_the_binary_reads() {
     // Guard for the harness above: the directory written for each case loads
     // without errors (no root needed).
     let dir = TempDir::new("polyaml");
-    let c = with(vec![Pol::new("x", "p", sel(&[])).ingress(rule(vec![ipblock("198.18.0.0/29", &["198.18.0.2/32"])], vec![tcp(80)])).build()]);
+    let c = with(vec![
+        Pol::new("x", "p", sel(&[]))
+            .ingress(rule(vec![ipblock("198.18.0.0/29", &["198.18.0.2/32"])], vec![tcp(80)]))
+            .build(),
+    ]);
     std::fs::write(dir.path.join("cluster.yaml"), yaml::cluster(&c)).expect("write");
     let loaded = edgeplane::model::load_dirs(&[PathBuf::from(&dir.path)], &Default::default()).expect("load");
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);

@@ -5,10 +5,10 @@
 //! node's own traffic, and re-evaluation of an established flow when the
 //! policy epoch advances.
 
-#[path = "common/packet.rs"]
-mod packet;
 #[path = "policy_common/model.rs"]
 mod model;
+#[path = "common/packet.rs"]
+mod packet;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -145,10 +145,7 @@ impl Fixture {
     fn run(&self, input: &[u8]) -> u32 {
         let prog = self.obj.progs_mut().find(|p| p.name() == datapath::TC_PROG).expect("program");
         let mut out = vec![0u8; 2048];
-        let mut inp = ProgramInput::default();
-        inp.data_in = Some(input);
-        inp.data_out = Some(&mut out);
-        inp.repeat = 1;
+        let inp = ProgramInput { data_in: Some(input), data_out: Some(&mut out), repeat: 1, ..Default::default() };
         prog.test_run(inp).expect("test_run").return_value
     }
 
@@ -173,11 +170,7 @@ impl Fixture {
             Want::DenyIngress => (TC_ACT_SHOT, (1, 0, 1)),
             Want::DenyEgress => (TC_ACT_SHOT, (0, 1, 1)),
         };
-        assert_eq!(
-            (ret, delta),
-            (verdict, d),
-            "{what}: (verdict, (ingress, egress, all) drop deltas); want {want:?}"
-        );
+        assert_eq!((ret, delta), (verdict, d), "{what}: (verdict, (ingress, egress, all) drop deltas); want {want:?}");
     }
 
     /// The recorded drop event for this tuple and reason, if any.
@@ -222,7 +215,9 @@ fn cluster() -> Cluster {
             .build(),
     );
     c.policies.push(
-        Pol::new("x", "c-from-y", sel(&[("pod", "c")])).ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![])).build(),
+        Pol::new("x", "c-from-y", sel(&[("pod", "c")]))
+            .ingress(rule(vec![pods_peer(None, Some(sel(&[("ns", "y")])))], vec![]))
+            .build(),
     );
     c
 }
@@ -244,7 +239,11 @@ fn allow_and_deny_in_both_directions() {
     f.expect("y/a -> z/c tcp/80", &syn(ya, zc, 80), Want::Pass);
     f.expect("y/a -> x/c tcp/80 (egress to x not allowed)", &syn(ya, xc, 80), Want::DenyEgress);
     f.expect("y/a -> z/c udp/80 (egress only tcp)", &Pkt::udp(ya, 5353, zc, 80, b"hi").build(), Want::DenyEgress);
-    f.expect("y/b -> x/c sctp/9 (any protocol from y)", &Pkt::new(yb, xc, L4::Sctp { sport: 1, dport: 9, payload: vec![0; 16] }).build(), Want::Pass);
+    f.expect(
+        "y/b -> x/c sctp/9 (any protocol from y)",
+        &Pkt::new(yb, xc, L4::Sctp { sport: 1, dport: 9, payload: vec![0; 16] }).build(),
+        Want::Pass,
+    );
     f.expect("z/c -> x/c tcp/80 (not from y)", &syn(zc, xc, 80), Want::DenyIngress);
     f.expect("unlisted external -> x/a", &syn(Ipv4Addr::new(192, 0, 2, 9), xa, 80), Want::DenyIngress);
     f.expect("z/c -> y/b (nobody isolated)", &syn(zc, yb, 80), Want::Pass);
@@ -322,13 +321,20 @@ fn named_ports_and_port_ranges_in_the_kernel() {
         p.container_ports.push(port(Some("web"), n, Protocol::Tcp));
     }
     c.policies.push(Pol::new("z", "web", sel(&[])).ingress(rule(vec![], vec![named(Protocol::Tcp, "web")])).build());
-    c.policies.push(Pol::new("y", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Udp, 1000, 2047)])).build());
+    c.policies
+        .push(Pol::new("y", "range", sel(&[])).ingress(rule(vec![], vec![range(Protocol::Udp, 1000, 2047)])).build());
     let f = Fixture::new(&c);
     let (xa, za, zb, ya) = (xyz_ip("x", "a"), xyz_ip("z", "a"), xyz_ip("z", "b"), xyz_ip("y", "a"));
     f.expect("-> z/a:8080 (its web port)", &syn(xa, za, 8080), Want::Pass);
     f.expect("-> z/a:9090 (z/b's web port)", &syn(xa, za, 9090), Want::DenyIngress);
     f.expect("-> z/b:9090", &syn(xa, zb, 9090), Want::Pass);
-    for (p, want) in [(999, Want::DenyIngress), (1000, Want::Pass), (1500, Want::Pass), (2047, Want::Pass), (2048, Want::DenyIngress)] {
+    for (p, want) in [
+        (999, Want::DenyIngress),
+        (1000, Want::Pass),
+        (1500, Want::Pass),
+        (2047, Want::Pass),
+        (2048, Want::DenyIngress),
+    ] {
         f.expect(&format!("-> y/a udp/{p}"), &Pkt::udp(xa, 5000, ya, p, b"x").build(), want);
     }
 }

@@ -99,7 +99,9 @@ fn pol_at(k: &PolKey, len: u32) -> PolKey {
 
 /// Prefix lengths an ep_pol_v1 entry can have that are shorter than `len`, longest first.
 fn pol_shorter(len: u32) -> impl Iterator<Item = u32> {
-    (POL_PREFIX_ALL_PORTS..len.min(POL_PREFIX_FULL + 1)).rev().chain((len > POL_PREFIX_ALL_PROTO).then_some(POL_PREFIX_ALL_PROTO))
+    (POL_PREFIX_ALL_PORTS..len.min(POL_PREFIX_FULL + 1))
+        .rev()
+        .chain((len > POL_PREFIX_ALL_PROTO).then_some(POL_PREFIX_ALL_PROTO))
 }
 
 fn pol_valid_len(len: u32) -> bool {
@@ -136,7 +138,13 @@ pub(crate) fn merge(live: &Live, want: &Desired, epoch: u32) -> (BTreeMap<MapId,
         }
         written.insert(p, (old, new));
         let value = match live.ident.get(&p) {
-            Some(v) if old == new && v.at(epoch) == old && (v.identity == v.prev_identity || epoch_new(epoch, v.switch_epoch)) => *v,
+            Some(v)
+                if old == new
+                    && v.at(epoch) == old
+                    && (v.identity == v.prev_identity || epoch_new(epoch, v.switch_epoch)) =>
+            {
+                *v
+            }
             _ if old == new => IdentValue::steady(new),
             _ => {
                 transition = true;
@@ -171,7 +179,9 @@ pub(crate) fn merge(live: &Live, want: &Desired, epoch: u32) -> (BTreeMap<MapId,
                 *v
             }
             Some(v) if old == new && v.at(epoch) == old && epoch_new(epoch, v.switch_epoch) => *v,
-            _ if old == new => PolValue { flags: if new { POL_F_ALLOW | POL_F_PREV_ALLOW } else { 0 }, _pad0: 0, switch_epoch: 0 },
+            _ if old == new => {
+                PolValue { flags: if new { POL_F_ALLOW | POL_F_PREV_ALLOW } else { 0 }, _pad0: 0, switch_epoch: 0 }
+            }
             _ => {
                 transition = true;
                 let flags = if new { POL_F_ALLOW } else { 0 } | if old { POL_F_PREV_ALLOW } else { 0 };
@@ -206,7 +216,8 @@ pub(crate) fn merge(live: &Live, want: &Desired, epoch: u32) -> (BTreeMap<MapId,
                 if (oid, oflags) == (nid, nflags)
                     && v.endpoint_id == endpoint_id
                     && v.at(epoch) == (nid, nflags)
-                    && ((v.identity, v.flags) == (v.prev_identity, v.prev_flags) || epoch_new(epoch, v.switch_epoch)) =>
+                    && ((v.identity, v.flags) == (v.prev_identity, v.prev_flags)
+                        || epoch_new(epoch, v.switch_epoch)) =>
             {
                 *v
             }

@@ -258,10 +258,7 @@ fn assign_ids<K: Ord + Clone>(
     }
     let mut alloc = Allocator::new(first, used_live.union(&claimed).copied().collect());
     for k in all_keys {
-        if !out.contains_key(&k) {
-            let id = alloc.take();
-            out.insert(k, id);
-        }
+        out.entry(k).or_insert_with(|| alloc.take());
     }
     out
 }
@@ -436,8 +433,13 @@ fn desired(cluster: &Cluster, node: &PolicyNode, live: &merge::Live) -> Desired 
             continue;
         }
         owner.insert(ip, pod);
-        let labels: Labels =
-            pod.meta.labels.iter().filter(|(k, _)| label_keys.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let labels: Labels = pod
+            .meta
+            .labels
+            .iter()
+            .filter(|(k, _)| label_keys.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut named_ports: Vec<(String, Protocol, u16)> = pod
             .container_ports
             .iter()
@@ -474,7 +476,8 @@ fn desired(cluster: &Cluster, node: &PolicyNode, live: &merge::Live) -> Desired 
             *votes.entry(*k).or_default().entry(*id).or_default() += 1;
         }
     }
-    let all_keys: BTreeSet<IdKey> = trie.values().filter_map(|s| if let Slot::Key(k) = s { Some(*k) } else { None }).collect();
+    let all_keys: BTreeSet<IdKey> =
+        trie.values().filter_map(|s| if let Slot::Key(k) = s { Some(*k) } else { None }).collect();
     used_live.insert(IDENT_ANY);
     // A live number may change meaning: the change is written as the
     // "from the next epoch" half of every entry, so no packet sees a mix.

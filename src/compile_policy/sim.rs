@@ -30,9 +30,13 @@ pub struct Flow {
 pub enum Verdict {
     Allow,
     /// Denied by the source pod's egress policy.
-    DenyEgress { endpoint: u32 },
+    DenyEgress {
+        endpoint: u32,
+    },
     /// Denied by the destination pod's ingress policy.
-    DenyIngress { endpoint: u32 },
+    DenyIngress {
+        endpoint: u32,
+    },
 }
 
 /// Longest-prefix identity of `addr` at `epoch`; `world` when nothing matches.

@@ -180,10 +180,11 @@ fn attach_clsact(prog: &Program<'_>, links_dir: &Path, ifname: &str, ifidx: u32)
     // bpffs holds only BPF objects: the program itself, pinned, marks the
     // interface as ours for `reset` (the qdisc keeps the filter alive).
     let marker = links_dir.join(format!("{CLSACT_PREFIX}{ifname}"));
-    if !marker.exists() {
-        prog.pin_fd(&marker)?;
+    if marker.exists() {
+        // Re-pin the program now attached, so the replaced one can be freed.
+        std::fs::remove_file(&marker).with_context(|| format!("replacing {}", marker.display()))?;
     }
-    Ok(())
+    prog.pin_fd(&marker)
 }
 
 /// Remove our cls_bpf filter from `ifname` (if it still exists) and the marker pin.

@@ -13,6 +13,7 @@
 mod attach;
 mod mapio;
 mod netlink;
+pub mod routes;
 mod status;
 
 use std::collections::BTreeMap;
@@ -456,4 +457,16 @@ pub fn open_pinned_maps(state_dir: &Path) -> Result<Option<PinnedMaps>> {
         return Ok(None);
     }
     PinnedMaps::open(state_dir).map(Some)
+}
+
+/// ep_cfg_v1[0] of a pinned data plane, without loading anything; None when
+/// nothing is pinned under `state_dir`.
+pub fn read_pinned_config(state_dir: &Path) -> Result<Option<Config>> {
+    let path = state_dir.join("ep_cfg_v1");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let map = MapHandle::from_pinned_path(&path).with_context(|| format!("opening {}", path.display()))?;
+    let v = map.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).context("reading ep_cfg_v1")?;
+    Ok(Some(v.and_then(|b| Config::from_bytes(&b)).unwrap_or_default()))
 }

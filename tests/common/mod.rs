@@ -9,6 +9,7 @@
 
 #[allow(unused)]
 pub mod packet;
+pub mod topo;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -406,4 +407,109 @@ pub fn client_main() -> bool {
         Err(e) => println!("EP-ERROR {}", e.raw_os_error().unwrap_or(libc::EIO)),
     }
     true
+}
+
+/// Connections opened back to back from inside a namespace until stopped;
+/// every failure is kept with its error (restart-under-load tests).
+pub struct ConnectLoop {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl ConnectLoop {
+    pub fn start(ns: &NetNs, to: SocketAddrV4) -> ConnectLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = ns.spawn(move || {
+            let (mut ok, mut failures) = (0u64, Vec::new());
+            while !s.load(Ordering::Relaxed) {
+                match tcp_ask(to, Duration::from_secs(5)) {
+                    Ok(_) => ok += 1,
+                    Err(e) => failures.push(format!("after {ok} ok: {e}")),
+                }
+            }
+            (ok, failures)
+        });
+        ConnectLoop { stop, handle: Some(handle) }
+    }
+
+    /// Stop and return (successful connections, failures).
+    pub fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().map(|h| h.join().expect("connect loop thread")).unwrap_or_default()
+    }
+}
+
+impl Drop for ConnectLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A running `edgeplane run`, its stderr lines collected; killed on drop.
+pub struct Daemon {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Daemon {
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        use std::io::BufRead;
+        cmd.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("spawn edgeplane run");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines, log: Vec::new() }
+    }
+
+    /// Wait until a log line contains `needle` (or the daemon exits: panic with its log).
+    pub fn wait_for(&mut self, needle: &str) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.log.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!("edgeplane run exited ({status}) before {needle:?}:\n{}", self.log.join("\n"));
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait();
+                    panic!("edgeplane run closed stderr ({status:?}) before {needle:?}:\n{}", self.log.join("\n"));
+                }
+            }
+        }
+    }
+
+    pub fn signal(&mut self, sig: i32) {
+        // SAFETY: a signal to our own child, by pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: our own child, by pid.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
 }

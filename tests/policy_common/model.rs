@@ -72,11 +72,19 @@ pub fn ipblock(cidr: &str, except: &[&str]) -> PolicyPeer {
 }
 
 pub fn tcp(n: u16) -> PolicyPort {
-    PolicyPort { protocol: Protocol::Tcp, port: Some(PortRef::Number(NonZeroU16::new(n).expect("port"))), end_port: None }
+    PolicyPort {
+        protocol: Protocol::Tcp,
+        port: Some(PortRef::Number(NonZeroU16::new(n).expect("port"))),
+        end_port: None,
+    }
 }
 
 pub fn udp(n: u16) -> PolicyPort {
-    PolicyPort { protocol: Protocol::Udp, port: Some(PortRef::Number(NonZeroU16::new(n).expect("port"))), end_port: None }
+    PolicyPort {
+        protocol: Protocol::Udp,
+        port: Some(PortRef::Number(NonZeroU16::new(n).expect("port"))),
+        end_port: None,
+    }
 }
 
 pub fn range(protocol: Protocol, lo: u16, hi: u16) -> PolicyPort {
@@ -221,7 +229,11 @@ impl<'a> Oracle<'a> {
     }
 
     fn selecting(&self, p: &Pod) -> Vec<&'a NetworkPolicy> {
-        self.c.policies.iter().filter(|np| np.meta.namespace == p.meta.namespace && np.pod_selector.matches(&p.meta.labels)).collect()
+        self.c
+            .policies
+            .iter()
+            .filter(|np| np.meta.namespace == p.meta.namespace && np.pod_selector.matches(&p.meta.labels))
+            .collect()
     }
 
     fn peer_ok(&self, np: &NetworkPolicy, r: &PolicyRule, ip: Ipv4Addr) -> bool {
@@ -273,7 +285,9 @@ impl<'a> Oracle<'a> {
             let pols: Vec<_> = self.selecting(s).into_iter().filter(|np| np.egress_isolation).collect();
             if !pols.is_empty()
                 && !self.is_host(f.daddr)
-                && !pols.iter().any(|np| np.egress.iter().any(|r| self.peer_ok(np, r, f.daddr) && self.port_ok(r, f, dst)))
+                && !pols
+                    .iter()
+                    .any(|np| np.egress.iter().any(|r| self.peer_ok(np, r, f.daddr) && self.port_ok(r, f, dst)))
             {
                 return false;
             }
@@ -282,7 +296,9 @@ impl<'a> Oracle<'a> {
             let pols: Vec<_> = self.selecting(d).into_iter().filter(|np| np.ingress_isolation).collect();
             if !pols.is_empty()
                 && !self.is_host(f.saddr)
-                && !pols.iter().any(|np| np.ingress.iter().any(|r| self.peer_ok(np, r, f.saddr) && self.port_ok(r, f, Some(d))))
+                && !pols
+                    .iter()
+                    .any(|np| np.ingress.iter().any(|r| self.peer_ok(np, r, f.saddr) && self.port_ok(r, f, Some(d))))
             {
                 return false;
             }

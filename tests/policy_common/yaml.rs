@@ -121,7 +121,11 @@ pub fn cluster(c: &Cluster) -> String {
     for n in &c.namespaces {
         let mut l = n.labels.clone();
         l.remove("kubernetes.io/metadata.name");
-        docs.push(format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {}\n", n.name, labels_flow(&l)));
+        docs.push(format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {}\n",
+            n.name,
+            labels_flow(&l)
+        ));
     }
     for p in &c.pods {
         let mut s = format!(
