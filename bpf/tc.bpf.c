@@ -129,11 +129,14 @@ static __always_inline void ep_frag_remember(const struct ep_ctx *ctx)
 	bpf_map_update_elem(&ep_frag4_v1, &k, &v, BPF_ANY);
 }
 
-/* A new flow to a service frontend: reject, or select + ct + DNAT. */
-static __always_inline int ep_new_service_flow(struct ep_ctx *ctx, const struct ep_svc_value *svc)
+/*
+ * A new flow to a service frontend: reject, or select + ct + DNAT.
+ * Not inlined: its keys and values live in their own stack frame.
+ */
+static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, const struct ep_svc_value *svc)
 {
 	struct ep_ct_key fkey = {}, rkey = {};
-	struct ep_ct_value fval = {}, rval = {};
+	struct ep_ct_value *fval = ctx->ct, rval = {};  /* &ctx->ct_new, set by the caller */
 	struct ep_lb_choice pick = {};
 	__be32 client = ctx->saddr, rdst;
 	__u64 now;
@@ -142,34 +145,37 @@ static __always_inline int ep_new_service_flow(struct ep_ctx *ctx, const struct 
 	if (ctx->is_fragment)
 		return -EP_DROP_FRAGMENT;
 	if (svc->count == 0) {
+		/* Never answer a reset with a reset (RFC 9293 3.10.7.1): just drop it. */
+		if (ctx->proto == EP_PROTO_TCP && (ctx->tcp_flags & EP_TCP_RST))
+			return -EP_DROP_NO_ENDPOINTS;
 		ep_drop_record(ctx, EP_DROP_NO_ENDPOINTS);
-		return ep_reject(ctx);
+		return EP_ACT_REJECT;
 	}
 	ret = ep_lb_select(ctx->daddr, ctx->dport, ctx->proto, svc, client, &pick);
 	if (ret)
 		return ret;
 
+	__builtin_memset(fval, 0, sizeof(*fval));
 	now = bpf_ktime_get_ns();
-	fval.nat_addr = pick.be.addr;
-	fval.nat_port = pick.be.port;
-	fval.backend_id = pick.backend_id;
-	fval.svc_id = svc->svc_id;
-	fval.flags = EP_CT_F_SERVICE;
-	fval.created_ns = now;
-	fval.last_seen_ns = now;
+	fval->nat_addr = pick.be.addr;
+	fval->nat_port = pick.be.port;
+	fval->backend_id = pick.backend_id;
+	fval->svc_id = svc->svc_id;
+	fval->flags = EP_CT_F_SERVICE;
+	fval->created_ns = now;
+	fval->last_seen_ns = now;
 	rdst = client;
 	if (pick.be.addr == client) {
 		/* Hairpin: the pod reaches itself; make the reply come back to us. */
-		fval.flags |= EP_CT_F_HAIRPIN;
-		fval.hairpin_addr = ctx->cfg->hairpin_addr;
-		rdst = fval.hairpin_addr;
+		fval->flags |= EP_CT_F_HAIRPIN;
+		fval->hairpin_addr = ctx->cfg->hairpin_addr;
+		rdst = fval->hairpin_addr;
 	}
 
 	if (ep_policy_enabled(ctx)) {
 		ctx->daddr = pick.be.addr;
 		ctx->dport = pick.be.port;
 		ctx->svc_id = svc->svc_id;
-		ctx->ct = &fval;
 		ret = ep_policy_stage(ctx);
 		if (ret)
 			return ret;  /* the drop event shows the final tuple */
@@ -183,46 +189,44 @@ static __always_inline int ep_new_service_flow(struct ep_ctx *ctx, const struct 
 		       EP_CT_DIR_REPLY);
 	if (ctx->proto != EP_PROTO_SCTP && !ctx->is_fragment) {
 		/* SCTP: a port rewrite would need a CRC32c recomputation (see nat.h). */
-		ret = ep_pick_alt_port(ctx, &rkey, &fval.alt_port);
+		ret = ep_pick_alt_port(ctx, &rkey, &fval->alt_port);
 		if (ret)
 			return ret;
-		rval.alt_port = fval.alt_port ? ctx->sport : 0;
+		rval.alt_port = fval->alt_port ? ctx->sport : 0;
 	}
 	rval.nat_addr = ctx->orig_daddr;
 	rval.nat_port = ctx->orig_dport;
 	rval.hairpin_addr = client;
 	rval.backend_id = pick.backend_id;
 	rval.svc_id = svc->svc_id;
-	rval.flags = fval.flags;
-	rval.policy_verdict = fval.policy_verdict;
-	rval.policy_epoch = fval.policy_epoch;
+	rval.flags = fval->flags;
+	rval.policy_verdict = fval->policy_verdict;
+	rval.policy_epoch = fval->policy_epoch;
 	rval.created_ns = now;
 	rval.last_seen_ns = now;
-	ret = ep_ct_create(&fkey, &fval, &rkey, &rval);
+	ret = ep_ct_create(&fkey, fval, &rkey, &rval);
 	if (ret)
 		return ret;
 	ep_stat_inc(EP_STAT_LB_NEW_FLOW);
-	ep_frag_remember(ctx);
-	ret = ep_fwd_translate(ctx, &fval);
-	return ret ? ret : EP_ACT_PASS;
+	return EP_CONTINUE;  /* the caller translates with ctx->ct, as for established flows */
 }
 
 /* A new flow to a non-service address: tracked only so policy has a cache. */
-static __always_inline int ep_new_plain_flow(struct ep_ctx *ctx)
+static __attribute__((noinline)) int ep_new_plain_flow(struct ep_ctx *ctx)
 {
 	struct ep_ct_key fkey = {}, rkey = {};
-	struct ep_ct_value fval = {}, rval = {};
+	struct ep_ct_value *fval = ctx->ct, rval = {};  /* &ctx->ct_new, set by the caller */
 	__u64 now;
 	int ret;
 
 	if (!ep_policy_enabled(ctx))
 		return EP_ACT_PASS;
+	__builtin_memset(fval, 0, sizeof(*fval));
 	now = bpf_ktime_get_ns();
-	fval.nat_addr = ctx->daddr;
-	fval.nat_port = ctx->dport;
-	fval.created_ns = now;
-	fval.last_seen_ns = now;
-	ctx->ct = &fval;
+	fval->nat_addr = ctx->daddr;
+	fval->nat_port = ctx->dport;
+	fval->created_ns = now;
+	fval->last_seen_ns = now;
 	ret = ep_policy_stage(ctx);
 	if (ret)
 		return ret;
@@ -232,12 +236,12 @@ static __always_inline int ep_new_plain_flow(struct ep_ctx *ctx)
 		       EP_CT_DIR_REPLY);
 	rval.nat_addr = ctx->saddr;
 	rval.nat_port = ctx->sport;
-	rval.policy_verdict = fval.policy_verdict;
-	rval.policy_epoch = fval.policy_epoch;
+	rval.policy_verdict = fval->policy_verdict;
+	rval.policy_epoch = fval->policy_epoch;
 	rval.created_ns = now;
 	rval.last_seen_ns = now;
 	/* Policy works without the cache: a full table is no reason to drop. */
-	ep_ct_create(&fkey, &fval, &rkey, &rval);
+	ep_ct_create(&fkey, fval, &rkey, &rval);
 	ep_frag_remember(ctx);
 	return EP_ACT_PASS;
 }
@@ -270,7 +274,7 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 					if (ctx->tcp_flags & EP_TCP_RST)
 						return -EP_DROP_BACKEND_GONE;
 					ep_drop_record(ctx, EP_DROP_BACKEND_GONE);
-					return ep_reject_tcp(ctx);
+					return EP_ACT_REJECT;
 				}
 				ep_ct_delete(&key, ct);
 				goto new_flow;
@@ -295,6 +299,7 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 		ret = ep_fwd_policy(ctx, ct);
 		if (ret)
 			return ret;
+translate:
 		ep_frag_remember(ctx);
 		ret = ep_fwd_translate(ctx, ct);
 		return ret ? ret : EP_ACT_PASS;
@@ -326,14 +331,18 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 	}
 
 new_flow:
+	/* Set here, in the frame that owns ctx: callees may not store stack pointers in it. */
+	ctx->ct = &ctx->ct_new;
 	svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto);
-	if (svc)
-		return ep_new_service_flow(ctx, svc);
-	if (ctx->is_fragment) {
-		/* Head seen, flow gone: no cache to use; judge it like a stray fragment. */
-		ret = ep_policy_untracked(ctx);
-		return ret ? ret : EP_ACT_PASS;
+	if (svc) {
+		ret = ep_new_service_flow(ctx, svc);
+		if (ret)
+			return ret;
+		ct = ctx->ct;
+		goto translate;
 	}
+	if (ctx->is_fragment)
+		return EP_ACT_UNTRACKED;  /* head seen, flow gone: judge it like a stray fragment */
 	return ep_new_plain_flow(ctx);
 }
 
@@ -348,12 +357,8 @@ static __always_inline int ep_fragment_stage(struct ep_ctx *ctx)
 	k.id = ctx->ip_id;
 	k.proto = ctx->proto;
 	v = bpf_map_lookup_elem(&ep_frag4_v1, &k);
-	if (!v) {
-		/* Not a datagram we track (or its head was lost): ports unknown. */
-		int ret = ep_policy_untracked(ctx);
-
-		return ret ? ret : EP_ACT_PASS;
-	}
+	if (!v)
+		return EP_ACT_UNTRACKED;  /* not a datagram we track (or its head was lost) */
 	ctx->sport = v->sport;
 	ctx->dport = v->dport;
 	ctx->orig_dport = v->dport;
@@ -361,12 +366,12 @@ static __always_inline int ep_fragment_stage(struct ep_ctx *ctx)
 }
 
 /*
- * Policy for ICMP that is not an error about a tracked flow. Echo requests
- * are tracked like a flow whose ports are the echo id (as Linux conntrack
- * does), so the echo reply is recognised as a reply; everything else is
- * judged untracked.
+ * ICMP that is not an error about a tracked flow, when policy is on. Echo
+ * requests are tracked like a flow whose ports are the echo id (as Linux
+ * conntrack does): EP_CONTINUE with the ports set, for the flow stage. An
+ * echo reply whose request was tracked passes; anything else is untracked.
  */
-static __always_inline int ep_icmp_policy_stage(struct ep_ctx *ctx)
+static __always_inline int ep_icmp_echo_stage(struct ep_ctx *ctx)
 {
 	struct ep_ct_key key = {};
 	struct {
@@ -376,27 +381,28 @@ static __always_inline int ep_icmp_policy_stage(struct ep_ctx *ctx)
 		__be16 id;
 		__be16 seq;
 	} echo;
-	int ret;
 
 	if (ctx->is_fragment || bpf_skb_load_bytes(ctx->skb, ctx->l4_off, &echo, sizeof(echo)))
-		goto untracked;
-	if (echo.type == 8) {   /* echo request: a flow keyed by the id */
+		return EP_ACT_UNTRACKED;
+	if (echo.type == 8) {
 		ctx->sport = echo.id;
 		ctx->dport = echo.id;
 		ctx->orig_dport = echo.id;
-		return ep_flow_stage(ctx);
+		return EP_CONTINUE;
 	}
-	if (echo.type == 0) {   /* echo reply: allowed if its request was */
+	if (echo.type == 0) {
 		ep_ct_key_fill(&key, ctx->saddr, ctx->daddr, echo.id, echo.id, EP_PROTO_ICMP,
 			       EP_CT_DIR_REPLY);
 		if (ep_ct_lookup(&key))
 			return EP_ACT_PASS;
 	}
-untracked:
-	ret = ep_policy_untracked(ctx);
-	return ret ? ret : EP_ACT_PASS;
+	return EP_ACT_UNTRACKED;
 }
 
+/*
+ * Each stage is called from exactly one place (the verifier walks every
+ * inlined copy): the flow stage and the untracked-policy call are shared.
+ */
 static __always_inline int ep_process(struct ep_ctx *ctx)
 {
 	__u32 zero = 0;
@@ -409,18 +415,23 @@ static __always_inline int ep_process(struct ep_ctx *ctx)
 		ret = ep_icmp_stage(ctx);
 		if (ret != EP_CONTINUE || !ep_policy_enabled(ctx))
 			return ret ? ret : EP_ACT_PASS;
-		return ep_icmp_policy_stage(ctx);
+		ret = ep_icmp_echo_stage(ctx);
+	} else if (ctx->proto != EP_PROTO_TCP && ctx->proto != EP_PROTO_UDP &&
+		   ctx->proto != EP_PROTO_SCTP) {
+		ret = EP_ACT_UNTRACKED;
+	} else if (ctx->is_fragment) {
+		ret = ep_fragment_stage(ctx);
+	} else {
+		ret = EP_CONTINUE;
 	}
-	if (ctx->proto != EP_PROTO_TCP && ctx->proto != EP_PROTO_UDP && ctx->proto != EP_PROTO_SCTP) {
+	if (ret == EP_CONTINUE)
+		ret = ep_flow_stage(ctx);
+	if (ret == EP_ACT_UNTRACKED) {
+		/* No conntrack flow to cache a verdict in: policy decides each time. */
 		ret = ep_policy_untracked(ctx);
 		return ret ? ret : EP_ACT_PASS;
 	}
-	if (ctx->is_fragment) {
-		ret = ep_fragment_stage(ctx);
-		if (ret)
-			return ret;
-	}
-	return ep_flow_stage(ctx);
+	return ret;
 }
 
 SEC("tcx/ingress")
@@ -432,6 +443,8 @@ int ep_tc_ingress(struct __sk_buff *skb)
 	ret = ep_parse(skb, &ctx);
 	if (ret == EP_CONTINUE)
 		ret = ep_process(&ctx);
+	if (ret == EP_ACT_REJECT)
+		ret = ep_reject(&ctx);   /* one call site; the drop was counted by the stage */
 	if (ret == EP_ACT_REDIRECT)
 		return bpf_redirect(ctx.ifindex, 0);
 	if (ret >= 0)

@@ -85,6 +85,15 @@ fn no_endpoints_reject(tx_offload: bool) {
     let e = t.ask("udp", SocketAddrV4::new(VIP_EMPTY, 53)).expect_err("no endpoints: UDP must fail");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "UDP rejected (ICMP port unreachable), not {e}");
     assert!(t.drops("no-endpoints") >= before + 2, "rejects are counted");
+    // The last drops carry their tuple (`edgeplane drops`), and `status` prints the counters.
+    let out = sh(t.edgeplane("drops").arg("--json"));
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).expect("drops --json");
+    let hit = events.as_array().expect("array").iter().any(|e| {
+        e["reason"] == "no-endpoints" && e["daddr"] == VIP_EMPTY.to_string() && e["saddr"] == CLIENT_IP.to_string()
+    });
+    assert!(hit, "a no-endpoints event for the client and the empty ClusterIP: {events}");
+    let text = String::from_utf8_lossy(&sh(&mut t.edgeplane("status")).stdout).to_string();
+    assert!(text.contains("no-endpoints") && text.contains("ep_ct4_v1") && text.contains("conntrack:"), "{text}");
     let snmp = String::from_utf8_lossy(&t.client.run("cat", &["/proc/net/snmp"]).stdout).to_string();
     assert_eq!(csum_errors(&snmp), 0, "reject packets carry valid checksums: {snmp}");
 }

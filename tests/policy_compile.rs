@@ -795,7 +795,7 @@ fn check_cluster(c: &Cluster, node: &PolicyNode, maps: &BTreeMap<MapId, Entries>
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 100, ..Default::default() })]
 
     #[test]
     fn compiled_maps_agree_with_semantics(seed in proptest::prelude::any::<u64>()) {
@@ -827,7 +827,7 @@ proptest::proptest! {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
 
     /// Make-before-break: after every single write of the plan A -> B, a flow
     /// both A and B allow is allowed and a flow both deny is denied.

@@ -461,3 +461,122 @@ fn yaml_dir_is_what_the_binary_reads() {
     assert_eq!(loaded.cluster.policies.len(), 1);
     assert_eq!(loaded.cluster.pods.len(), 9);
 }
+
+/// A blocking accept-answer-close server on x/a:90 (the echo servers poll,
+/// which would cap the rate), stopped on drop.
+struct FastServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FastServer {
+    fn start(m: &Model) -> FastServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = m.pods["x/a"].within(|| std::net::TcpListener::bind("0.0.0.0:90").expect("bind :90"));
+        let l = Arc::new(l);
+        let threads = (0..2)
+            .map(|_| {
+                let (l, stop, tx) = (l.clone(), stop.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    tx.send(()).ok();
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok((mut s, _)) = l.accept() {
+                            let _ = std::io::Write::write_all(&mut s, b"x 0.0.0.0:0\n");
+                        }
+                    }
+                })
+            })
+            .collect();
+        rx.recv().expect("server up");
+        FastServer { stop, threads }
+    }
+}
+
+impl Drop for FastServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake every thread blocked in accept() (from inside no namespace:
+        // the listener fd works without entering one).
+        for _ in &self.threads {
+            let _ = std::net::TcpStream::connect_timeout(&"127.0.0.1:1".parse().expect("addr"), Duration::from_millis(1));
+        }
+        self.threads.clear(); // threads blocked in accept end with the process
+    }
+}
+
+/// Connections per second from x/b to x/a:90 (connect, short answer, close)
+/// for `secs` seconds with `threads` client threads.
+fn conn_rate(m: &Model, secs: f64, threads: usize) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, count) = (stop.clone(), count.clone());
+            m.pods["x/b"].spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if tcp_ask(SocketAddrV4::new(xyz_ip("x", "a"), 90), Duration::from_secs(2)).is_ok() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("client");
+    }
+    count.load(Ordering::Relaxed) as f64 / secs
+}
+
+/// `n` policies on x/a (each admitting a different ipBlock on its own port)
+/// plus the one that admits x/b, and `extra_pods` pods on another node.
+fn bench_cluster(n: usize, extra_pods: usize) -> Cluster {
+    let mut c = xyz_cluster();
+    for i in 0..extra_pods {
+        let ns = format!("bench-{}", i % 100);
+        if i < 100 {
+            c.namespaces.push(namespace(&ns, &[("team", &format!("t{}", i % 10))]));
+        }
+        let ip = format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256);
+        c.pods.push(pod(&ns, &format!("p{i}"), &[("app", &format!("a{}", i % 50))], &ip, "node-2", vec![]));
+    }
+    if n > 0 {
+        c.policies.push(
+            Pol::new("x", "from-b", sel(&[("pod", "a")]))
+                .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "b")])), None)], vec![tcp(80), tcp(90)]))
+                .build(),
+        );
+    }
+    for i in 1..n {
+        let cidr = format!("10.{}.{}.0/24", 100 + i / 65536, (i / 256) % 256);
+        c.policies.push(
+            Pol::new("x", &format!("p{i}"), sel(&[("pod", "a")]))
+                .ingress(rule(vec![ipblock(&cidr, &[])], vec![tcp(1000 + (i % 60000) as u16)]))
+                .build(),
+        );
+    }
+    c.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    c
+}
+
+#[test]
+#[ignore = "benchmark: cargo test --release --test policy_e2e policy_connection_rate -- --ignored --nocapture"]
+fn policy_connection_rate() {
+    need_root!();
+    let mut m = Model::new();
+    let secs = 3.0;
+    let _server = FastServer::start(&m);
+    m.apply(&bench_cluster(0, 0));
+    conn_rate(&m, 0.5, 2); // warm up
+    let base = conn_rate(&m, secs, 2);
+    println!("no policy:                         {base:.0} conn/s");
+    for (n, pods) in [(1, 0), (100, 0), (10_000, 10_000)] {
+        m.apply(&bench_cluster(n, pods));
+        m.check("bench: x/b reaches x/a", Protocol::Tcp, 80, &|s, d| d != "x/a" || s == "x/b");
+        conn_rate(&m, 0.5, 2);
+        let r = conn_rate(&m, secs, 2);
+        println!("{n:>6} policies, {:>6} pods: {r:>8.0} conn/s  ratio {:.3}", pods + 9, r / base);
+    }
+}

@@ -306,6 +306,22 @@ fn rows() -> Vec<Row> {
             ],
         },
         Row {
+            name: "sctp with another targetPort: CRC32c updated, reply too",
+            seed: |f| f.service(1, 9000, SCTP, 0, 0, &[(1, BE1, 9443)]),
+            steps: vec![
+                step(
+                    Pkt::new(CLIENT, VIP, L4::Sctp { sport: 40005, dport: 9000, payload: (0..203u8).collect() }).build(),
+                    TC_ACT_OK,
+                    Expect { daddr: Some(BE1), dport: Some(9443), ..Expect::default() },
+                ),
+                step(
+                    Pkt::new(BE1, CLIENT, L4::Sctp { sport: 9443, dport: 40005, payload: vec![7; 64] }).build(),
+                    TC_ACT_OK,
+                    Expect { saddr: Some(VIP), sport: Some(9000), ..Expect::default() },
+                ),
+            ],
+        },
+        Row {
             name: "sctp with port == targetPort: address translated",
             seed: |f| f.service(1, 9000, SCTP, 0, 0, &[(1, BE1, 9000)]),
             steps: vec![step(sctp, TC_ACT_OK, Expect { daddr: Some(BE1), dport: Some(9000), ..Expect::default() })],
@@ -338,6 +354,12 @@ fn rows() -> Vec<Row> {
                 Expect { saddr: Some(VIP), daddr: Some(CLIENT), tcp_flags: Some(RST), tcp_seq: Some(777), reflected: true, ..Expect::default() },
             )
             .drops(&[(DropReason::NoEndpoints, 1)])],
+        },
+        Row {
+            name: "no endpoints, tcp rst: dropped, never answered with a reset",
+            seed: |f| f.service(1, 80, TCP, 0, 0, &[]),
+            steps: vec![step(Pkt::tcp(CLIENT, 40000, VIP, 80, RST | ACK).build(), TC_ACT_SHOT, Expect::default())
+                .drops(&[(DropReason::NoEndpoints, 1)])],
         },
         Row {
             name: "no endpoints, udp: ICMP port unreachable quoting the original",

@@ -44,6 +44,8 @@
 #define EP_CONTINUE      0
 #define EP_ACT_PASS      1  /* stop: let the packet continue up the stack */
 #define EP_ACT_REDIRECT  2  /* stop: the packet was turned into a reply; redirect it out */
+#define EP_ACT_UNTRACKED 3  /* no flow to track (ports unknown...): policy judges it untracked, then pass */
+#define EP_ACT_REJECT    4  /* answer with a TCP RST / ICMP unreachable (drop already counted) */
 
 struct ep_ctx {
 	struct __sk_buff *skb;
@@ -68,6 +70,8 @@ struct ep_ctx {
 	__u8 is_reply;             /* matched a reply conntrack entry */
 	__u8 tcp_flags;            /* TCP only: flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
 	__u8 _pad0;
+	/* A new flow's forward ct value while it is built (ctx->ct points here then). */
+	struct ep_ct_value ct_new;
 };
 
 #define EP_TCP_FIN 0x01

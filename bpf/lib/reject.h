@@ -43,31 +43,57 @@ static __always_inline int ep_swap_macs(struct __sk_buff *skb)
 	return bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0);
 }
 
-/* Reset the TCP flow in ctx towards its client. Returns EP_ACT_REDIRECT or < 0. */
-static __always_inline int ep_reject_tcp(struct ep_ctx *ctx)
+/* The tuple and lengths of the packet to answer, read back from it. */
+struct ep_reject_pkt {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u16 tot_len;
+	__u8 ihl;
+	__u8 _pad0;
+};
+
+static __always_inline int ep_reject_read(struct __sk_buff *skb, __u32 l4_off, struct ep_reject_pkt *p)
 {
-	struct __sk_buff *skb = ctx->skb;
-	__u32 csum_off = ctx->l4_off + EP_TCP_CSUM_OFF;
+	struct iphdr ip;
+	__be16 ports[2];
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) ||
+	    bpf_skb_load_bytes(skb, l4_off, ports, sizeof(ports)))
+		return -1;
+	p->saddr = ip.saddr;
+	p->daddr = ip.daddr;
+	p->sport = ports[0];
+	p->dport = ports[1];
+	p->tot_len = bpf_ntohs(ip.tot_len);
+	p->ihl = ip.ihl * 4;
+	return 0;
+}
+
+/* Reset the TCP flow towards its client. Returns EP_ACT_REDIRECT or < 0. */
+static __always_inline int ep_reject_tcp(struct __sk_buff *skb, __u32 l4_off, const struct ep_reject_pkt *p)
+{
+	__u32 csum_off = l4_off + EP_TCP_CSUM_OFF;
 	struct {
 		__be32 seq;
 		__be32 ack;
 		__be16 flags;   /* data offset + flags */
 		__be16 window;
 	} in, out;
-	__be32 addrs[2], swapped_addrs[2];
-	__be16 ports[2], swapped_ports[2];
+	__be32 swapped_addrs[2];
+	__be16 swapped_ports[2];
 	__be16 ttl_old, ttl_new;
-	__u32 payload, doff, ihl;
+	__u32 payload, doff;
 	__u8 fl;
 
 	if (skb->gso_segs > 1)
 		return -EP_DROP_REJECT_FAILED;
-	if (bpf_skb_load_bytes(skb, ctx->l4_off + 4, &in, sizeof(in)))
+	if (bpf_skb_load_bytes(skb, l4_off + 4, &in, sizeof(in)))
 		return -EP_DROP_REJECT_FAILED;
 	fl = bpf_ntohs(in.flags) & 0xff;
 	doff = (bpf_ntohs(in.flags) >> 12) * 4;
-	ihl = ctx->l4_off - ctx->l3_off;
-	payload = ctx->tot_len > ihl + doff ? ctx->tot_len - ihl - doff : 0;
+	payload = p->tot_len > p->ihl + doff ? p->tot_len - p->ihl - doff : 0;
 	if (fl & EP_TCP_ACK) {
 		out.seq = in.ack;
 		out.ack = 0;
@@ -85,30 +111,26 @@ static __always_inline int ep_reject_tcp(struct ep_ctx *ctx)
 	    bpf_l4_csum_replace(skb, csum_off, in.flags, out.flags, 2) ||
 	    bpf_l4_csum_replace(skb, csum_off, in.window, out.window, 2))
 		return -EP_DROP_REJECT_FAILED;
-	if (bpf_skb_store_bytes(skb, ctx->l4_off + 4, &out, sizeof(out), 0))
+	if (bpf_skb_store_bytes(skb, l4_off + 4, &out, sizeof(out), 0))
 		return -EP_DROP_REJECT_FAILED;
 
 	/* Swap ports and addresses: sums are commutative, no checksum change. */
-	ports[0] = ctx->sport;
-	ports[1] = ctx->dport;
-	swapped_ports[0] = ports[1];
-	swapped_ports[1] = ports[0];
-	if (bpf_skb_store_bytes(skb, ctx->l4_off, swapped_ports, sizeof(swapped_ports), 0))
+	swapped_ports[0] = p->dport;
+	swapped_ports[1] = p->sport;
+	if (bpf_skb_store_bytes(skb, l4_off, swapped_ports, sizeof(swapped_ports), 0))
 		return -EP_DROP_REJECT_FAILED;
-	addrs[0] = ctx->saddr;
-	addrs[1] = ctx->daddr;
-	swapped_addrs[0] = addrs[1];
-	swapped_addrs[1] = addrs[0];
-	if (bpf_skb_store_bytes(skb, ctx->l3_off + offsetof(struct iphdr, saddr), swapped_addrs,
+	swapped_addrs[0] = p->daddr;
+	swapped_addrs[1] = p->saddr;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), swapped_addrs,
 				sizeof(swapped_addrs), 0))
 		return -EP_DROP_REJECT_FAILED;
 	/* A fresh TTL so the reset survives the way back however far the SYN came. */
-	if (bpf_skb_load_bytes(skb, ctx->l3_off + offsetof(struct iphdr, ttl), &ttl_old, 2))
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &ttl_old, 2))
 		return -EP_DROP_REJECT_FAILED;
 	ttl_new = ttl_old;
 	((__u8 *)&ttl_new)[0] = 64;
-	if (bpf_l3_csum_replace(skb, EP_IP_CSUM_OFF(ctx->l3_off), ttl_old, ttl_new, 2) ||
-	    bpf_skb_store_bytes(skb, ctx->l3_off + offsetof(struct iphdr, ttl), &ttl_new, 2, 0))
+	if (bpf_l3_csum_replace(skb, EP_IP_CSUM_OFF(ETH_HLEN), ttl_old, ttl_new, 2) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &ttl_new, 2, 0))
 		return -EP_DROP_REJECT_FAILED;
 	if (ep_swap_macs(skb))
 		return -EP_DROP_REJECT_FAILED;
@@ -118,15 +140,14 @@ static __always_inline int ep_reject_tcp(struct ep_ctx *ctx)
 #define EP_ICMP_QUOTE_MAX (60 + 8)
 
 /* Replace the packet by an ICMP port unreachable towards its source. */
-static __always_inline int ep_reject_icmp(struct ep_ctx *ctx)
+static __always_inline int ep_reject_icmp(struct __sk_buff *skb, const struct ep_reject_pkt *p)
 {
-	struct __sk_buff *skb = ctx->skb;
 	struct {
 		struct iphdr ip;
 		struct ep_icmphdr icmp;
 	} hdr = {};
 	__u8 quote[EP_ICMP_QUOTE_MAX] = {};
-	__u32 ihl = ctx->l4_off - ctx->l3_off;
+	__u32 ihl = p->ihl;
 	__u32 qlen, new_len;
 	__s64 sum;
 
@@ -137,7 +158,7 @@ static __always_inline int ep_reject_icmp(struct ep_ctx *ctx)
 	qlen = (ihl + 8) & 0x7c;   /* multiple of 4, <= 68 */
 	if (qlen < 28 || qlen > EP_ICMP_QUOTE_MAX)
 		return -EP_DROP_REJECT_FAILED;
-	if (bpf_skb_load_bytes(skb, ctx->l3_off, quote, qlen))
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, quote, qlen))
 		return -EP_DROP_REJECT_FAILED;
 
 	hdr.ip.version = 4;
@@ -146,8 +167,8 @@ static __always_inline int ep_reject_icmp(struct ep_ctx *ctx)
 	hdr.ip.tot_len = bpf_htons(sizeof(hdr) + qlen);
 	hdr.ip.ttl = 64;
 	hdr.ip.protocol = EP_PROTO_ICMP;
-	hdr.ip.saddr = ctx->daddr;
-	hdr.ip.daddr = ctx->saddr;
+	hdr.ip.saddr = p->daddr;
+	hdr.ip.daddr = p->saddr;
 	sum = bpf_csum_diff(0, 0, (__be32 *)&hdr.ip, sizeof(hdr.ip), 0);
 	if (sum < 0)
 		return -EP_DROP_REJECT_FAILED;
@@ -165,21 +186,40 @@ static __always_inline int ep_reject_icmp(struct ep_ctx *ctx)
 
 	if (ep_swap_macs(skb))
 		return -EP_DROP_REJECT_FAILED;
-	new_len = ctx->l3_off + sizeof(hdr) + qlen;
+	new_len = ETH_HLEN + sizeof(hdr) + qlen;
 	if (bpf_skb_change_tail(skb, new_len, 0))
 		return -EP_DROP_REJECT_FAILED;
-	if (bpf_skb_store_bytes(skb, ctx->l3_off, &hdr, sizeof(hdr), 0))
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &hdr, sizeof(hdr), 0))
 		return -EP_DROP_REJECT_FAILED;
-	if (bpf_skb_store_bytes(skb, ctx->l3_off + sizeof(hdr), quote, qlen, 0))
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(hdr), quote, qlen, 0))
 		return -EP_DROP_REJECT_FAILED;
 	return EP_ACT_REDIRECT;
 }
 
+/*
+ * Turn the (untranslated) packet into the reject reply: TCP RST, or ICMP
+ * port unreachable for UDP/SCTP. A global function, verified once and with
+ * its own stack frame (the ICMP quote buffer stays off the main frame).
+ * The IPv4 header is at ETH_HLEN (what ep_parse accepts).
+ */
+__attribute__((noinline)) int ep_reject_pkt(struct __sk_buff *skb, __u32 l4_off)
+{
+	struct ep_reject_pkt p = {};
+	__u8 proto;
+
+	if (!skb || l4_off > ETH_HLEN + 60)
+		return -EP_DROP_REJECT_FAILED;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, protocol), &proto, 1) ||
+	    ep_reject_read(skb, l4_off, &p))
+		return -EP_DROP_REJECT_FAILED;
+	if (proto == EP_PROTO_TCP)
+		return ep_reject_tcp(skb, l4_off, &p);
+	return ep_reject_icmp(skb, &p);
+}
+
 static __always_inline int ep_reject(struct ep_ctx *ctx)
 {
-	if (ctx->proto == EP_PROTO_TCP)
-		return ep_reject_tcp(ctx);
-	return ep_reject_icmp(ctx);
+	return ep_reject_pkt(ctx->skb, ctx->l4_off);
 }
 
 #endif /* EP_REJECT_H */

@@ -299,7 +299,11 @@ impl Datapath {
         let cfg = object_map(&tc, MAP_CFG)?;
         let mut dp = Datapath { settings: settings.clone(), tc, sock, planned, cfg, attached: BTreeMap::new() };
         dp.init_config()?;
-        dp.sync_interfaces_inner(true)?;
+        // One interface that cannot be attached (vanishing veth, odd driver)
+        // must not keep the others from forwarding: log it, keep going.
+        if let Err(e) = dp.sync_interfaces_inner(true) {
+            log::error!("{e:#}");
+        }
         dp.sync_cgroup()?;
         Ok(dp)
     }

@@ -128,7 +128,8 @@ pub struct CtValue {
     pub nat_addr: [u8; 4],
     pub hairpin_addr: [u8; 4],
     pub nat_port: [u8; 2],
-    pub _pad0: u16,
+    /// Client port remapped to avoid a reply-tuple clash (0: none).
+    pub alt_port: [u8; 2],
     pub backend_id: u32,
     pub svc_id: u32,
     pub flags: u16,

@@ -20,6 +20,18 @@ pub const ACK: u8 = 0x10;
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
+/// CRC-32C (Castagnoli), as SCTP uses it (stored little-endian).
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 /// One's-complement sum of 16-bit big-endian words (odd byte padded).
 pub fn sum16(data: &[u8], mut acc: u32) -> u32 {
     let mut chunks = data.chunks_exact(2);
@@ -135,8 +147,10 @@ impl Pkt {
                 b.extend_from_slice(&sport.to_be_bytes());
                 b.extend_from_slice(&dport.to_be_bytes());
                 b.extend_from_slice(&[0, 0, 0, 1]); // verification tag
-                b.extend_from_slice(&[0, 0, 0, 0]); // CRC32c (not checked here)
+                b.extend_from_slice(&[0, 0, 0, 0]); // CRC32c, filled below
                 b.extend_from_slice(payload);
+                let c = crc32c(&b);
+                b[8..12].copy_from_slice(&c.to_le_bytes());
                 b
             }
             L4::Icmp { typ, code, rest, payload } => {
@@ -268,6 +282,11 @@ impl Parsed {
             TCP => fold(sum16(&self.l4, pseudo(self.saddr, self.daddr, TCP, self.l4.len()))) == 0,
             UDP => self.udp_csum() == 0 || fold(sum16(&self.l4, pseudo(self.saddr, self.daddr, UDP, self.l4.len()))) == 0,
             ICMP => fold(sum16(&self.l4, 0)) == 0,
+            SCTP => {
+                let mut z = self.l4.clone();
+                z[8..12].copy_from_slice(&[0; 4]);
+                crc32c(&z).to_le_bytes() == self.l4[8..12]
+            }
             _ => true,
         }
     }
