@@ -115,6 +115,7 @@ _Static_assert(sizeof(struct ep_ct_value) == 48, "ep_ct_value layout is ABI");
 
 #define EP_CT_F_SERVICE 0x0001  /* the flow was load-balanced (NAT applies) */
 #define EP_CT_F_HAIRPIN 0x0002  /* client == backend: source NATed to the hairpin address */
+#define EP_CT_F_CLOSING 0x0004  /* TCP FIN or RST seen in this direction: the tuple may be reused */
 
 #define EP_POLICY_UNKNOWN 0
 #define EP_POLICY_ALLOW   1

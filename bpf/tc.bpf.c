@@ -68,15 +68,21 @@ static __always_inline int ep_pick_alt_port(const struct ep_ctx *ctx, struct ep_
 
 	*alt = 0;
 	other = ep_ct_lookup(rkey);
-	/* No entry, or the stale reply entry of this same flow: keep the port. */
-	if (!other || (other->nat_addr == ctx->orig_daddr && other->nat_port == ctx->orig_dport &&
-		       other->hairpin_addr == ctx->saddr && !other->alt_port))
+	/*
+	 * Free: no entry, the stale reply entry of this same flow, or the entry
+	 * of a TCP flow the backend already closed (conntrack has no timers, so
+	 * closed flows must not hold their tuple until LRU eviction).
+	 */
+	if (!other || (other->flags & EP_CT_F_CLOSING) ||
+	    (other->nat_addr == ctx->orig_daddr && other->nat_port == ctx->orig_dport &&
+	     other->hairpin_addr == ctx->saddr && !other->alt_port))
 		return 0;
 	for (i = 0; i < EP_ALT_PORT_TRIES; i++) {
 		__u16 p = EP_ALT_PORT_BASE + (bpf_get_prandom_u32() & 0x7fff);
 
 		rkey->dport = bpf_htons(p);
-		if (!ep_ct_lookup(rkey)) {
+		other = ep_ct_lookup(rkey);
+		if (!other || (other->flags & EP_CT_F_CLOSING)) {
 			*alt = rkey->dport;
 			return 0;
 		}
@@ -288,12 +294,24 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 			    (ctx->tcp_flags & (EP_TCP_SYN | EP_TCP_ACK)) == EP_TCP_SYN) {
 				int r = ep_ct_reply_state(&key, ct);
 
-				/* Only the forward entry: a foreign reply entry is another flow's. */
+				/*
+				 * Only the forward entry when the reply entry is another
+				 * flow's; both when the old connection was closed (a new
+				 * connection on a closed tuple is balanced afresh, as
+				 * Linux conntrack does after TIME_WAIT).
+				 */
 				if (r != EP_CT_REPLY_OK) {
 					bpf_map_delete_elem(&ep_ct4_v1, &key);
 					goto new_flow;
 				}
+				if (ct->flags & EP_CT_F_CLOSING) {
+					ep_ct_delete(&key, ct);
+					goto new_flow;
+				}
 			}
+			if (ctx->proto == EP_PROTO_TCP && (ctx->tcp_flags & (EP_TCP_FIN | EP_TCP_RST)) &&
+			    !(ct->flags & EP_CT_F_CLOSING))
+				ct->flags |= EP_CT_F_CLOSING;
 		}
 		ctx->ct = ct;
 		ret = ep_fwd_policy(ctx, ct);
@@ -312,6 +330,9 @@ translate:
 		ctx->is_reply = 1;
 		if (!(ct->flags & EP_CT_F_SERVICE))
 			return EP_ACT_PASS;
+		if (ctx->proto == EP_PROTO_TCP && (ctx->tcp_flags & (EP_TCP_FIN | EP_TCP_RST)) &&
+		    !(ct->flags & EP_CT_F_CLOSING))
+			ct->flags |= EP_CT_F_CLOSING;  /* the backend closed: its tuple may be reused */
 		ep_frag_remember(ctx);
 		if (ct->flags & EP_CT_F_HAIRPIN) {
 			ret = ep_nat_addr(ctx, EP_NAT_DST, ct->hairpin_addr);
@@ -445,6 +466,9 @@ int ep_tc_ingress(struct __sk_buff *skb)
 		ret = ep_process(&ctx);
 	if (ret == EP_ACT_REJECT)
 		ret = ep_reject(&ctx);   /* one call site; the drop was counted by the stage */
+	else if (ret >= 0 && ctx.proto == EP_PROTO_SCTP && !ctx.is_fragment &&
+		 ep_sctp_ports_fix(skb, ctx.l4_off, ctx.tot_len - (ctx.l4_off - ctx.l3_off), ctx.in_ports))
+		ret = -EP_DROP_NAT_FAILED;
 	if (ret == EP_ACT_REDIRECT)
 		return bpf_redirect(ctx.ifindex, 0);
 	if (ret >= 0)

@@ -49,11 +49,17 @@ ip netns add "$NS"
 # Waits until the log holds $1 lines matching "applied"; prints the wall time
 # (seconds since the epoch) at which it saw them.
 wait_applied() {
-    python3 - "$WORK/daemon.log" "$1" <<'PY'
-import sys, time
-path, want = sys.argv[1], int(sys.argv[2])
+    python3 - "$WORK/daemon.log" "$1" "$DAEMON" <<'PY'
+import os, sys, time
+path, want, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 deadline = time.time() + 300
 while time.time() < deadline:
+    try:
+        alive = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        alive = False
+    if not alive:
+        sys.exit("the daemon exited")
     with open(path) as f:
         lines = [l for l in f if " applied" in l or l.startswith("applied")]
     if len(lines) >= want:
@@ -64,7 +70,7 @@ sys.exit("timed out waiting for the daemon's 'applied' line")
 PY
 }
 pass_ms() { grep -E ' applied|^applied' "$WORK/daemon.log" | sed -n "$1p" | sed -E 's/.* in ([0-9.]+) ms.*/\1/'; }
-rss() { awk '/^VmRSS|^VmHWM/ {printf "%s=%d ", $1, $2}' "/proc/$DAEMON/status"; }
+rss() { awk '/^VmRSS|^VmHWM/ {sub(/:/, "", $1); printf "%s=%d ", $1, $2}' "/proc/$DAEMON/status"; }
 
 ep_log "starting edgeplane run"
 t0=$(date +%s.%N)
@@ -98,7 +104,7 @@ grep -E ' applied|^applied' "$WORK/daemon.log" | sed -n 2p >&2
 python3 - "$N" "$full_ms" "$full_wall" "$change_ms" "$change_wall" "$rss_full" "$rss_change" <<'PY'
 import json, sys
 n, full_ms, full_wall, change_ms, change_wall, rss_full, rss_change = sys.argv[1:]
-kv = lambda s: {k.rstrip(":"): int(v) for k, v in (p.split("=") for p in s.split())}
+kv = lambda s: {k: int(v) for k, v in (p.split("=") for p in s.split())}
 print(json.dumps({"services": int(n), "full_apply_pass_ms": float(full_ms), "full_apply_wall_ms": float(full_wall),
                   "endpoint_change_pass_ms": float(change_ms), "endpoint_change_wall_ms": float(change_wall),
                   "rss_kb_after_full": kv(rss_full), "rss_kb_after_change": kv(rss_change)}))

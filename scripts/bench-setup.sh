@@ -7,6 +7,7 @@
 #   pod client:     tc program on $BL_NODE_IF_CLIENT (workload) and $BL_NODE_IF_BACKEND (uplink)
 #   --client-in-node: cgroup socket hooks on $BL_CGROUP (the harness's own child cgroup)
 # EDGEPLANE overrides the binary (default: this checkout's release build).
+# --config /dev/null: a machine-wide /etc/edgeplane/edgeplane.yaml must not leak in.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 EP=${EDGEPLANE:-${CARGO_TARGET_DIR:-$repo/target}/release/edgeplane}
@@ -17,7 +18,7 @@ done
 # the harness's namespaces and cgroups carry its bl<pid>- prefix; never the root cgroup
 [[ $BL_CGROUP == */bl[0-9]*-* ]] || { echo "bench-setup.sh: refusing cgroup $BL_CGROUP" >&2; exit 2; }
 
-exec "$EP" apply --config-dir "$BL_YAML_DIR" --netns "$BL_NODE_NS" \
+exec "$EP" apply --config /dev/null --config-dir "$BL_YAML_DIR" --netns "$BL_NODE_NS" \
     --state-dir "/sys/fs/bpf/ep-bench-$BL_NODE_NS" \
     --workload-interfaces "$BL_NODE_IF_CLIENT" --host-interfaces "$BL_NODE_IF_BACKEND" \
     --cgroup "$BL_CGROUP"

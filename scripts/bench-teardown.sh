@@ -7,6 +7,6 @@ EP=${EDGEPLANE:-${CARGO_TARGET_DIR:-$repo/target}/release/edgeplane}
 for v in BL_NODE_NS BL_NODE_IF_CLIENT BL_NODE_IF_BACKEND BL_CGROUP; do
     [[ -n ${!v:-} ]] || { echo "bench-teardown.sh: $v is not set" >&2; exit 2; }
 done
-exec "$EP" reset --netns "$BL_NODE_NS" --state-dir "/sys/fs/bpf/ep-bench-$BL_NODE_NS" \
+exec "$EP" reset --config /dev/null --netns "$BL_NODE_NS" --state-dir "/sys/fs/bpf/ep-bench-$BL_NODE_NS" \
     --workload-interfaces "$BL_NODE_IF_CLIENT" --host-interfaces "$BL_NODE_IF_BACKEND" \
     --cgroup "$BL_CGROUP"

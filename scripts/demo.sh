@@ -13,6 +13,8 @@
 # 53/UDP). Everything (namespaces, servers, pinned state) is removed on exit,
 # also on error or Ctrl-C. Nothing is attached in the root namespace.
 #
+# Every edgeplane call gets --config /dev/null: an installed
+# /etc/edgeplane/edgeplane.yaml (uplinks of this machine) must not leak into the demo.
 # Environment: CARGO_TARGET_DIR is honoured; EP_DEMO_CONNS (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ CONFIG=$PWD/examples-config
 
 echo
 echo "== edgeplane check examples-config"
-"$EP" check "$CONFIG"
+"$EP" check --config /dev/null "$CONFIG"
 
 # ---- throwaway topology ---------------------------------------------------------
 P="epdemo$$"
@@ -46,7 +48,7 @@ ROOT_NS=$(stat -Lc %i /proc/self/ns/net)
 cleanup() {
     set +e
     if ((APPLIED)) || [[ -e $STATE ]]; then
-        "$EP" reset --netns "$NS_NODE" --state-dir "$STATE" --workload-interfaces "$WORKLOAD_GLOB" >/dev/null 2>&1 ||
+        "$EP" reset --config /dev/null --netns "$NS_NODE" --state-dir "$STATE" --workload-interfaces "$WORKLOAD_GLOB" >/dev/null 2>&1 ||
             ep_log "edgeplane reset failed; pinned state may remain in $STATE"
     fi
     local pid ns
@@ -125,9 +127,9 @@ for ns in "$NS_WEB1" "$NS_WEB2"; do
 done
 
 echo
-echo "== edgeplane apply --config-dir examples-config --netns $NS_NODE --state-dir $STATE --workload-interfaces '$WORKLOAD_GLOB'"
+echo "== edgeplane apply --config /dev/null --config-dir examples-config --netns $NS_NODE --state-dir $STATE --workload-interfaces '$WORKLOAD_GLOB'"
 APPLIED=1
-if ! "$EP" apply --config-dir "$CONFIG" --netns "$NS_NODE" --state-dir "$STATE" \
+if ! "$EP" apply --config /dev/null --config-dir "$CONFIG" --netns "$NS_NODE" --state-dir "$STATE" \
     --workload-interfaces "$WORKLOAD_GLOB" 2>"$WORK/apply.err"; then
     cat "$WORK/apply.err" >&2
     if grep -qiE 'not (built|implemented)|not yet' "$WORK/apply.err"; then
@@ -177,10 +179,10 @@ in_ns "$NS_CLIENT" python3 "$WORK/client.py" 198.19.0.10 "${EP_DEMO_CONNS:-20}"
 
 echo
 echo "== edgeplane status --netns $NS_NODE --state-dir $STATE"
-"$EP" status --netns "$NS_NODE" --state-dir "$STATE"
+"$EP" status --config /dev/null --netns "$NS_NODE" --state-dir "$STATE"
 
 echo
 echo "== edgeplane reset (and removing the demo namespaces)"
-"$EP" reset --netns "$NS_NODE" --state-dir "$STATE" --workload-interfaces "$WORKLOAD_GLOB"
+"$EP" reset --config /dev/null --netns "$NS_NODE" --state-dir "$STATE" --workload-interfaces "$WORKLOAD_GLOB"
 APPLIED=0
 echo "demo finished: every connection went through the eBPF data plane."

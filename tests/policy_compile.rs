@@ -520,6 +520,16 @@ fn identity_numbers_are_not_reused_while_live() {
 }
 
 #[test]
+fn endpoint_names_come_from_the_live_map() {
+    let mut c = xyz_cluster();
+    c.policies.push(Pol::new("y", "in", sel(&[("pod", "c")])).build());
+    let out = compiled(&c);
+    let names = edgeplane::compile_policy::endpoint_names(&c, &out.maps[&MapId::LocalEndpoints]);
+    assert_eq!(names, out.endpoints);
+    assert_eq!(names.values().collect::<Vec<_>>(), vec!["y/c"]);
+}
+
+#[test]
 fn lep_values_carry_isolation_flags() {
     let mut c = xyz_cluster();
     c.policies.push(Pol::new("x", "in", sel(&[("pod", "a")])).build());

@@ -6,12 +6,9 @@
 //! probes the 9x9 matrix in parallel and compares it with the expected table,
 //! printing both matrices on a mismatch.
 //!
-//! Applying: the built binary (`edgeplane apply --config-dir DIR --netns NODE
-//! --state-dir S --workload-interfaces GLOB --node-name node-1`) attaches the
-//! program. If that binary does not write the policy maps yet, the harness
-//! loads the same directory with the loader, compiles it with
-//! compile_policy and writes the pinned maps itself (the daemon's protocol:
-//! change, epoch switch, cleanup), and says so on stderr.
+//! Applying is what a user does: the built binary, `edgeplane apply
+//! --config-dir DIR --netns NODE --state-dir S --workload-interfaces GLOB
+//! --node-name node-1`.
 
 mod common;
 #[path = "policy_common/model.rs"]
@@ -42,55 +39,6 @@ const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 const POLICY_MAPS: [MapId; 3] = [MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
 
-/// Pinned maps under the state directory, as the plan engine's backend.
-struct Pinned(BTreeMap<MapId, MapHandle>);
-
-impl Pinned {
-    fn open(dir: &Path) -> Pinned {
-        Pinned(
-            POLICY_MAPS
-                .iter()
-                .map(|m| {
-                    let p = dir.join(m.pin_name());
-                    (*m, MapHandle::from_pinned_path(&p).unwrap_or_else(|e| panic!("open {}: {e}", p.display())))
-                })
-                .collect(),
-        )
-    }
-}
-
-impl MapBackend for Pinned {
-    fn dump(&self, map: MapId) -> Result<Entries, MapError> {
-        let h = &self.0[&map];
-        let mut out = Entries::new();
-        for k in h.keys() {
-            if let Some(v) = h.lookup(&k, MapFlags::ANY).map_err(|e| MapError::Dump { map, reason: e.to_string() })? {
-                out.insert(k, v);
-            }
-        }
-        Ok(out)
-    }
-    fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError> {
-        self.0[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op {
-            op: "update",
-            map,
-            key: String::new(),
-            reason: e.to_string(),
-        })
-    }
-    fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
-        self.0[&map].delete(key).map_err(|e| MapError::Op {
-            op: "delete",
-            map,
-            key: String::new(),
-            reason: e.to_string(),
-        })
-    }
-    fn capacity(&self, _map: MapId) -> usize {
-        usize::MAX
-    }
-}
-
 struct Model {
     // Declaration order is drop order: detach and unpin before the namespaces go.
     state: StateDir,
@@ -99,12 +47,6 @@ struct Model {
     pods: BTreeMap<String, NetNs>,
     node: NetNs,
     tag: String,
-    /// The binary writes the policy maps itself (else: the harness does).
-    binary_writes_policy: Option<bool>,
-    /// Harness mode: the epoch and enforcement flag last written, restored
-    /// after each binary run (which may rewrite ep_cfg_v1 on its own).
-    epoch: std::cell::Cell<u32>,
-    enabled: std::cell::Cell<bool>,
 }
 
 fn pod_name(ns: &str, p: &str) -> String {
@@ -144,17 +86,7 @@ impl Model {
             }
             pods.insert(name, ns);
         }
-        Model {
-            state: StateDir::new(&node),
-            _servers: servers,
-            cfg: TempDir::new("polcfg"),
-            pods,
-            node,
-            tag,
-            binary_writes_policy: None,
-            epoch: std::cell::Cell::new(1),
-            enabled: std::cell::Cell::new(false),
-        }
+        Model { state: StateDir::new(&node), _servers: servers, cfg: TempDir::new("polcfg"), pods, node, tag }
     }
 
     fn edgeplane(&self, sub: &str) -> Command {
@@ -169,61 +101,11 @@ impl Model {
         c
     }
 
-    /// Writes the directory and applies it.
+    /// Writes the directory and applies it with the binary.
     fn apply(&mut self, c: &Cluster) {
         std::fs::write(self.cfg.path.join("cluster.yaml"), yaml::cluster(c)).expect("write yaml");
         let out = self.edgeplane("apply").output().expect("run edgeplane apply");
         assert!(out.status.success(), "edgeplane apply failed: {}", String::from_utf8_lossy(&out.stderr));
-        let isolating = c.policies.iter().any(|p| p.ingress_isolation || p.egress_isolation);
-        if self.binary_writes_policy.is_none() && isolating {
-            let lep = Pinned::open(&self.state.path).dump(MapId::LocalEndpoints).expect("dump lep");
-            let yes = !lep.is_empty();
-            if !yes {
-                eprintln!(
-                    "note: `edgeplane apply` does not write the policy maps yet; the harness writes them (loader + compile_policy)"
-                );
-            }
-            self.binary_writes_policy = Some(yes);
-        }
-        if self.binary_writes_policy == Some(false) {
-            self.write_policy_maps();
-        }
-    }
-
-    /// What the daemon does for policy: load, compile against the pinned maps
-    /// at the live epoch, apply, switch the epoch, clean up.
-    fn write_policy_maps(&self) {
-        let loaded =
-            edgeplane::model::load_dirs(std::slice::from_ref(&self.cfg.path), &Default::default()).expect("load");
-        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-        let node = PolicyNode {
-            node_name: Some(NODE.into()),
-            host_ips: BTreeSet::from([IpAddr::V4(NODE_IP), IpAddr::V4(GATEWAY.parse().expect("ip"))]),
-            ..Default::default()
-        };
-        let cfg = MapHandle::from_pinned_path(self.state.path.join("ep_cfg_v1")).expect("cfg");
-        let raw = cfg.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).expect("cfg lookup").expect("cfg value");
-        let mut config = Config::from_bytes(&raw).expect("cfg layout");
-        // Never let the epoch go backwards: entries are compared with it.
-        config.policy_epoch = config.policy_epoch.max(self.epoch.get());
-        if self.enabled.get() {
-            config.flags |= CFG_F_POLICY;
-        }
-        cfg.update(&0u32.to_ne_bytes(), &config.to_bytes(), MapFlags::ANY).expect("cfg restore");
-        let mut maps = Pinned::open(&self.state.path);
-        let live = edgeplane::plan::dump_live(&maps, POLICY_MAPS).expect("dump");
-        let out = compile(&loaded.cluster, &node, &live, config.policy_epoch);
-        edgeplane::apply::apply(&edgeplane::plan::plan(&out.maps, &live), &mut maps).expect("apply policy");
-        if let Some(e) = out.switch_epoch {
-            config.policy_epoch = e;
-        }
-        config.flags = if out.enabled { config.flags | CFG_F_POLICY } else { config.flags & !CFG_F_POLICY };
-        cfg.update(&0u32.to_ne_bytes(), &config.to_bytes(), MapFlags::ANY).expect("cfg update");
-        self.epoch.set(config.policy_epoch);
-        self.enabled.set(out.enabled);
-        let live = edgeplane::plan::dump_live(&maps, POLICY_MAPS).expect("dump");
-        let cleanup = compile(&loaded.cluster, &node, &live, config.policy_epoch);
-        edgeplane::apply::apply(&edgeplane::plan::plan(&cleanup.maps, &live), &mut maps).expect("cleanup");
     }
 
     fn probe_from(&self, from: &str, to: Ipv4Addr, proto: Protocol, port: u16) -> std::thread::JoinHandle<bool> {
@@ -320,6 +202,32 @@ fn upstream_policy_matrix() {
     for (proto, port) in [tcp80, (Protocol::Udp, 81)] {
         m.check("default deny ingress", proto, port, &|_, d| !in_ns(d, "x"));
     }
+    // Every denial was counted under its reason, and the recent drops name
+    // the tuple, the direction and the endpoint whose policy denied it.
+    let status: serde_json::Value =
+        serde_json::from_slice(&sh(m.edgeplane("status").arg("--json")).stdout).expect("status --json");
+    let denied = status["drops"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["reason"] == "policy-denied-ingress"))
+        .and_then(|d| d["count"].as_u64())
+        .unwrap_or(0);
+    assert!(denied > 0, "policy-denied-ingress counted: {status}");
+    let drops: serde_json::Value =
+        serde_json::from_slice(&sh(m.edgeplane("drops").args(["--json", "--count", "256"])).stdout).expect("drops --json");
+    let ev = drops
+        .as_array()
+        .and_then(|a| {
+            a.iter().find(|e| {
+                e["reason"] == "policy-denied-ingress"
+                    && e["saddr"] == "198.18.0.4"
+                    && e["daddr"] == "198.18.0.1"
+                    && e["dport"] == 81
+                    && e["proto"] == "udp"
+            })
+        })
+        .unwrap_or_else(|| panic!("a drop event y/a -> x/a udp/81: {drops}"));
+    assert_eq!(ev["direction"], "ingress");
+    assert_ne!(ev["endpoint"], 0);
     // The node itself still reaches the isolated pods (kubelet probes).
     let probe = m.node.within(|| tcp_ask(SocketAddrV4::new(xyz_ip("x", "a"), 80), PROBE_TIMEOUT).is_ok());
     assert!(probe, "node -> x/a must stay allowed under default deny");
@@ -568,15 +476,26 @@ fn policy_connection_rate() {
     let mut m = Model::new();
     let secs = 3.0;
     let _server = FastServer::start(&m);
-    m.apply(&bench_cluster(0, 0));
-    conn_rate(&m, 0.5, 2); // warm up
-    let base = conn_rate(&m, secs, 2);
-    println!("no policy:                         {base:.0} conn/s");
-    for (n, pods) in [(1, 0), (100, 0), (10_000, 10_000)] {
-        m.apply(&bench_cluster(n, pods));
-        m.check("bench: x/b reaches x/a", Protocol::Tcp, 80, &|s, d| d != "x/a" || s == "x/b");
-        conn_rate(&m, 0.5, 2);
-        let r = conn_rate(&m, secs, 2);
-        println!("{n:>6} policies, {:>6} pods: {r:>8.0} conn/s  ratio {:.3}", pods + 9, r / base);
+    let measure = |m: &Model| {
+        conn_rate(m, 0.5, 2); // warm up
+        conn_rate(m, secs, 2)
+    };
+    // Enforcement on, but only z/c isolated: x/b -> x/a pays conntrack and
+    // the stage's two endpoint lookups, no rule lookups.
+    let mut other = xyz_cluster();
+    other.policies.push(Pol::new("z", "iso", sel(&[("pod", "c")])).build());
+    for round in 0..2 {
+        m.apply(&bench_cluster(0, 0));
+        let base = measure(&m);
+        println!("round {round}: no policy:                      {base:>8.0} conn/s");
+        m.apply(&other);
+        let r = measure(&m);
+        println!("round {round}: enforcement on, x/a not isolated: {r:>8.0} conn/s  ratio {:.3}", r / base);
+        for (n, pods) in [(1, 0), (100, 0), (10_000, 10_000)] {
+            m.apply(&bench_cluster(n, pods));
+            m.check("bench: x/b reaches x/a", Protocol::Tcp, 80, &|s, d| d != "x/a" || s == "x/b");
+            let r = measure(&m);
+            println!("round {round}: {n:>6} policies, {:>6} pods:     {r:>8.0} conn/s  ratio {:.3}", pods + 9, r / base);
+        }
     }
 }

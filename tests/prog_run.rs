@@ -650,6 +650,56 @@ fn syn_reusing_a_tuple_whose_reply_entry_was_evicted_is_balanced_afresh() {
 }
 
 #[test]
+fn with_policy_on_flows_are_tracked_and_still_translated() {
+    need_root!();
+    let f = Fixture::new();
+    let cfg = object_map(&f.obj, "ep_cfg_v1").expect("cfg");
+    let c = Config { hairpin_addr: HAIRPIN.octets(), policy_epoch: 1, flags: edgeplane::maps::layout::CFG_F_POLICY, _pad0: 0 };
+    cfg.update(&0u32.to_ne_bytes(), &c.to_bytes(), MapFlags::ANY).expect("cfg");
+    f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    let (ret, out) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
+    assert_eq!(ret, TC_ACT_OK);
+    assert_eq!(Parsed::parse(&out).daddr, BE1);
+    // A plain (non-service) flow gets entries too, so its replies are known.
+    let (ret, out) = f.run(&Pkt::udp(CLIENT, 40001, BE2, 7000, b"x").build());
+    assert_eq!(ret, TC_ACT_OK);
+    assert_eq!(Parsed::parse(&out).daddr, BE2, "not translated");
+    assert!(f.ct_has(ct_key(CLIENT, 40001, BE2, 7000, UDP, CT_DIR_FORWARD)));
+    assert!(f.ct_has(ct_key(BE2, 7000, CLIENT, 40001, UDP, CT_DIR_REPLY)));
+    // ICMP echo is tracked by its id; the echo reply is recognised.
+    let echo = Pkt::new(CLIENT, BE2, L4::Icmp { typ: 8, code: 0, rest: [0x12, 0x34, 0, 1], payload: vec![0; 8] }).build();
+    assert_eq!(f.run(&echo).0, TC_ACT_OK);
+    assert!(f.ct_has(ct_key(CLIENT, 0x1234, BE2, 0x1234, ICMP, CT_DIR_FORWARD)));
+}
+
+#[test]
+fn a_closed_flow_frees_its_tuple_for_reuse() {
+    need_root!();
+    let f = Fixture::new();
+    let vip2 = Ipv4Addr::new(198, 19, 0, 20);
+    f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    f.service_at(vip2, 2, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
+    // The backend closes the first connection (FIN): its tuple becomes reusable.
+    let fin = Pkt::new(BE1, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 9, ack: 1001, flags: FIN | ACK, payload: vec![] });
+    let (_, out) = f.run(&fin.build());
+    assert_eq!(Parsed::parse(&out).saddr, VIP, "FIN still reverse-translated");
+    // The same client port towards another ClusterIP on that backend keeps its port.
+    let (_, o2) = f.run(&Pkt::tcp(CLIENT, 40000, vip2, 80, SYN).build());
+    assert_eq!(Parsed::parse(&o2).sport(), 40000, "no remap needed: the old flow is closed");
+    let reply = Pkt::new(BE1, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] });
+    let (_, o3) = f.run(&reply.build());
+    assert_eq!(Parsed::parse(&o3).saddr, vip2, "replies now belong to the new flow");
+    // A new SYN on the first (closed) tuple is balanced afresh and must not steal the live flow's tuple.
+    let (_, o4) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
+    let p4 = Parsed::parse(&o4);
+    assert_eq!(p4.daddr, BE1);
+    assert_ne!(p4.sport(), 40000, "the live flow to {vip2} owns port 40000 at the backend");
+    let (_, o5) = f.run(&reply.build());
+    assert_eq!(Parsed::parse(&o5).saddr, vip2, "the live flow's replies are untouched");
+}
+
+#[test]
 fn conntrack_has_both_directions() {
     need_root!();
     let f = Fixture::new();

@@ -28,9 +28,13 @@ fn tc_program_stays_well_below_the_verifier_limit() {
     for mut p in open.progs_mut() {
         p.set_log_level(4); // BPF_LOG_STATS
     }
-    let _obj = open.load().expect("load");
+    let loaded = open.load();
     libbpf_rs::set_print(None);
     let log = LOG.lock().expect("log").clone();
+    if let Err(e) = loaded {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!("load failed: {e}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
     let processed: Vec<u64> = log
         .lines()
         .filter_map(|l| l.split("processed ").nth(1))

@@ -61,7 +61,8 @@ static __always_inline int ep_ct_reply_state(const struct ep_ct_key *fkey,
 	r = ep_ct_lookup(&rkey);
 	if (!r)
 		return EP_CT_REPLY_MISSING;
-	if (r->nat_addr != fkey->daddr || r->nat_port != fkey->dport || r->hairpin_addr != fkey->saddr)
+	if (r->nat_addr != fkey->daddr || r->nat_port != fkey->dport || r->hairpin_addr != fkey->saddr ||
+	    r->alt_port != (fval->alt_port ? fkey->sport : 0))
 		return EP_CT_REPLY_FOREIGN;
 	return EP_CT_REPLY_OK;
 }

@@ -56,6 +56,7 @@ struct ep_ctx {
 	__u32 ifindex;             /* ingress interface */
 	__u32 svc_id;              /* service flows: stable service id, else 0 */
 	__u32 drop_endpoint;       /* policy drops: local endpoint id that denied */
+	__u32 in_ports;            /* the L4 ports as they arrived (SCTP CRC fix-up) */
 	__be32 saddr;              /* current tuple (final, after translation) */
 	__be32 daddr;
 	__be32 orig_daddr;         /* destination as the client sent it */

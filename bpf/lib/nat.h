@@ -6,10 +6,10 @@
  * addresses, which is correct both for fully checksummed packets and for
  * CHECKSUM_PARTIAL ones (veth with tx offload: only the pseudo-header seed
  * is in the field then). UDP keeps a zero checksum zero. SCTP's CRC32c does
- * not cover addresses, so an address rewrite needs no fix; a port rewrite
- * updates the CRC32c incrementally (CRC linearity: only the 2 changed bytes
- * and their distance to the end of the packet matter, no pass over the
- * payload), see ep_sctp_crc_delta.
+ * not cover addresses, so an address rewrite needs no fix; port rewrites
+ * update the CRC32c incrementally once at the end (CRC linearity: only the
+ * changed bytes and their distance to the end of the packet matter, no pass
+ * over the payload), see ep_sctp_ports_fix.
  */
 #ifndef EP_NAT_H
 #define EP_NAT_H
@@ -26,78 +26,84 @@
 #define EP_CRC32C_POLY 0x82f63b78u  /* reflected Castagnoli polynomial */
 
 /*
- * a * b mod P over GF(2), reflected representation (zlib's multmodp).
- * Branch-free, so the verifier walks the loops once instead of forking.
+ * All-ones when the low bit of @x is set. The empty asm hides the value from
+ * clang, which would otherwise turn `v & mask` back into a branch (BPF has
+ * no conditional move), and every branch on packet data doubles the paths
+ * the verifier walks through the loops below.
  */
+static __always_inline __u32 ep_bitmask(__u32 x)
+{
+	__u32 m = -(x & 1);
+
+	asm volatile("" : "+r"(m));
+	return m;
+}
+
+/* a * b mod P over GF(2), reflected representation (zlib's multmodp). */
 static __always_inline __u32 ep_crc32c_mulmod(__u32 a, __u32 b)
 {
 	__u32 p = 0;
 	int i;
 
 	for (i = 0; i < 32; i++) {
-		p ^= b & -((a >> (31 - i)) & 1);
-		b = (b >> 1) ^ (EP_CRC32C_POLY & -(b & 1));
+		p ^= b & ep_bitmask(a >> (31 - i));
+		b = (b >> 1) ^ (EP_CRC32C_POLY & ep_bitmask(b));
 	}
 	return p;
 }
 
-struct ep_crc_pow {
-	__u32 acc;   /* x^(8 * tail bits seen so far) */
-	__u32 pw;    /* x^(8 * 2^i) */
-	__u32 tail;
-};
-
-/* One square-and-multiply step; bpf_loop's callback is verified once. */
-static long ep_crc_pow_step(__u32 i, void *data)
-{
-	struct ep_crc_pow *s = data;
-	__u32 mask = -((s->tail >> (i & 31)) & 1);
-	__u32 m = ep_crc32c_mulmod(s->pw, s->acc);
-
-	s->acc = (m & mask) | (s->acc & ~mask);
-	s->pw = ep_crc32c_mulmod(s->pw, s->pw);
-	return 0;
-}
-
 /*
- * The XOR to apply to an SCTP CRC32c when two bytes (d0, d1 = old ^ new)
- * change and are followed by `tail` bytes of the packet:
- * rawcrc(d0 d1) * x^(8 * tail) mod P. A global function: verified once.
+ * The XOR to apply to an SCTP CRC32c when its first four bytes (the ports)
+ * change by @delta (old ^ new, packet order) and `tail` bytes follow them:
+ * rawcrc(delta) * x^(8 * tail) mod P.
  */
-__attribute__((noinline)) __u32 ep_sctp_crc_delta(__u32 d0, __u32 d1, __u32 tail)
+static __always_inline __u32 ep_sctp_crc_delta(__u32 delta, __u32 tail)
 {
-	struct ep_crc_pow s = { .acc = 0x80000000u /* x^0 */, .pw = 0x00800000u /* x^8 */,
-				.tail = tail & 0xffff };
-	__u32 crc = (d0 & 0xff) | ((d1 & 0xff) << 8);
+	__u32 crc = delta;  /* packet bytes 0..3 as a little-endian word: CRC bit order */
+	__u32 pw = 0x00800000u;  /* x^8 */
+	__u32 acc = 0x80000000u; /* x^0 */
 	int i;
 
-	/* Raw CRC (no init, no final xor) of the two bytes: 16 bit steps. */
-	for (i = 0; i < 16; i++)
-		crc = (crc >> 1) ^ (EP_CRC32C_POLY & -(crc & 1));
+	/* Raw CRC (no init, no final xor) of the four bytes: 32 bit steps. */
+	for (i = 0; i < 32; i++)
+		crc = (crc >> 1) ^ (EP_CRC32C_POLY & ep_bitmask(crc));
 	/* x^(8 * tail) by square-and-multiply over the 16 bits of tail. */
-	bpf_loop(16, ep_crc_pow_step, &s, 0);
-	return ep_crc32c_mulmod(s.acc, crc);
+	for (i = 0; i < 16; i++) {
+		__u32 mask = ep_bitmask(tail >> i);
+		__u32 m = ep_crc32c_mulmod(pw, acc);
+
+		acc = (m & mask) | (acc & ~mask);
+		pw = ep_crc32c_mulmod(pw, pw);
+	}
+	return ep_crc32c_mulmod(acc, crc);
 }
 
 #define EP_SCTP_CSUM_OFF 8
 
-/* Fix the SCTP CRC32c after the port at @port_off (0 or 2) went from @from to @to. */
-static __always_inline int ep_sctp_port_crc(struct ep_ctx *ctx, __u32 port_off, __be16 from, __be16 to)
+/*
+ * After all rewrites of an SCTP packet: fix its CRC32c for the ports that
+ * changed (@orig_ports: the first 4 bytes as parsed). Called once, at the
+ * end of the program, so the rewrite sites stay branch-free for the
+ * verifier; a global function, verified once.
+ */
+__attribute__((noinline)) int ep_sctp_ports_fix(struct __sk_buff *skb, __u32 l4_off, __u32 l4_len,
+					        __u32 orig_ports)
 {
-	__u8 *f = (__u8 *)&from, *t = (__u8 *)&to;
-	__u32 ihl = ctx->l4_off - ctx->l3_off;
-	__u32 crc, len;
+	__u32 now, crc;
 
-	if (ctx->tot_len < ihl + 12)
-		return -EP_DROP_NAT_FAILED;
-	len = ctx->tot_len - ihl;   /* SCTP common header + chunks */
-	if (bpf_skb_load_bytes(ctx->skb, ctx->l4_off + EP_SCTP_CSUM_OFF, &crc, 4))
-		return -EP_DROP_NAT_FAILED;
-	/* The CRC is stored little-endian; this host is too (x86, arm64 LE). */
-	crc ^= ep_sctp_crc_delta(f[0] ^ t[0], f[1] ^ t[1], (len - port_off - 2) & 0xffff);
-	if (bpf_skb_store_bytes(ctx->skb, ctx->l4_off + EP_SCTP_CSUM_OFF, &crc, 4, 0))
-		return -EP_DROP_NAT_FAILED;
-	return EP_CONTINUE;
+	if (!skb || l4_len < 12 || l4_len > 0xffff || l4_off > 14 + 60)
+		return -1;
+	if (bpf_skb_load_bytes(skb, l4_off, &now, 4))
+		return -1;
+	if (now == orig_ports)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4_off + EP_SCTP_CSUM_OFF, &crc, 4))
+		return -1;
+	/* The CRC is stored little-endian, as this host (x86, arm64 LE) loads it. */
+	crc ^= ep_sctp_crc_delta(now ^ orig_ports, l4_len - 4);
+	if (bpf_skb_store_bytes(skb, l4_off + EP_SCTP_CSUM_OFF, &crc, 4, 0))
+		return -1;
+	return 0;
 }
 
 static __always_inline int ep_nat_addr(struct ep_ctx *ctx, int which, __be32 to)
@@ -137,9 +143,6 @@ static __always_inline int ep_nat_port(struct ep_ctx *ctx, int which, __be16 to)
 	    bpf_l4_csum_replace(skb, csum_off, from, to, sizeof(to) | ep_l4_csum_flags(ctx)))
 		return -EP_DROP_NAT_FAILED;
 	if (bpf_skb_store_bytes(skb, ctx->l4_off + (which == EP_NAT_DST ? 2 : 0), &to, sizeof(to), 0))
-		return -EP_DROP_NAT_FAILED;
-	if (ctx->proto == EP_PROTO_SCTP &&
-	    ep_sctp_port_crc(ctx, which == EP_NAT_DST ? 2 : 0, from, to))
 		return -EP_DROP_NAT_FAILED;
 out:
 	if (which == EP_NAT_DST)

@@ -107,6 +107,7 @@ static __always_inline int ep_parse(struct __sk_buff *skb, struct ep_ctx *ctx)
 			return EP_CONTINUE;
 		ctx->sport = *(__be16 *)l4;
 		ctx->dport = *(__be16 *)(l4 + 2);
+		ctx->in_ports = *(__u32 *)l4;
 		ctx->orig_dport = ctx->dport;
 		if (ctx->proto == EP_PROTO_TCP && (void *)(l4 + 20) <= data_end)
 			ctx->tcp_flags = l4[13];

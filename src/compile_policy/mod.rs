@@ -663,3 +663,19 @@ fn desired(cluster: &Cluster, node: &PolicyNode, live: &merge::Live) -> Desired 
     }
     Desired { ident, pol: pol_entries, lep, warnings, endpoints, identities }
 }
+
+/// Endpoint id → `namespace/name`, from a live `ep_lep_v1` and the pods of
+/// `cluster` (by address), for rendering drop events (`edgeplane drops`)
+/// without recompiling.
+pub fn endpoint_names(cluster: &Cluster, lep: &Entries) -> BTreeMap<u32, String> {
+    let by_ip: HashMap<Ipv4Addr, &Pod> =
+        cluster.pods.iter().filter(|p| !p.host_network).filter_map(|p| first_v4(p).map(|ip| (ip, p))).collect();
+    lep.iter()
+        .filter_map(|(k, v)| {
+            let ip = crate::maps::layout::lep_addr_from_key(k)?;
+            let v = crate::maps::layout::LepValue::from_bytes(v)?;
+            let name = by_ip.get(&ip).map_or_else(|| ip.to_string(), |p| format!("{}/{}", p.meta.namespace, p.meta.name));
+            Some((v.endpoint_id, name))
+        })
+        .collect()
+}
