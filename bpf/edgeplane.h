@@ -235,6 +235,7 @@ enum ep_stat {
 	EP_STAT_ICMP_ERR_REVNAT = 6,
 	EP_STAT_POLICY_EVAL = 7,
 	EP_STAT_DROPEV_SEQ = 8,   /* drop events written so far (not per-CPU meaningful: summed) */
+	EP_STAT_CT_REUSED = 9,    /* new flows that took over the reply tuple of a closed or stale flow */
 	EP_STAT__MAX = 16,
 };
 

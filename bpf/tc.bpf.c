@@ -73,16 +73,22 @@ static __always_inline int ep_pick_alt_port(const struct ep_ctx *ctx, struct ep_
 	 * of a TCP flow the backend already closed (conntrack has no timers, so
 	 * closed flows must not hold their tuple until LRU eviction).
 	 */
-	if (!other || (other->flags & EP_CT_F_CLOSING) ||
-	    (other->nat_addr == ctx->orig_daddr && other->nat_port == ctx->orig_dport &&
-	     other->hairpin_addr == ctx->saddr && !other->alt_port))
+	if (!other)
 		return 0;
+	if ((other->flags & EP_CT_F_CLOSING) ||
+	    (other->nat_addr == ctx->orig_daddr && other->nat_port == ctx->orig_dport &&
+	     other->hairpin_addr == ctx->saddr && !other->alt_port)) {
+		ep_stat_inc(EP_STAT_CT_REUSED);
+		return 0;
+	}
 	for (i = 0; i < EP_ALT_PORT_TRIES; i++) {
 		__u16 p = EP_ALT_PORT_BASE + (bpf_get_prandom_u32() & 0x7fff);
 
 		rkey->dport = bpf_htons(p);
 		other = ep_ct_lookup(rkey);
 		if (!other || (other->flags & EP_CT_F_CLOSING)) {
+			if (other)
+				ep_stat_inc(EP_STAT_CT_REUSED);
 			*alt = rkey->dport;
 			return 0;
 		}

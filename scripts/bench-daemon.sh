@@ -74,7 +74,7 @@ rss() { awk '/^VmRSS|^VmHWM/ {sub(/:/, "", $1); printf "%s=%d ", $1, $2}' "/proc
 
 ep_log "starting edgeplane run"
 t0=$(date +%s.%N)
-"$EP" run --config /dev/null --netns "$NS" --config-dir "$WORK/cfg" --state-dir "$STATE" \
+RUST_LOG=${RUST_LOG:-info} "$EP" run --config /dev/null --netns "$NS" --config-dir "$WORK/cfg" --state-dir "$STATE" \
     --workload-interfaces 'epbench-none-*' >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 t1=$(wait_applied 1) || { cat "$WORK/daemon.log" >&2; exit 1; }

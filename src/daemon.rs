@@ -266,11 +266,14 @@ impl Engine {
 
     fn pass_inner(&mut self, force: bool) -> Pass {
         let started = Instant::now();
+        let mut stages = Stages::new();
         let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
+        stages.mark("load");
         if !force && self.applied_hash == Some(loaded.content_hash) {
             return Pass::Unchanged;
         }
         let node = policy_node(&loaded, &self.settings);
+        stages.mark("routes");
         let (live, cfg) = match (plan::dump_live(&self.dp, MapId::ALL), self.dp.config()) {
             (Ok(l), Ok(c)) => (l, c),
             (Err(e), _) => {
@@ -282,7 +285,9 @@ impl Engine {
                 return Pass::Refused;
             }
         };
+        stages.mark("dump");
         let desired = desired_state(&loaded, &self.settings, &node, &live, cfg.policy_epoch);
+        stages.mark("compile");
         if self.applied_hash != Some(loaded.content_hash) {
             for w in &desired.warnings {
                 log::warn!("{w}");
@@ -295,6 +300,7 @@ impl Engine {
             return Pass::Refused;
         }
         let p: Plan = plan::plan(&desired.maps, &live);
+        stages.mark("plan");
         let policy_flag = if desired.policy.enabled { CFG_F_POLICY } else { 0 };
         let flags_stale = cfg.flags & CFG_F_POLICY != policy_flag;
         if p.is_empty() && desired.policy.switch_epoch.is_none() && !flags_stale {
@@ -320,7 +326,7 @@ impl Engine {
             }
         }
         if desired.policy.switch_epoch.is_some() {
-            match self.settle_policy(&loaded, &node, epoch) {
+            match self.settle_policy(&loaded, &node, plan::applied(live, &p), epoch) {
                 Ok(n) => steps += n,
                 Err(e) => {
                     log::error!("removing superseded policy entries: {e:#}; the next pass retries");
@@ -328,6 +334,8 @@ impl Engine {
                 }
             }
         }
+        stages.mark("apply");
+        log::debug!("pass stages: {stages}");
         self.applied_hash = Some(loaded.content_hash);
         let what = if drift { "repaired drift in the live maps" } else { "applied" };
         let version = loaded.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
@@ -344,11 +352,42 @@ impl Engine {
 
     /// Second half of a policy switch: with the new epoch live, entries that
     /// only the old epoch used are deleted.
-    fn settle_policy(&mut self, loaded: &Loaded, node: &PolicyNode, epoch: u32) -> Result<usize> {
-        let live = plan::dump_live(&self.dp, MapId::ALL)?;
+    fn settle_policy(
+        &mut self,
+        loaded: &Loaded,
+        node: &PolicyNode,
+        live: BTreeMap<MapId, Entries>,
+        epoch: u32,
+    ) -> Result<usize> {
         let settled = compile_policy::compile(&loaded.cluster, node, &live, epoch);
         let p = plan::plan(&settled.maps, &live);
         Ok(apply::apply(&p, &mut self.dp)?)
+    }
+}
+
+/// Wall time per pipeline stage, for the debug log.
+struct Stages {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Stages {
+    fn new() -> Self {
+        Stages { last: Instant::now(), done: Vec::new() }
+    }
+    fn mark(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.done.push((stage, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (stage, d)) in self.done.iter().enumerate() {
+            write!(f, "{}{stage} {:.1} ms", if i > 0 { ", " } else { "" }, d.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
     }
 }
 
@@ -392,15 +431,25 @@ pub fn run(settings: &Settings) -> u8 {
 }
 
 fn run_loop(settings: &Settings) -> Result<()> {
-    let mut engine = Engine::open(settings)?;
-    let (tx, rx) = mpsc::channel::<Event>();
-
+    // Signals first: a SIGHUP or SIGTERM during start-up must not kill the daemon
+    // with its default action.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGHUP,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])
     .context("installing signal handlers")?;
+    // Each pass allocates and frees hundreds of MB at 100k services. With one
+    // arena and a fixed mmap threshold (glibc otherwise raises it after the first
+    // big free), that memory goes back to the kernel instead of staying resident.
+    // SAFETY: mallopt only tunes the allocator; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+    let mut engine = Engine::open(settings)?;
+    let (tx, rx) = mpsc::channel::<Event>();
+
     let sig_tx = tx.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {

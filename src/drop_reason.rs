@@ -67,6 +67,7 @@ impl StatId {
             StatId::IcmpErrRevnat => "icmp-error-translated",
             StatId::PolicyEval => "policy-evaluations",
             StatId::DropevSeq => "drop-events",
+            StatId::CtReused => "conntrack-tuple-reused",
         }
     }
 }

@@ -178,3 +178,19 @@ fn setting_name(map: MapId) -> &'static str {
 pub fn dump_live(backend: &dyn MapBackend, maps: impl IntoIterator<Item = MapId>) -> Result<BTreeMap<MapId, Entries>, MapError> {
     maps.into_iter().map(|m| Ok((m, backend.dump(m)?))).collect()
 }
+
+/// What the maps hold after `plan` ran successfully on `live` (no kernel
+/// round trip needed to know it).
+pub fn applied(mut live: BTreeMap<MapId, Entries>, plan: &Plan) -> BTreeMap<MapId, Entries> {
+    for step in &plan.steps {
+        match step {
+            Step::Upsert { map, key, value, .. } => {
+                live.entry(*map).or_default().insert(key.clone(), value.clone());
+            }
+            Step::Delete { map, key, .. } => {
+                live.entry(*map).or_default().remove(key);
+            }
+        }
+    }
+    live
+}

@@ -520,6 +520,43 @@ fn identity_numbers_are_not_reused_while_live() {
 }
 
 #[test]
+fn host_network_pods_ipv6_and_duplicate_ips() {
+    let mut c = xyz_cluster();
+    // A hostNetwork pod carries the node's address: it is the node, never an endpoint.
+    let mut hn = pod("x", "hostnet", &[("pod", "a")], "198.19.0.1", NODE, vec![]);
+    hn.host_network = true;
+    c.pods.push(hn);
+    // A dual-stack pod that gets isolated: a warning says its IPv6 is not policed.
+    let mut ds = pod("x", "dual", &[("pod", "a")], "198.18.0.50", NODE, vec![]);
+    ds.ips.push("2001:db8::50".parse().expect("ip"));
+    c.pods.push(ds);
+    // A pod reusing another pod's address: the first one keeps it, with a warning.
+    c.pods.push(pod("y", "dup", &[("pod", "zzz")], "198.18.0.1", NODE, vec![]));
+    c.policies.push(Pol::new("x", "deny", sel(&[("pod", "a")])).build());
+    let host = "198.19.0.1".parse::<Ipv4Addr>().expect("ip");
+    let node = PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4(host)]), ..Default::default() };
+    let out = compile(&c, &node, &BTreeMap::new(), 0);
+    let mut eps: Vec<&String> = out.endpoints.values().collect();
+    eps.sort();
+    assert_eq!(eps, vec!["x/a", "x/dual"], "the hostNetwork pod is not an endpoint");
+    let msgs: Vec<String> = out.warnings.iter().map(ToString::to_string).collect();
+    assert!(msgs.iter().any(|m| m.contains("Pod x/dual") && m.contains("IPv6")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("Pod y/dup") && m.contains("198.18.0.1")), "{msgs:?}");
+    assert_eq!(edgeplane::compile_policy::sim::identity_of(&out.maps, 1, host), edgeplane::maps::layout::IDENT_HOST);
+    // The duplicate does not take x/a's place: y/dup's label does not make
+    // x/a's address match a selector for pod=zzz.
+    let mut c2 = c.clone();
+    c2.policies.push(
+        Pol::new("x", "from-zzz", sel(&[("pod", "a")]))
+            .ingress(rule(vec![pods_peer(Some(sel(&[("pod", "zzz")])), Some(sel(&[])))], vec![]))
+            .build(),
+    );
+    let (maps, epoch) = fresh(&c2, &node);
+    let f = flow(xyz_ip("x", "a"), "198.18.0.50".parse().expect("ip"), TCP, 80);
+    assert_ne!(evaluate(&maps, epoch, &f), Verdict::Allow);
+}
+
+#[test]
 fn endpoint_names_come_from_the_live_map() {
     let mut c = xyz_cluster();
     c.policies.push(Pol::new("y", "in", sel(&[("pod", "c")])).build());

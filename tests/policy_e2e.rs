@@ -16,20 +16,16 @@ mod model;
 #[path = "policy_common/yaml.rs"]
 mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use edgeplane::compile_policy::{PolicyNode, compile};
-use edgeplane::maps::layout::{CFG_F_POLICY, Config};
-use edgeplane::maps::{Entries, MapBackend, MapError, MapId};
 use edgeplane::model::{Cluster, NetworkPolicy, Protocol};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use model::*;
 
 const NSS: [&str; 3] = ["x", "y", "z"];
@@ -37,7 +33,6 @@ const PODS: [&str; 3] = ["a", "b", "c"];
 const GATEWAY: &str = "169.254.1.1";
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
-const POLICY_MAPS: [MapId; 3] = [MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
 
 struct Model {
     // Declaration order is drop order: detach and unpin before the namespaces go.
@@ -213,7 +208,8 @@ fn upstream_policy_matrix() {
         .unwrap_or(0);
     assert!(denied > 0, "policy-denied-ingress counted: {status}");
     let drops: serde_json::Value =
-        serde_json::from_slice(&sh(m.edgeplane("drops").args(["--json", "--count", "256"])).stdout).expect("drops --json");
+        serde_json::from_slice(&sh(m.edgeplane("drops").args(["--json", "--count", "256"])).stdout)
+            .expect("drops --json");
     let ev = drops
         .as_array()
         .and_then(|a| {
@@ -407,7 +403,8 @@ impl Drop for FastServer {
         // Wake every thread blocked in accept() (from inside no namespace:
         // the listener fd works without entering one).
         for _ in &self.threads {
-            let _ = std::net::TcpStream::connect_timeout(&"127.0.0.1:1".parse().expect("addr"), Duration::from_millis(1));
+            let _ =
+                std::net::TcpStream::connect_timeout(&"127.0.0.1:1".parse().expect("addr"), Duration::from_millis(1));
         }
         self.threads.clear(); // threads blocked in accept end with the process
     }
@@ -495,7 +492,11 @@ fn policy_connection_rate() {
             m.apply(&bench_cluster(n, pods));
             m.check("bench: x/b reaches x/a", Protocol::Tcp, 80, &|s, d| d != "x/a" || s == "x/b");
             let r = measure(&m);
-            println!("round {round}: {n:>6} policies, {:>6} pods:     {r:>8.0} conn/s  ratio {:.3}", pods + 9, r / base);
+            println!(
+                "round {round}: {n:>6} policies, {:>6} pods:     {r:>8.0} conn/s  ratio {:.3}",
+                pods + 9,
+                r / base
+            );
         }
     }
 }

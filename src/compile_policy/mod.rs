@@ -674,7 +674,8 @@ pub fn endpoint_names(cluster: &Cluster, lep: &Entries) -> BTreeMap<u32, String>
         .filter_map(|(k, v)| {
             let ip = crate::maps::layout::lep_addr_from_key(k)?;
             let v = crate::maps::layout::LepValue::from_bytes(v)?;
-            let name = by_ip.get(&ip).map_or_else(|| ip.to_string(), |p| format!("{}/{}", p.meta.namespace, p.meta.name));
+            let name =
+                by_ip.get(&ip).map_or_else(|| ip.to_string(), |p| format!("{}/{}", p.meta.namespace, p.meta.name));
             Some((v.endpoint_id, name))
         })
         .collect()

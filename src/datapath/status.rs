@@ -50,7 +50,8 @@ pub struct ConntrackStatus {
     pub flows_created: u64,
     pub flows_deleted: u64,
     /// Entries created but neither present nor deleted by us: the LRU evicted
-    /// them (an estimate: counters survive, the map may be shared by tools).
+    /// them (an estimate: counters survive restarts; forward entries of flows
+    /// whose reply tuple was reused linger until the LRU takes them).
     pub evictions_estimate: u64,
 }
 
@@ -147,13 +148,15 @@ pub fn read_status(state_dir: &Path) -> Result<Status> {
         let entries = m.entries.unwrap_or(0);
         let created = stat(StatId::CtCreated);
         let deleted = stat(StatId::CtDeleted);
+        // A flow that reused a closed flow's reply tuple added one entry, not two.
+        let reused = stat(StatId::CtReused);
         ConntrackStatus {
             entries: entries / 2,
             capacity: m.capacity / 2,
             fill_percent: m.fill_percent.unwrap_or(0.0),
             flows_created: created,
             flows_deleted: deleted,
-            evictions_estimate: (created * 2).saturating_sub(deleted * 2).saturating_sub(entries),
+            evictions_estimate: (created * 2).saturating_sub(deleted * 2).saturating_sub(reused).saturating_sub(entries),
         }
     });
     Ok(Status { state_dir: state_dir.display().to_string(), maps, drops, stats, conntrack, links: read_links(state_dir) })
