@@ -14,7 +14,7 @@ pub enum ApplyError {
     #[error("step {index} of {total} failed: {source}; the {index} earlier steps were rolled back, previous state intact")]
     RolledBack { index: usize, total: usize, source: MapError },
     #[error("step {index} of {total} failed: {source}; rollback also failed: {rollback}; the next pass re-plans from the live maps")]
-    RollbackFailed { index: usize, total: usize, source: MapError, rollback: MapError },
+    RollbackFailed { index: usize, total: usize, source: MapError, rollback: Box<MapError> },
 }
 
 fn run(step: &Step, backend: &mut dyn MapBackend) -> Result<(), MapError> {
@@ -40,7 +40,7 @@ pub fn apply(plan: &Plan, backend: &mut dyn MapBackend) -> Result<usize, ApplyEr
         if let Err(source) = run(step, backend) {
             for done in plan.steps[..index].iter().rev() {
                 if let Err(rollback) = undo(done, backend) {
-                    return Err(ApplyError::RollbackFailed { index, total, source, rollback });
+                    return Err(ApplyError::RollbackFailed { index, total, source, rollback: Box::new(rollback) });
                 }
             }
             return Err(ApplyError::RolledBack { index, total, source });

@@ -297,10 +297,10 @@ fn assign_slots(ids: &[u32], old: &BTreeMap<u16, u32>) -> BTreeMap<u16, u32> {
     let free_slots: Vec<u16> = (1..=n).filter(|s| !slots.contains_key(s)).collect();
     let mut free = free_slots.into_iter();
     for id in ids {
-        if !placed.contains(id) {
-            if let Some(slot) = free.next() {
-                slots.insert(slot, *id);
-            }
+        if !placed.contains(id)
+            && let Some(slot) = free.next()
+        {
+            slots.insert(slot, *id);
         }
     }
     slots

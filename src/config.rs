@@ -99,10 +99,9 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 apply_maps(&mut settings.maps, value, &mut errors);
                 Ok(())
             }
-            _ => Err(format!(
-                "unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
+            _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
                  host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps)"
-            )),
+                .to_string()),
         };
         if let Err(msg) = result {
             errors.push(err(value, name, msg));

@@ -131,11 +131,11 @@ fn main() -> ExitCode {
     }
     daemon::init_logging();
     // setns first: everything after (bpffs, interfaces, netlink) happens in the namespace.
-    if let Some(ns) = &cli.global.netns {
-        if let Err(e) = daemon::enter_netns(ns) {
-            eprintln!("error: --netns {ns}: {e:#}");
-            return ExitCode::from(2);
-        }
+    if let Some(ns) = &cli.global.netns
+        && let Err(e) = daemon::enter_netns(ns)
+    {
+        eprintln!("error: --netns {ns}: {e:#}");
+        return ExitCode::from(2);
     }
     let settings = match settings(&cli.global) {
         Ok(s) => s,

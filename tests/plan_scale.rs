@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::Path;
 
 use edgeplane::apply::apply;
 use edgeplane::compile_policy::PolicyNode;
@@ -22,7 +22,7 @@ fn ip(base: [u8; 2], i: u32) -> String {
     format!("{}.{}.{}.{}", base[0], base[1], (i >> 8) & 0xff, i & 0xff)
 }
 
-fn write_services(dir: &PathBuf, changed: Option<u32>) {
+fn write_services(dir: &Path, changed: Option<u32>) {
     let mut svcs = String::new();
     let mut slices = String::new();
     for i in 0..SERVICES {
