@@ -92,12 +92,20 @@ fn gen_enum(out: &mut String, header: &str, c_name: &str, prefix: &str, rust_nam
     }
     let max = max.unwrap_or_else(|| panic!("enum {c_name} has no {prefix}_MAX"));
     writeln!(out, "\n/// `enum {c_name}` from bpf/edgeplane.h.").ok();
-    writeln!(out, "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n#[repr(u32)]\npub enum {rust_name} {{").ok();
+    writeln!(
+        out,
+        "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n#[repr(u32)]\npub enum {rust_name} {{"
+    )
+    .ok();
     for (c, r, v) in &variants {
         writeln!(out, "    /// `{c}`\n    {r} = {v},").ok();
     }
     writeln!(out, "}}\n\nimpl {rust_name} {{").ok();
-    writeln!(out, "    /// Number of slots of the map indexed by this enum (`{prefix}_MAX`).\n    pub const SLOTS: u32 = {max};").ok();
+    writeln!(
+        out,
+        "    /// Number of slots of the map indexed by this enum (`{prefix}_MAX`).\n    pub const SLOTS: u32 = {max};"
+    )
+    .ok();
     let all: Vec<String> = variants.iter().map(|(_, r, _)| format!("{rust_name}::{r}")).collect();
     writeln!(out, "    pub const ALL: &'static [{rust_name}] = &[{}];", all.join(", ")).ok();
     writeln!(out, "    pub fn from_u32(v: u32) -> Option<Self> {{\n        match v {{").ok();
@@ -105,7 +113,8 @@ fn gen_enum(out: &mut String, header: &str, c_name: &str, prefix: &str, rust_nam
         writeln!(out, "            {v} => Some({rust_name}::{r}),").ok();
     }
     writeln!(out, "            _ => None,\n        }}\n    }}").ok();
-    writeln!(out, "    /// The C enumerator name.\n    pub fn c_name(self) -> &'static str {{\n        match self {{").ok();
+    writeln!(out, "    /// The C enumerator name.\n    pub fn c_name(self) -> &'static str {{\n        match self {{")
+        .ok();
     for (c, r, _) in &variants {
         writeln!(out, "            {rust_name}::{r} => \"{c}\",").ok();
     }

@@ -199,8 +199,7 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 		       EP_CT_DIR_FORWARD);
 	ep_ct_key_fill(&rkey, pick.be.addr, rdst, pick.be.port, ctx->sport, ctx->proto,
 		       EP_CT_DIR_REPLY);
-	if (ctx->proto != EP_PROTO_SCTP && !ctx->is_fragment) {
-		/* SCTP: a port rewrite would need a CRC32c recomputation (see nat.h). */
+	if (!ctx->is_fragment) {
 		ret = ep_pick_alt_port(ctx, &rkey, &fval->alt_port);
 		if (ret)
 			return ret;

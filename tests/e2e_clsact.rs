@@ -46,22 +46,36 @@ fn clsact_fallback_forwards_and_reset_removes_the_filter() {
         let mut dp = Datapath::open(&s).expect("open with clsact fallback");
         assert!(dp.attached().iter().all(|(_, m)| *m == TcMode::Clsact), "{:?}", dp.attached());
         let vip = Ipv4Addr::new(198, 19, 0, 10);
-        dp.update(MapId::Backends, &backend_id_key(1), &Backend::new(Ipv4Addr::new(198, 18, 10, 2), 8080, 6).to_bytes())
-            .expect("backend");
-        dp.update(MapId::Services, &SvcKey::new(vip, 80, 6, SCOPE_CLUSTER, 1).to_bytes(), &SvcValue { backend_id: 1, ..SvcValue::default() }.to_bytes())
-            .expect("slot");
-        dp.update(MapId::Services, &SvcKey::new(vip, 80, 6, SCOPE_CLUSTER, 0).to_bytes(), &SvcValue { count: 1, svc_id: 1, ..SvcValue::default() }.to_bytes())
-            .expect("frontend");
+        dp.update(
+            MapId::Backends,
+            &backend_id_key(1),
+            &Backend::new(Ipv4Addr::new(198, 18, 10, 2), 8080, 6).to_bytes(),
+        )
+        .expect("backend");
+        dp.update(
+            MapId::Services,
+            &SvcKey::new(vip, 80, 6, SCOPE_CLUSTER, 1).to_bytes(),
+            &SvcValue { backend_id: 1, ..SvcValue::default() }.to_bytes(),
+        )
+        .expect("slot");
+        dp.update(
+            MapId::Services,
+            &SvcKey::new(vip, 80, 6, SCOPE_CLUSTER, 0).to_bytes(),
+            &SvcValue { count: 1, svc_id: 1, ..SvcValue::default() }.to_bytes(),
+        )
+        .expect("frontend");
     });
     let to = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 10), 80);
     let a = client.within(move || tcp_ask(to, Duration::from_secs(5))).expect("forwarded through cls_bpf");
     assert_eq!(a.server, "be");
     assert_eq!(a.client_peer, to.into());
-    let filters = String::from_utf8_lossy(&node.run("tc", &["filter", "show", "dev", &cl, "ingress"]).stdout).to_string();
+    let filters =
+        String::from_utf8_lossy(&node.run("tc", &["filter", "show", "dev", &cl, "ingress"]).stdout).to_string();
     assert!(filters.contains("ep_tc_ingress"), "cls_bpf filter present: {filters}");
     let path = state.path.clone();
     node.within(move || edgeplane::datapath::reset(&path)).expect("reset");
-    let filters = String::from_utf8_lossy(&node.run("tc", &["filter", "show", "dev", &cl, "ingress"]).stdout).to_string();
+    let filters =
+        String::from_utf8_lossy(&node.run("tc", &["filter", "show", "dev", &cl, "ingress"]).stdout).to_string();
     assert!(!filters.contains("ep_tc_ingress"), "reset removed our filter: {filters}");
     assert!(client.within(move || tcp_ask(to, Duration::from_secs(2))).is_err(), "no translation after reset");
 }

@@ -47,8 +47,12 @@ fn reopen_reuses_maps_replaces_programs_and_refuses_incompatible_maps() {
         let key = SvcKey::new(Ipv4Addr::new(198, 19, 0, 10), 80, 6, SCOPE_CLUSTER, 0).to_bytes();
         let val = SvcValue { count: 0, svc_id: 1, ..SvcValue::default() }.to_bytes();
         dp.update(MapId::Services, &key, &val).expect("write a service");
-        dp.update(MapId::Backends, &backend_id_key(7), &Backend::new(Ipv4Addr::new(198, 18, 1, 10), 8080, 6).to_bytes())
-            .expect("write a backend");
+        dp.update(
+            MapId::Backends,
+            &backend_id_key(7),
+            &Backend::new(Ipv4Addr::new(198, 18, 1, 10), 8080, 6).to_bytes(),
+        )
+        .expect("write a backend");
         let err = dp.delete(MapId::Backends, &backend_id_key(99)).expect_err("deleting a missing key fails");
         assert!(err.to_string().contains("ENOENT") && err.to_string().contains("backend#99"), "{err}");
     });

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::topo::*;
 use common::*;
 
-
 fn spread_and_reply_source(tx_offload: bool) {
     let t = Topo::new(3, tx_offload);
     let eps: Vec<Ep> = (0..3).map(|i| ready(backend_ip(i))).collect();
@@ -177,7 +176,8 @@ fn session_affinity_holds() {
     let t = Topo::new(3, true);
     let eps: Vec<Ep> = (0..3).map(|i| ready(backend_ip(i))).collect();
     t.apply(&[service_yaml("sticky", VIP, &eps, Some(600))]);
-    let servers: BTreeSet<String> = (0..30).map(|i| t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server).collect();
+    let servers: BTreeSet<String> =
+        (0..30).map(|i| t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server).collect();
     assert_eq!(servers.len(), 1, "ClientIP affinity: one backend for one client, got {servers:?}");
 }
 
@@ -188,11 +188,19 @@ fn terminating_endpoints_are_used_only_without_ready_ones() {
     let term = Ep { ip: backend_ip(2), ready: false, serving: true, terminating: true };
     t.apply(&[service_yaml("web", VIP, &[term], None)]);
     for i in 0..10 {
-        assert_eq!(t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server, "be2", "fallback to serving-terminating");
+        assert_eq!(
+            t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server,
+            "be2",
+            "fallback to serving-terminating"
+        );
     }
     t.apply(&[service_yaml("web", VIP, &[term, ready(backend_ip(1))], None)]);
     for i in 0..20 {
-        assert_eq!(t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server, "be1", "ready endpoints win");
+        assert_eq!(
+            t.ask("tcp", vip(80)).unwrap_or_else(|e| panic!("ask {i}: {e}")).server,
+            "be1",
+            "ready endpoints win"
+        );
     }
 }
 
@@ -234,7 +242,8 @@ fn host_processes_use_the_cgroup_hooks() {
     assert_eq!(u.client_peer, vip(53).into(), "recvfrom reports the ClusterIP as the source");
     let c = ask_from_cgroup(&t.node, &t.cgroup, entry, "udp", vip(53)).expect("host connected UDP");
     assert_eq!(c.client_peer, vip(53).into());
-    let e = ask_from_cgroup(&t.node, &t.cgroup, entry, "tcp", SocketAddrV4::new(VIP_EMPTY, 80)).expect_err("no endpoints");
+    let e =
+        ask_from_cgroup(&t.node, &t.cgroup, entry, "tcp", SocketAddrV4::new(VIP_EMPTY, 80)).expect_err("no endpoints");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "connect() refused at once, not {e}");
     // A node process outside the cgroup is not translated: the VIP is not routable there.
     let outside = t.node.within(|| tcp_ask(vip(80), Duration::from_secs(2)));

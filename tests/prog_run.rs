@@ -67,7 +67,9 @@ impl Fixture {
     }
 
     fn backend(&self, id: u32, addr: Ipv4Addr, port: u16, proto: u8) {
-        self.be.update(&backend_id_key(id), &Backend::new(addr, port, proto).to_bytes(), MapFlags::ANY).expect("backend");
+        self.be
+            .update(&backend_id_key(id), &Backend::new(addr, port, proto).to_bytes(), MapFlags::ANY)
+            .expect("backend");
     }
 
     /// A ClusterIP service with backends (id, addr, port) in slots 1..n.
@@ -76,7 +78,16 @@ impl Fixture {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn service_at(&self, vip: Ipv4Addr, svc_id: u32, port: u16, proto: u8, flags: u16, timeout: u32, backends: &[(u32, Ipv4Addr, u16)]) {
+    fn service_at(
+        &self,
+        vip: Ipv4Addr,
+        svc_id: u32,
+        port: u16,
+        proto: u8,
+        flags: u16,
+        timeout: u32,
+        backends: &[(u32, Ipv4Addr, u16)],
+    ) {
         for (slot, (id, addr, bport)) in backends.iter().enumerate() {
             self.backend(*id, *addr, *bport, proto);
             let k = SvcKey::new(vip, port, proto, SCOPE_CLUSTER, slot as u16 + 1);
@@ -114,7 +125,15 @@ impl Fixture {
 }
 
 fn ct_key(s: Ipv4Addr, sp: u16, d: Ipv4Addr, dp: u16, proto: u8, dir: u8) -> CtKey {
-    CtKey { saddr: s.octets(), daddr: d.octets(), sport: sp.to_be_bytes(), dport: dp.to_be_bytes(), proto, dir, _pad0: 0 }
+    CtKey {
+        saddr: s.octets(),
+        daddr: d.octets(),
+        sport: sp.to_be_bytes(),
+        dport: dp.to_be_bytes(),
+        proto,
+        dir,
+        _pad0: 0,
+    }
 }
 
 /// What a step expects of the output packet.
@@ -248,7 +267,12 @@ fn dnat(daddr: Ipv4Addr, dport: u16) -> Expect {
 
 fn rows() -> Vec<Row> {
     let syn = Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build();
-    let synack = Pkt::new(BE1, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 7000, ack: 1001, flags: SYN | ACK, payload: vec![] }).build();
+    let synack = Pkt::new(
+        BE1,
+        CLIENT,
+        L4::Tcp { sport: 8080, dport: 40000, seq: 7000, ack: 1001, flags: SYN | ACK, payload: vec![] },
+    )
+    .build();
     let udp_q = Pkt::udp(CLIENT, 40001, VIP, 53, b"query").build();
     let udp_r = Pkt::udp(BE1, 5353, CLIENT, 40001, b"answer").build();
     let mut udp_zero = Pkt::udp(CLIENT, 40002, VIP, 53, b"nocsum");
@@ -267,13 +291,27 @@ fn rows() -> Vec<Row> {
     };
 
     vec![
-        Row { name: "tcp syn to a VIP is DNATed", seed: one_backend_tcp, steps: vec![step(syn.clone(), TC_ACT_OK, dnat(BE1, 8080))] },
+        Row {
+            name: "tcp syn to a VIP is DNATed",
+            seed: one_backend_tcp,
+            steps: vec![step(syn.clone(), TC_ACT_OK, dnat(BE1, 8080))],
+        },
         Row {
             name: "tcp reply is reverse-translated to the VIP",
             seed: one_backend_tcp,
             steps: vec![
                 step(syn.clone(), TC_ACT_OK, dnat(BE1, 8080)),
-                step(synack, TC_ACT_OK, Expect { saddr: Some(VIP), sport: Some(80), daddr: Some(CLIENT), dport: Some(40000), ..Expect::default() }),
+                step(
+                    synack,
+                    TC_ACT_OK,
+                    Expect {
+                        saddr: Some(VIP),
+                        sport: Some(80),
+                        daddr: Some(CLIENT),
+                        dport: Some(40000),
+                        ..Expect::default()
+                    },
+                ),
                 step(Pkt::tcp(CLIENT, 40000, VIP, 80, ACK).build(), TC_ACT_OK, dnat(BE1, 8080)),
             ],
         },
@@ -288,7 +326,11 @@ fn rows() -> Vec<Row> {
         Row {
             name: "udp without checksum keeps a zero checksum",
             seed: one_backend_udp,
-            steps: vec![step(udp_zero.build(), TC_ACT_OK, Expect { daddr: Some(BE1), dport: Some(5353), ..Expect::default() })],
+            steps: vec![step(
+                udp_zero.build(),
+                TC_ACT_OK,
+                Expect { daddr: Some(BE1), dport: Some(5353), ..Expect::default() },
+            )],
         },
         Row {
             name: "ipv4 options are skipped correctly",
@@ -299,9 +341,21 @@ fn rows() -> Vec<Row> {
             name: "miss: not a service, untouched",
             seed: one_backend_tcp,
             steps: vec![
-                step(Pkt::tcp(CLIENT, 40000, BE1, 8080, SYN).build(), TC_ACT_OK, Expect { untouched: true, ..Expect::default() }),
-                step(Pkt::tcp(CLIENT, 40000, VIP, 81, SYN).build(), TC_ACT_OK, Expect { untouched: true, ..Expect::default() }),
-                step(Pkt::udp(CLIENT, 40000, VIP, 80, b"x").build(), TC_ACT_OK, Expect { untouched: true, ..Expect::default() }),
+                step(
+                    Pkt::tcp(CLIENT, 40000, BE1, 8080, SYN).build(),
+                    TC_ACT_OK,
+                    Expect { untouched: true, ..Expect::default() },
+                ),
+                step(
+                    Pkt::tcp(CLIENT, 40000, VIP, 81, SYN).build(),
+                    TC_ACT_OK,
+                    Expect { untouched: true, ..Expect::default() },
+                ),
+                step(
+                    Pkt::udp(CLIENT, 40000, VIP, 80, b"x").build(),
+                    TC_ACT_OK,
+                    Expect { untouched: true, ..Expect::default() },
+                ),
                 step(arp, TC_ACT_OK, Expect { untouched: true, ..Expect::default() }),
             ],
         },
@@ -310,7 +364,8 @@ fn rows() -> Vec<Row> {
             seed: |f| f.service(1, 9000, SCTP, 0, 0, &[(1, BE1, 9443)]),
             steps: vec![
                 step(
-                    Pkt::new(CLIENT, VIP, L4::Sctp { sport: 40005, dport: 9000, payload: (0..203u8).collect() }).build(),
+                    Pkt::new(CLIENT, VIP, L4::Sctp { sport: 40005, dport: 9000, payload: (0..203u8).collect() })
+                        .build(),
                     TC_ACT_OK,
                     Expect { daddr: Some(BE1), dport: Some(9443), ..Expect::default() },
                 ),
@@ -329,68 +384,97 @@ fn rows() -> Vec<Row> {
         Row {
             name: "no endpoints, tcp syn: RST back out the ingress interface",
             seed: |f| f.service(1, 80, TCP, 0, 0, &[]),
-            steps: vec![step(
-                syn.clone(),
-                TC_ACT_REDIRECT,
-                Expect {
-                    saddr: Some(VIP),
-                    sport: Some(80),
-                    daddr: Some(CLIENT),
-                    dport: Some(40000),
-                    tcp_flags: Some(RST | ACK),
-                    tcp_ack: Some(1001),
-                    reflected: true,
-                    ..Expect::default()
-                },
-            )
-            .drops(&[(DropReason::NoEndpoints, 1)])],
+            steps: vec![
+                step(
+                    syn.clone(),
+                    TC_ACT_REDIRECT,
+                    Expect {
+                        saddr: Some(VIP),
+                        sport: Some(80),
+                        daddr: Some(CLIENT),
+                        dport: Some(40000),
+                        tcp_flags: Some(RST | ACK),
+                        tcp_ack: Some(1001),
+                        reflected: true,
+                        ..Expect::default()
+                    },
+                )
+                .drops(&[(DropReason::NoEndpoints, 1)]),
+            ],
         },
         Row {
             name: "no endpoints, tcp segment with ack and payload: RST with seq = ack",
             seed: |f| f.service(1, 80, TCP, 0, 0, &[]),
-            steps: vec![step(
-                Pkt::new(CLIENT, VIP, L4::Tcp { sport: 40000, dport: 80, seq: 1000, ack: 777, flags: ACK | PSH, payload: b"GET /".to_vec() }).build(),
-                TC_ACT_REDIRECT,
-                Expect { saddr: Some(VIP), daddr: Some(CLIENT), tcp_flags: Some(RST), tcp_seq: Some(777), reflected: true, ..Expect::default() },
-            )
-            .drops(&[(DropReason::NoEndpoints, 1)])],
+            steps: vec![
+                step(
+                    Pkt::new(
+                        CLIENT,
+                        VIP,
+                        L4::Tcp {
+                            sport: 40000,
+                            dport: 80,
+                            seq: 1000,
+                            ack: 777,
+                            flags: ACK | PSH,
+                            payload: b"GET /".to_vec(),
+                        },
+                    )
+                    .build(),
+                    TC_ACT_REDIRECT,
+                    Expect {
+                        saddr: Some(VIP),
+                        daddr: Some(CLIENT),
+                        tcp_flags: Some(RST),
+                        tcp_seq: Some(777),
+                        reflected: true,
+                        ..Expect::default()
+                    },
+                )
+                .drops(&[(DropReason::NoEndpoints, 1)]),
+            ],
         },
         Row {
             name: "no endpoints, tcp rst: dropped, never answered with a reset",
             seed: |f| f.service(1, 80, TCP, 0, 0, &[]),
-            steps: vec![step(Pkt::tcp(CLIENT, 40000, VIP, 80, RST | ACK).build(), TC_ACT_SHOT, Expect::default())
-                .drops(&[(DropReason::NoEndpoints, 1)])],
+            steps: vec![
+                step(Pkt::tcp(CLIENT, 40000, VIP, 80, RST | ACK).build(), TC_ACT_SHOT, Expect::default())
+                    .drops(&[(DropReason::NoEndpoints, 1)]),
+            ],
         },
         Row {
             name: "no endpoints, udp: ICMP port unreachable quoting the original",
             seed: |f| f.service(1, 53, UDP, 0, 0, &[]),
-            steps: vec![step(
-                Pkt::udp(CLIENT, 40001, VIP, 53, b"a query of some length, longer than 8 bytes").build(),
-                TC_ACT_REDIRECT,
-                Expect {
-                    saddr: Some(VIP),
-                    daddr: Some(CLIENT),
-                    icmp: Some((3, 3)),
-                    inner: Some((CLIENT, 40001, VIP, 53)),
-                    reflected: true,
-                    ..Expect::default()
-                },
-            )
-            .drops(&[(DropReason::NoEndpoints, 1)])],
+            steps: vec![
+                step(
+                    Pkt::udp(CLIENT, 40001, VIP, 53, b"a query of some length, longer than 8 bytes").build(),
+                    TC_ACT_REDIRECT,
+                    Expect {
+                        saddr: Some(VIP),
+                        daddr: Some(CLIENT),
+                        icmp: Some((3, 3)),
+                        inner: Some((CLIENT, 40001, VIP, 53)),
+                        reflected: true,
+                        ..Expect::default()
+                    },
+                )
+                .drops(&[(DropReason::NoEndpoints, 1)]),
+            ],
         },
         Row {
             name: "no endpoints, udp with ip options: quote includes the options",
             seed: |f| f.service(1, 53, UDP, 0, 0, &[]),
-            steps: vec![step(
-                {
-                    let mut p = Pkt::udp(CLIENT, 40001, VIP, 53, b"q");
-                    p.options = vec![1, 1, 1, 1, 1, 1, 1, 0];
-                    p.build()
-                },
-                TC_ACT_REDIRECT,
-                Expect { icmp: Some((3, 3)), inner: Some((CLIENT, 40001, VIP, 53)), ..Expect::default() },
-            )
-            .drops(&[(DropReason::NoEndpoints, 1)])],
+            steps: vec![
+                step(
+                    {
+                        let mut p = Pkt::udp(CLIENT, 40001, VIP, 53, b"q");
+                        p.options = vec![1, 1, 1, 1, 1, 1, 1, 0];
+                        p.build()
+                    },
+                    TC_ACT_REDIRECT,
+                    Expect { icmp: Some((3, 3)), inner: Some((CLIENT, 40001, VIP, 53)), ..Expect::default() },
+                )
+                .drops(&[(DropReason::NoEndpoints, 1)]),
+            ],
         },
         Row {
             name: "hairpin: a pod reaching itself is SNATed to the hairpin address, and back",
@@ -399,12 +483,29 @@ fn rows() -> Vec<Row> {
                 step(
                     Pkt::tcp(BE1, 40000, VIP, 80, SYN).build(),
                     TC_ACT_OK,
-                    Expect { saddr: Some(HAIRPIN), daddr: Some(BE1), dport: Some(8080), sport: Some(40000), ..Expect::default() },
+                    Expect {
+                        saddr: Some(HAIRPIN),
+                        daddr: Some(BE1),
+                        dport: Some(8080),
+                        sport: Some(40000),
+                        ..Expect::default()
+                    },
                 ),
                 step(
-                    Pkt::new(BE1, HAIRPIN, L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] }).build(),
+                    Pkt::new(
+                        BE1,
+                        HAIRPIN,
+                        L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] },
+                    )
+                    .build(),
                     TC_ACT_OK,
-                    Expect { saddr: Some(VIP), sport: Some(80), daddr: Some(BE1), dport: Some(40000), ..Expect::default() },
+                    Expect {
+                        saddr: Some(VIP),
+                        sport: Some(80),
+                        daddr: Some(BE1),
+                        dport: Some(40000),
+                        ..Expect::default()
+                    },
                 ),
                 step(
                     Pkt::tcp(BE1, 40000, VIP, 80, ACK).build(),
@@ -419,9 +520,21 @@ fn rows() -> Vec<Row> {
             steps: vec![
                 step(syn.clone(), TC_ACT_OK, dnat(BE1, 8080)),
                 step(
-                    Pkt::new(CLIENT, VIP, L4::Tcp { sport: 40000, dport: 80, seq: 1001, ack: 7001, flags: ACK, payload: vec![] }).build(),
+                    Pkt::new(
+                        CLIENT,
+                        VIP,
+                        L4::Tcp { sport: 40000, dport: 80, seq: 1001, ack: 7001, flags: ACK, payload: vec![] },
+                    )
+                    .build(),
                     TC_ACT_REDIRECT,
-                    Expect { saddr: Some(VIP), daddr: Some(CLIENT), tcp_flags: Some(RST), tcp_seq: Some(7001), reflected: true, ..Expect::default() },
+                    Expect {
+                        saddr: Some(VIP),
+                        daddr: Some(CLIENT),
+                        tcp_flags: Some(RST),
+                        tcp_seq: Some(7001),
+                        reflected: true,
+                        ..Expect::default()
+                    },
                 )
                 .before(|f| {
                     // The endpoint leaves: backend 1 is replaced by backend 2 in slot 1.
@@ -437,24 +550,46 @@ fn rows() -> Vec<Row> {
             name: "backend gone, udp: the flow is re-balanced, not left pinned",
             seed: one_backend_udp,
             steps: vec![
-                step(Pkt::udp(CLIENT, 40001, VIP, 53, b"q1").build(), TC_ACT_OK, Expect { daddr: Some(BE1), ..Expect::default() }),
-                step(Pkt::udp(CLIENT, 40001, VIP, 53, b"q2").build(), TC_ACT_OK, Expect { daddr: Some(BE2), dport: Some(5353), ..Expect::default() })
-                    .before(|f| {
-                        f.be.delete(&backend_id_key(1)).expect("delete backend");
-                        f.service(1, 53, UDP, 0, 0, &[(2, BE2, 5353)]);
-                    }),
-                step(Pkt::udp(BE2, 5353, CLIENT, 40001, b"a").build(), TC_ACT_OK, Expect { saddr: Some(VIP), sport: Some(53), ..Expect::default() }),
+                step(
+                    Pkt::udp(CLIENT, 40001, VIP, 53, b"q1").build(),
+                    TC_ACT_OK,
+                    Expect { daddr: Some(BE1), ..Expect::default() },
+                ),
+                step(
+                    Pkt::udp(CLIENT, 40001, VIP, 53, b"q2").build(),
+                    TC_ACT_OK,
+                    Expect { daddr: Some(BE2), dport: Some(5353), ..Expect::default() },
+                )
+                .before(|f| {
+                    f.be.delete(&backend_id_key(1)).expect("delete backend");
+                    f.service(1, 53, UDP, 0, 0, &[(2, BE2, 5353)]);
+                }),
+                step(
+                    Pkt::udp(BE2, 5353, CLIENT, 40001, b"a").build(),
+                    TC_ACT_OK,
+                    Expect { saddr: Some(VIP), sport: Some(53), ..Expect::default() },
+                ),
             ],
         },
         Row {
             name: "icmp port unreachable from the backend is translated back to the VIP",
             seed: one_backend_udp,
             steps: vec![
-                step(Pkt::udp(CLIENT, 40001, VIP, 53, b"q").build(), TC_ACT_OK, Expect { daddr: Some(BE1), ..Expect::default() }),
+                step(
+                    Pkt::udp(CLIENT, 40001, VIP, 53, b"q").build(),
+                    TC_ACT_OK,
+                    Expect { daddr: Some(BE1), ..Expect::default() },
+                ),
                 step(
                     icmp_error(BE1, CLIENT, 3, 3, &Pkt::udp(CLIENT, 40001, BE1, 5353, b"q")),
                     TC_ACT_OK,
-                    Expect { saddr: Some(VIP), daddr: Some(CLIENT), icmp: Some((3, 3)), inner: Some((CLIENT, 40001, VIP, 53)), ..Expect::default() },
+                    Expect {
+                        saddr: Some(VIP),
+                        daddr: Some(CLIENT),
+                        icmp: Some((3, 3)),
+                        inner: Some((CLIENT, 40001, VIP, 53)),
+                        ..Expect::default()
+                    },
                 ),
             ],
         },
@@ -466,7 +601,13 @@ fn rows() -> Vec<Row> {
                 step(
                     icmp_error(ROUTER, CLIENT, 3, 4, &Pkt::tcp(CLIENT, 40000, BE1, 8080, ACK)),
                     TC_ACT_OK,
-                    Expect { saddr: Some(ROUTER), daddr: Some(CLIENT), icmp: Some((3, 4)), inner: Some((CLIENT, 40000, VIP, 80)), ..Expect::default() },
+                    Expect {
+                        saddr: Some(ROUTER),
+                        daddr: Some(CLIENT),
+                        icmp: Some((3, 4)),
+                        inner: Some((CLIENT, 40000, VIP, 80)),
+                        ..Expect::default()
+                    },
                 ),
             ],
         },
@@ -474,11 +615,21 @@ fn rows() -> Vec<Row> {
             name: "icmp error from the client about a reply goes to the backend",
             seed: one_backend_udp,
             steps: vec![
-                step(Pkt::udp(CLIENT, 40001, VIP, 53, b"q").build(), TC_ACT_OK, Expect { daddr: Some(BE1), ..Expect::default() }),
+                step(
+                    Pkt::udp(CLIENT, 40001, VIP, 53, b"q").build(),
+                    TC_ACT_OK,
+                    Expect { daddr: Some(BE1), ..Expect::default() },
+                ),
                 step(
                     icmp_error(CLIENT, VIP, 3, 3, &Pkt::udp(VIP, 53, CLIENT, 40001, b"a")),
                     TC_ACT_OK,
-                    Expect { saddr: Some(CLIENT), daddr: Some(BE1), icmp: Some((3, 3)), inner: Some((BE1, 5353, CLIENT, 40001)), ..Expect::default() },
+                    Expect {
+                        saddr: Some(CLIENT),
+                        daddr: Some(BE1),
+                        icmp: Some((3, 3)),
+                        inner: Some((BE1, 5353, CLIENT, 40001)),
+                        ..Expect::default()
+                    },
                 ),
             ],
         },
@@ -494,16 +645,18 @@ fn rows() -> Vec<Row> {
         Row {
             name: "truncated IPv4 header is dropped as malformed",
             seed: one_backend_tcp,
-            steps: vec![step(
-                {
-                    let mut b = syn.clone();
-                    b[14] = 0x44; // ihl 4 < 5
-                    b
-                },
-                TC_ACT_SHOT,
-                Expect::default(),
-            )
-            .drops(&[(DropReason::Malformed, 1)])],
+            steps: vec![
+                step(
+                    {
+                        let mut b = syn.clone();
+                        b[14] = 0x44; // ihl 4 < 5
+                        b
+                    },
+                    TC_ACT_SHOT,
+                    Expect::default(),
+                )
+                .drops(&[(DropReason::Malformed, 1)]),
+            ],
         },
     ]
 }
@@ -566,7 +719,9 @@ fn affinity_pins_a_client_until_its_backend_leaves() {
     let (slot, _) = FOUR.iter().enumerate().find(|(_, b)| b.1 == first).expect("first is one of FOUR");
     let k = SvcKey::new(VIP, 80, TCP, SCOPE_CLUSTER, slot as u16 + 1);
     f.backend(9, Ipv4Addr::new(198, 18, 1, 99), 8080, TCP);
-    f.svc.update(&k.to_bytes(), &SvcValue { backend_id: 9, ..SvcValue::default() }.to_bytes(), MapFlags::ANY).expect("slot");
+    f.svc
+        .update(&k.to_bytes(), &SvcValue { backend_id: 9, ..SvcValue::default() }.to_bytes(), MapFlags::ANY)
+        .expect("slot");
     let moved = syn_daddr(&f, CLIENT, 44000);
     assert_ne!(moved, first, "affinity must not follow a backend that left its slot");
     for i in 1..8 {
@@ -619,7 +774,11 @@ fn reply_tuple_clash_remaps_the_client_port() {
     assert!(p2.ip_csum_ok && p2.l4_csum_ok());
     // Replies go back to the right ClusterIP and the client's real port.
     for (port, want) in [(40000, VIP), (alt, vip2)] {
-        let r = Pkt::new(BE1, CLIENT, L4::Tcp { sport: 8080, dport: port, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] });
+        let r = Pkt::new(
+            BE1,
+            CLIENT,
+            L4::Tcp { sport: 8080, dport: port, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] },
+        );
         let (ret, out) = f.run(&r.build());
         assert_eq!(ret, TC_ACT_OK);
         let p = Parsed::parse(&out);
@@ -654,7 +813,12 @@ fn with_policy_on_flows_are_tracked_and_still_translated() {
     need_root!();
     let f = Fixture::new();
     let cfg = object_map(&f.obj, "ep_cfg_v1").expect("cfg");
-    let c = Config { hairpin_addr: HAIRPIN.octets(), policy_epoch: 1, flags: edgeplane::maps::layout::CFG_F_POLICY, _pad0: 0 };
+    let c = Config {
+        hairpin_addr: HAIRPIN.octets(),
+        policy_epoch: 1,
+        flags: edgeplane::maps::layout::CFG_F_POLICY,
+        _pad0: 0,
+    };
     cfg.update(&0u32.to_ne_bytes(), &c.to_bytes(), MapFlags::ANY).expect("cfg");
     f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
     let (ret, out) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
@@ -667,7 +831,8 @@ fn with_policy_on_flows_are_tracked_and_still_translated() {
     assert!(f.ct_has(ct_key(CLIENT, 40001, BE2, 7000, UDP, CT_DIR_FORWARD)));
     assert!(f.ct_has(ct_key(BE2, 7000, CLIENT, 40001, UDP, CT_DIR_REPLY)));
     // ICMP echo is tracked by its id; the echo reply is recognised.
-    let echo = Pkt::new(CLIENT, BE2, L4::Icmp { typ: 8, code: 0, rest: [0x12, 0x34, 0, 1], payload: vec![0; 8] }).build();
+    let echo =
+        Pkt::new(CLIENT, BE2, L4::Icmp { typ: 8, code: 0, rest: [0x12, 0x34, 0, 1], payload: vec![0; 8] }).build();
     assert_eq!(f.run(&echo).0, TC_ACT_OK);
     assert!(f.ct_has(ct_key(CLIENT, 0x1234, BE2, 0x1234, ICMP, CT_DIR_FORWARD)));
 }
@@ -681,13 +846,21 @@ fn a_closed_flow_frees_its_tuple_for_reuse() {
     f.service_at(vip2, 2, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
     f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
     // The backend closes the first connection (FIN): its tuple becomes reusable.
-    let fin = Pkt::new(BE1, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 9, ack: 1001, flags: FIN | ACK, payload: vec![] });
+    let fin = Pkt::new(
+        BE1,
+        CLIENT,
+        L4::Tcp { sport: 8080, dport: 40000, seq: 9, ack: 1001, flags: FIN | ACK, payload: vec![] },
+    );
     let (_, out) = f.run(&fin.build());
     assert_eq!(Parsed::parse(&out).saddr, VIP, "FIN still reverse-translated");
     // The same client port towards another ClusterIP on that backend keeps its port.
     let (_, o2) = f.run(&Pkt::tcp(CLIENT, 40000, vip2, 80, SYN).build());
     assert_eq!(Parsed::parse(&o2).sport(), 40000, "no remap needed: the old flow is closed");
-    let reply = Pkt::new(BE1, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] });
+    let reply = Pkt::new(
+        BE1,
+        CLIENT,
+        L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: SYN | ACK, payload: vec![] },
+    );
     let (_, o3) = f.run(&reply.build());
     assert_eq!(Parsed::parse(&o3).saddr, vip2, "replies now belong to the new flow");
     // A new SYN on the first (closed) tuple is balanced afresh and must not steal the live flow's tuple.
@@ -721,12 +894,19 @@ fn per_packet_cost() {
     let ack = Pkt::tcp(CLIENT, 40000, VIP, 80, ACK).build();
     let (_, out) = f.run(&ack);
     let be = Parsed::parse(&out).daddr;
-    let reply = Pkt::new(be, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: ACK, payload: vec![] }).build();
+    let reply =
+        Pkt::new(be, CLIENT, L4::Tcp { sport: 8080, dport: 40000, seq: 1, ack: 1001, flags: ACK, payload: vec![] })
+            .build();
     let miss = Pkt::tcp(CLIENT, 40000, BE1, 9999, ACK).build();
     let prog = f.obj.progs_mut().find(|p| p.name() == datapath::TC_PROG).expect("program");
-    for (name, pkt) in [("established forward (ct hit + backend check + DNAT)", &ack), ("reply (rev-NAT)", &reply), ("not a service (3 lookups, untouched)", &miss)] {
+    for (name, pkt) in [
+        ("established forward (ct hit + backend check + DNAT)", &ack),
+        ("reply (rev-NAT)", &reply),
+        ("not a service (3 lookups, untouched)", &miss),
+    ] {
         let mut out = vec![0u8; 256];
-        let inp = ProgramInput { data_in: Some(pkt), data_out: Some(&mut out), repeat: 1_000_000, ..Default::default() };
+        let inp =
+            ProgramInput { data_in: Some(pkt), data_out: Some(&mut out), repeat: 1_000_000, ..Default::default() };
         let o = prog.test_run(inp).expect("test_run");
         println!("{name}: {} ns/packet", o.duration.as_nanos());
     }

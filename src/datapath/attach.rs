@@ -190,11 +190,8 @@ fn attach_clsact(prog: &Program<'_>, links_dir: &Path, ifname: &str, ifidx: u32)
 /// Remove our cls_bpf filter from `ifname` (if it still exists) and the marker pin.
 pub fn detach_clsact(marker: &Path, ifname: &str) {
     if let (Some(idx), Ok(fd)) = (ifindex(ifname), obj_get(marker)) {
-        let mut hook = TcHookBuilder::new(fd.as_fd())
-            .ifindex(idx as i32)
-            .handle(TC_HANDLE)
-            .priority(TC_PRIORITY)
-            .hook(TC_INGRESS);
+        let mut hook =
+            TcHookBuilder::new(fd.as_fd()).ifindex(idx as i32).handle(TC_HANDLE).priority(TC_PRIORITY).hook(TC_INGRESS);
         if let Err(e) = hook.detach() {
             log::warn!("removing cls_bpf filter from {ifname}: {e}");
         }

@@ -129,13 +129,15 @@ fn for_each_iter(
     loop {
         let prev_ptr = prev.as_ref().map_or(std::ptr::null(), |p| p.as_ptr());
         // SAFETY: key buffers have key_size bytes.
-        let ret = unsafe { libbpf_sys::bpf_map_get_next_key(fd.as_raw_fd(), prev_ptr.cast(), next.as_mut_ptr().cast()) };
+        let ret =
+            unsafe { libbpf_sys::bpf_map_get_next_key(fd.as_raw_fd(), prev_ptr.cast(), next.as_mut_ptr().cast()) };
         if ret < 0 {
             let e = last_errno(ret);
             return if e == libc::ENOENT { Ok(()) } else { Err(io::Error::from_raw_os_error(e)) };
         }
         // SAFETY: value buffer has value_size bytes.
-        let ret = unsafe { libbpf_sys::bpf_map_lookup_elem(fd.as_raw_fd(), next.as_ptr().cast(), value.as_mut_ptr().cast()) };
+        let ret =
+            unsafe { libbpf_sys::bpf_map_lookup_elem(fd.as_raw_fd(), next.as_ptr().cast(), value.as_mut_ptr().cast()) };
         if ret == 0 {
             f(&next, &value);
         }
@@ -147,7 +149,12 @@ fn for_each_iter(
 pub fn update(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<(), i32> {
     // SAFETY: the kernel reads key_size/value_size bytes; callers pass exact sizes.
     let ret = unsafe {
-        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), key.as_ptr().cast(), value.as_ptr().cast(), libbpf_sys::BPF_ANY as u64)
+        libbpf_sys::bpf_map_update_elem(
+            fd.as_raw_fd(),
+            key.as_ptr().cast(),
+            value.as_ptr().cast(),
+            libbpf_sys::BPF_ANY as u64,
+        )
     };
     if ret < 0 { Err(last_errno(ret)) } else { Ok(()) }
 }
@@ -236,8 +243,12 @@ impl MapBackend for PinnedMaps {
 
     fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
         self.check_sizes("delete", map, key, None)?;
-        delete(self.handle(map)?.as_fd(), key)
-            .map_err(|e| MapError::Op { op: "delete", map, key: render_key(map, key), reason: errno_name(e) })
+        delete(self.handle(map)?.as_fd(), key).map_err(|e| MapError::Op {
+            op: "delete",
+            map,
+            key: render_key(map, key),
+            reason: errno_name(e),
+        })
     }
 
     fn capacity(&self, map: MapId) -> usize {

@@ -31,8 +31,7 @@ pub use attach::{TcMode, glob_match, interfaces};
 pub use mapio::{PinnedMaps, errno_name};
 pub use netlink::LinkEvents;
 pub use status::{
-    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, read_status, recent_drops,
-    reset,
+    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, read_status, recent_drops, reset,
 };
 
 /// Generated skeletons; the `types` modules are the BTF-derived Rust layouts
@@ -202,12 +201,7 @@ fn check_compatible(
 }
 
 /// Open an object, reuse compatible pinned maps (or maps of `share`), load it.
-fn load_object(
-    bytes: &[u8],
-    state_dir: &Path,
-    caps: &Capacities,
-    share: Option<&Object>,
-) -> Result<Object> {
+fn load_object(bytes: &[u8], state_dir: &Path, caps: &Capacities, share: Option<&Object>) -> Result<Object> {
     let mut open: OpenObject = ObjectBuilder::default().open_memory(bytes).context("opening BPF object")?;
     for mut m in open.maps_mut() {
         let name = m.name().to_string_lossy().into_owned();

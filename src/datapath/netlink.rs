@@ -18,7 +18,11 @@ impl LinkEvents {
     pub fn new() -> Result<LinkEvents> {
         // SAFETY: plain socket(2); the fd is owned right away.
         let fd = unsafe {
-            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::NETLINK_ROUTE)
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
         };
         if fd < 0 {
             return Err(std::io::Error::last_os_error().into());

@@ -156,10 +156,20 @@ pub fn read_status(state_dir: &Path) -> Result<Status> {
             fill_percent: m.fill_percent.unwrap_or(0.0),
             flows_created: created,
             flows_deleted: deleted,
-            evictions_estimate: (created * 2).saturating_sub(deleted * 2).saturating_sub(reused).saturating_sub(entries),
+            evictions_estimate: (created * 2)
+                .saturating_sub(deleted * 2)
+                .saturating_sub(reused)
+                .saturating_sub(entries),
         }
     });
-    Ok(Status { state_dir: state_dir.display().to_string(), maps, drops, stats, conntrack, links: read_links(state_dir) })
+    Ok(Status {
+        state_dir: state_dir.display().to_string(),
+        maps,
+        drops,
+        stats,
+        conntrack,
+        links: read_links(state_dir),
+    })
 }
 
 fn read_links(state_dir: &Path) -> Vec<LinkStatus> {

@@ -347,8 +347,7 @@ pub fn ask_from_cgroup(ns: &NetNs, cgroup: &Cgroup, entry: &str, mode: &str, to:
     let procs = std::ffi::CString::new(cgroup.path.join("cgroup.procs").as_os_str().as_encoded_bytes()).expect("path");
     let netns = std::ffi::CString::new(ns.path().as_os_str().as_encoded_bytes()).expect("path");
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", entry, "--nocapture", "--test-threads", "1", "-q"])
-        .env(CLIENT_ENV, format!("{mode} {to}"));
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads", "1", "-q"]).env(CLIENT_ENV, format!("{mode} {to}"));
     // SAFETY: only async-signal-safe syscalls (open/write/close/setns) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -63,12 +63,36 @@ fn pseudo(saddr: Ipv4Addr, daddr: Ipv4Addr, proto: u8, len: usize) -> u32 {
 
 #[derive(Debug, Clone)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: Vec<u8> },
-    Udp { sport: u16, dport: u16, payload: Vec<u8>, zero_csum: bool },
-    Sctp { sport: u16, dport: u16, payload: Vec<u8> },
-    Icmp { typ: u8, code: u8, rest: [u8; 4], payload: Vec<u8> },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: Vec<u8>,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+        payload: Vec<u8>,
+        zero_csum: bool,
+    },
+    Sctp {
+        sport: u16,
+        dport: u16,
+        payload: Vec<u8>,
+    },
+    Icmp {
+        typ: u8,
+        code: u8,
+        rest: [u8; 4],
+        payload: Vec<u8>,
+    },
     /// Already-built L4 bytes (a non-first fragment's slice of a datagram).
-    Raw { proto: u8, bytes: Vec<u8> },
+    Raw {
+        proto: u8,
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +115,11 @@ impl Pkt {
     }
 
     pub fn tcp(saddr: Ipv4Addr, sport: u16, daddr: Ipv4Addr, dport: u16, flags: u8) -> Pkt {
-        Pkt::new(saddr, daddr, L4::Tcp { sport, dport, seq: 1000, ack: if flags & ACK != 0 { 5000 } else { 0 }, flags, payload: vec![] })
+        Pkt::new(
+            saddr,
+            daddr,
+            L4::Tcp { sport, dport, seq: 1000, ack: if flags & ACK != 0 { 5000 } else { 0 }, flags, payload: vec![] },
+        )
     }
 
     pub fn udp(saddr: Ipv4Addr, sport: u16, daddr: Ipv4Addr, dport: u16, payload: &[u8]) -> Pkt {
@@ -280,7 +308,9 @@ impl Parsed {
     pub fn l4_csum_ok(&self) -> bool {
         match self.proto {
             TCP => fold(sum16(&self.l4, pseudo(self.saddr, self.daddr, TCP, self.l4.len()))) == 0,
-            UDP => self.udp_csum() == 0 || fold(sum16(&self.l4, pseudo(self.saddr, self.daddr, UDP, self.l4.len()))) == 0,
+            UDP => {
+                self.udp_csum() == 0 || fold(sum16(&self.l4, pseudo(self.saddr, self.daddr, UDP, self.l4.len()))) == 0
+            }
             ICMP => fold(sum16(&self.l4, 0)) == 0,
             SCTP => {
                 let mut z = self.l4.clone();
