@@ -555,7 +555,8 @@ pub fn status(settings: &Settings, json: bool) -> u8 {
 /// `edgeplane drops`
 pub fn drops(settings: &Settings, json: bool, count: usize) -> u8 {
     match datapath::recent_drops(&settings.state_dir, count) {
-        Ok(events) => {
+        Ok(mut events) => {
+            name_endpoints(settings, &mut events);
             if json {
                 match serde_json::to_string_pretty(&events) {
                     Ok(s) => println!("{s}"),
@@ -577,6 +578,21 @@ pub fn drops(settings: &Settings, json: bool, count: usize) -> u8 {
             eprintln!("error: {e:#}");
             2
         }
+    }
+}
+
+/// Names the pods behind policy drops' endpoint ids, from the config dir and
+/// the pinned ep_lep_v1, when both are readable (best effort: ids stay).
+fn name_endpoints(settings: &Settings, events: &mut [datapath::DropEvent]) {
+    if !events.iter().any(|e| e.endpoint != 0) {
+        return;
+    }
+    let Ok(loaded) = model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits(settings)) else { return };
+    let Ok(Some(maps)) = datapath::open_pinned_maps(&settings.state_dir) else { return };
+    let Ok(lep) = maps.dump(MapId::LocalEndpoints) else { return };
+    let names = compile_policy::endpoint_names(&loaded.cluster, &lep);
+    for e in events.iter_mut() {
+        e.pod = names.get(&e.endpoint).cloned();
     }
 }
 

@@ -224,6 +224,7 @@ fn upstream_policy_matrix() {
         .unwrap_or_else(|| panic!("a drop event y/a -> x/a udp/81: {drops}"));
     assert_eq!(ev["direction"], "ingress");
     assert_ne!(ev["endpoint"], 0);
+    assert_eq!(ev["pod"], "x/a", "the denying endpoint is named by its pod");
     // The node itself still reaches the isolated pods (kubelet probes).
     let probe = m.node.within(|| tcp_ask(SocketAddrV4::new(xyz_ip("x", "a"), 80), PROBE_TIMEOUT).is_ok());
     assert!(probe, "node -> x/a must stay allowed under default deny");

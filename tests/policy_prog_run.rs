@@ -396,7 +396,6 @@ fn icmp_does_not_bypass_policy() {
 }
 
 #[test]
-#[ignore = "needs bpf/lib/parse.h to return EP_CONTINUE (not EP_ACT_PASS) for other IP protocols; see bpf/lib/policy.h"]
 fn other_ip_protocols_do_not_bypass_policy() {
     need_root!();
     let f = Fixture::new(&cluster());

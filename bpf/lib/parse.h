@@ -89,7 +89,8 @@ static __always_inline int ep_parse(struct __sk_buff *skb, struct ep_ctx *ctx)
 		l4_len = 8;
 		break;
 	default:
-		return EP_ACT_PASS;
+		/* No ports to parse, but policy still judges it (ep_process). */
+		return EP_CONTINUE;
 	}
 	if (ep_ensure_linear(skb, ETH_HLEN + ihl + l4_len))
 		return -EP_DROP_MALFORMED;

@@ -262,6 +262,9 @@ pub struct DropEvent {
     pub direction: &'static str,
     pub ifindex: u32,
     pub endpoint: u32,
+    /// `namespace/name` of the endpoint's pod, when the caller could resolve it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 impl fmt::Display for DropEvent {
@@ -273,6 +276,9 @@ impl fmt::Display for DropEvent {
         )?;
         if self.reason.starts_with("policy") {
             write!(f, "  {} endpoint {}", self.direction, self.endpoint)?;
+            if let Some(pod) = &self.pod {
+                write!(f, " ({pod})")?;
+            }
         }
         Ok(())
     }
@@ -312,6 +318,7 @@ pub fn recent_drops(state_dir: &Path, n: usize) -> Result<Vec<DropEvent>> {
             direction: if v[22] == 1 { "egress" } else { "ingress" },
             ifindex: u32::from_ne_bytes(v[24..28].try_into().unwrap_or_default()),
             endpoint: u32::from_ne_bytes(v[28..32].try_into().unwrap_or_default()),
+            pod: None,
         });
     }
     out.sort_by_key(|e| std::cmp::Reverse(e.ts_ns));
