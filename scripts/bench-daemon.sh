@@ -80,6 +80,7 @@ DAEMON=$!
 t1=$(wait_applied 1) || { cat "$WORK/daemon.log" >&2; exit 1; }
 full_ms=$(pass_ms 1)
 full_wall=$(python3 -c "print(round(($t1 - $t0) * 1000, 1))")
+sleep 1  # idle: the pass has freed and trimmed its working memory
 rss_full=$(rss)
 ep_log "full apply: pass ${full_ms} ms, start to applied ${full_wall} ms; $rss_full"
 
@@ -97,6 +98,7 @@ mv "$WORK/next.yaml" "$WORK/cfg/endpointslices.yaml"
 c1=$(wait_applied 2) || { cat "$WORK/daemon.log" >&2; exit 1; }
 change_ms=$(pass_ms 2)
 change_wall=$(python3 -c "print(round(($c1 - $c0) * 1000, 1))")
+sleep 1
 rss_change=$(rss)
 ep_log "one endpoint change: pass ${change_ms} ms, rename to applied ${change_wall} ms; $rss_change"
 grep -E ' applied|^applied' "$WORK/daemon.log" | sed -n 2p >&2

@@ -7,31 +7,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::datapath::Capacities;
 use crate::diag::Diagnostic;
 use crate::parse::yaml::{self, Node, Value};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/edgeplane/edgeplane.yaml";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/edgeplane/config.d";
 pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/edgeplane";
-
-/// Capacities (max_entries) of the pinned maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapSizes {
-    /// ep_svc_v1 entries: one per service frontend plus one per backend slot.
-    pub services: u32,
-    pub backends: u32,
-    pub conntrack: u32,
-    pub affinity: u32,
-    pub sknat: u32,
-}
-
-impl Default for MapSizes {
-    fn default() -> Self {
-        // bpf/edgeplane.h EP_DEFAULT_*: 100k services with several endpoints each,
-        // 1M conntrack entries.
-        MapSizes { services: 1_048_576, backends: 262_144, conntrack: 1_048_576, affinity: 65_536, sknat: 65_536 }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -44,7 +26,7 @@ pub struct Settings {
     pub hairpin_address: Ipv4Addr,
     pub max_file_size: u64,
     pub resync_interval: Duration,
-    pub maps: MapSizes,
+    pub maps: Capacities,
 }
 
 impl Default for Settings {
@@ -61,7 +43,7 @@ impl Default for Settings {
             hairpin_address: Ipv4Addr::new(169, 254, 42, 1),
             max_file_size: 64 << 20,
             resync_interval: Duration::from_secs(60),
-            maps: MapSizes::default(),
+            maps: Capacities::default(),
         }
     }
 }
@@ -110,7 +92,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-fn apply_maps(sizes: &mut MapSizes, node: &Node, errors: &mut Vec<Diagnostic>) {
+fn apply_maps(sizes: &mut Capacities, node: &Node, errors: &mut Vec<Diagnostic>) {
     let Some(entries) = node.as_map() else {
         errors.push(err(node, "maps", format!("expected a mapping, found {}", node.describe())));
         return;
@@ -123,11 +105,16 @@ fn apply_maps(sizes: &mut MapSizes, node: &Node, errors: &mut Vec<Diagnostic>) {
             "conntrack" => &mut sizes.conntrack,
             "affinity" => &mut sizes.affinity,
             "sknat" => &mut sizes.sknat,
+            "policy-rules" => &mut sizes.policy_rules,
+            "identities" => &mut sizes.identities,
+            "policy-endpoints" => &mut sizes.policy_endpoints,
             _ => {
                 errors.push(err(
                     key,
                     &format!("maps.{name}"),
-                    "unknown map (expected services, backends, conntrack, affinity or sknat)".into(),
+                    "unknown map (expected services, backends, conntrack, affinity, sknat, policy-rules, \
+                     identities or policy-endpoints)"
+                        .into(),
                 ));
                 continue;
             }

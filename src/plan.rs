@@ -169,8 +169,9 @@ fn setting_name(map: MapId) -> &'static str {
     match map {
         MapId::Services => "services",
         MapId::Backends => "backends",
-        #[allow(unreachable_patterns)]
-        _ => "policy",
+        MapId::PolicyAllow => "policy-rules",
+        MapId::Identities => "identities",
+        MapId::LocalEndpoints => "policy-endpoints",
     }
 }
 

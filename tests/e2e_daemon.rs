@@ -137,3 +137,24 @@ fn interfaces_that_appear_later_are_attached() {
     eprintln!("new interface attached and translating after {:?}", start.elapsed());
     assert_eq!(a.client_peer, vip(80).into(), "the new pod sees the ClusterIP");
 }
+
+#[test]
+fn drift_in_the_live_maps_is_repaired_and_logged() {
+    need_root!();
+    let t = Topo::new(2, true);
+    write_dir(&t, &[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
+    let mut d = Daemon::spawn(t.edgeplane("run"));
+    d.wait_for("running:");
+    // Someone deletes the service's slot 0 behind the daemon's back: the VIP stops translating.
+    let mut maps = edgeplane::datapath::open_pinned_maps(&t.state.path).expect("open").expect("pinned");
+    use edgeplane::maps::MapBackend;
+    let slot0 = edgeplane::maps::layout::SvcKey::new(VIP, 80, 6, 0, 0).to_bytes();
+    maps.delete(edgeplane::maps::MapId::Services, &slot0).expect("delete slot 0");
+    assert!(!last_plan_line(&t).starts_with("plan: 0 step"), "the drift is visible to plan");
+    // A resync (SIGHUP forces one; the timer does the same every resync-interval-seconds).
+    // SAFETY: a signal to our own child, by pid.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+    d.wait_for("repaired drift in the live maps");
+    assert_eq!(last_plan_line(&t), "plan: 0 step(s): no changes");
+    assert!(t.ask("tcp", vip(80)).expect("translates again").server.starts_with("be"));
+}

@@ -16,7 +16,7 @@ use edgeplane::maps::layout::{Backend, SCOPE_CLUSTER, SvcKey, SvcValue, backend_
 use edgeplane::maps::{MapBackend, MapId};
 
 fn small() -> Capacities {
-    Capacities { services: 1024, backends: 1024, conntrack: 8192, affinity: 1024, sknat: 1024 }
+    Capacities { services: 1024, backends: 1024, conntrack: 8192, affinity: 1024, sknat: 1024, ..Capacities::default() }
 }
 
 fn settings(state: &StateDir, globs: &[&str]) -> DatapathSettings {

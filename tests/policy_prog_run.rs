@@ -93,7 +93,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(c: &Cluster) -> Fixture {
-        let caps = Capacities { services: 1024, backends: 1024, conntrack: 4096, affinity: 1024, sknat: 1024 };
+        let caps = Capacities { services: 1024, backends: 1024, conntrack: 4096, affinity: 1024, sknat: 1024, ..Capacities::default() };
         let obj = datapath::load_unpinned(&caps).expect("tc object loads (verifier accepts it)");
         let maps = POLICY_MAPS.iter().map(|m| (*m, object_map(&obj, m.pin_name()).expect("policy map"))).collect();
         let node = PolicyNode {

@@ -54,7 +54,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let caps = Capacities { services: 1024, backends: 1024, conntrack: 4096, affinity: 1024, sknat: 1024 };
+        let caps = Capacities { services: 1024, backends: 1024, conntrack: 4096, affinity: 1024, sknat: 1024, ..Capacities::default() };
         let obj = datapath::load_unpinned(&caps).expect("tc object loads (verifier accepts it)");
         let svc = object_map(&obj, "ep_svc_v1").expect("ep_svc_v1");
         let be = object_map(&obj, "ep_be_v1").expect("ep_be_v1");

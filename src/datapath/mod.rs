@@ -66,16 +66,32 @@ pub const MAP_SKNAT: &str = "ep_sknat_v1";
 /// Map sizes (max_entries), from the config file; defaults = EP_DEFAULT_* in edgeplane.h.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capacities {
+    /// ep_svc_v1: one entry per service frontend plus one per backend slot.
     pub services: u32,
     pub backends: u32,
     pub conntrack: u32,
     pub affinity: u32,
     pub sknat: u32,
+    /// ep_pol_v1 allow entries.
+    pub policy_rules: u32,
+    /// ep_ident_v1 prefixes (pod addresses and ipBlock prefixes).
+    pub identities: u32,
+    /// ep_lep_v1: local pods that a policy isolates.
+    pub policy_endpoints: u32,
 }
 
 impl Default for Capacities {
     fn default() -> Self {
-        Capacities { services: 1_048_576, backends: 262_144, conntrack: 1_048_576, affinity: 65_536, sknat: 65_536 }
+        Capacities {
+            services: 1_048_576,
+            backends: 262_144,
+            conntrack: 1_048_576,
+            affinity: 65_536,
+            sknat: 65_536,
+            policy_rules: 1_048_576,
+            identities: 262_144,
+            policy_endpoints: 65_536,
+        }
     }
 }
 
@@ -87,6 +103,9 @@ impl Capacities {
             MAP_CT => Some(self.conntrack),
             MAP_AFF => Some(self.affinity),
             MAP_SKNAT => Some(self.sknat),
+            "ep_pol_v1" => Some(self.policy_rules),
+            "ep_ident_v1" => Some(self.identities),
+            "ep_lep_v1" => Some(self.policy_endpoints),
             _ => None,
         }
     }
