@@ -12,48 +12,13 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use edgeplane::compile_policy::{PolicyNode, compile};
-use edgeplane::datapath::{self, Capacities, object_map};
+use edgeplane::datapath::{self, Capacities, PinnedMaps, object_map};
 use edgeplane::maps::fake::FakeMaps;
-use edgeplane::maps::{Entries, MapBackend, MapError, MapId};
+use edgeplane::maps::{Entries, MapBackend, MapId};
 use edgeplane::model::{Cluster, Protocol, SelectorOp};
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use model::*;
 
 const POLICY_MAPS: [MapId; 3] = [MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
-
-struct ObjMaps(BTreeMap<MapId, MapHandle>);
-
-impl MapBackend for ObjMaps {
-    fn dump(&self, map: MapId) -> Result<Entries, MapError> {
-        let h = &self.0[&map];
-        let mut out = Entries::new();
-        for k in h.keys() {
-            if let Some(v) = h.lookup(&k, MapFlags::ANY).map_err(|e| MapError::Dump { map, reason: e.to_string() })? {
-                out.insert(k, v);
-            }
-        }
-        Ok(out)
-    }
-    fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError> {
-        self.0[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op {
-            op: "update",
-            map,
-            key: String::new(),
-            reason: e.to_string(),
-        })
-    }
-    fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
-        self.0[&map].delete(key).map_err(|e| MapError::Op {
-            op: "delete",
-            map,
-            key: String::new(),
-            reason: e.to_string(),
-        })
-    }
-    fn capacity(&self, _map: MapId) -> usize {
-        usize::MAX
-    }
-}
 
 /// 100 namespaces x 100 pods (10 apps x 10 replicas, each pod with a unique
 /// `statefulset.kubernetes.io/pod-name` label), `local_namespaces` of them on
@@ -189,7 +154,7 @@ fn bench_policy_compile_and_apply() {
         if root {
             let obj = datapath::load_unpinned(&Capacities::default()).expect("tc object loads");
             let maps = POLICY_MAPS.iter().map(|m| (*m, object_map(&obj, m.pin_name()).expect("map"))).collect();
-            scenario(local, &mut ObjMaps(maps), "kernel maps");
+            scenario(local, &mut PinnedMaps::new(maps), "kernel maps");
         } else {
             println!("kernel part skipped: needs root");
         }

@@ -10,14 +10,14 @@ mod model;
 #[path = "common/packet.rs"]
 mod packet;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use edgeplane::compile_policy::{PolicyCompiled, PolicyNode, compile};
-use edgeplane::datapath::{self, Capacities, object_map};
+use edgeplane::datapath::{self, Capacities, PinnedMaps, object_map};
 use edgeplane::drop_reason::DropReason;
 use edgeplane::maps::layout::{CFG_F_POLICY, Config, DIR_EGRESS, DIR_INGRESS};
-use edgeplane::maps::{Entries, MapBackend, MapError, MapId};
+use edgeplane::maps::MapId;
 use edgeplane::model::{Cluster, Protocol};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
 use model::*;
@@ -41,48 +41,11 @@ macro_rules! need_root {
     };
 }
 
-/// The three policy maps of a loaded object, as the plan engine's backend.
-struct ObjMaps {
-    maps: BTreeMap<MapId, MapHandle>,
-}
-
-impl MapBackend for ObjMaps {
-    fn dump(&self, map: MapId) -> Result<Entries, MapError> {
-        let h = &self.maps[&map];
-        let mut out = Entries::new();
-        for k in h.keys() {
-            if let Some(v) = h.lookup(&k, MapFlags::ANY).map_err(|e| MapError::Dump { map, reason: e.to_string() })? {
-                out.insert(k, v);
-            }
-        }
-        Ok(out)
-    }
-    fn update(&mut self, map: MapId, key: &[u8], value: &[u8]) -> Result<(), MapError> {
-        self.maps[&map].update(key, value, MapFlags::ANY).map_err(|e| MapError::Op {
-            op: "update",
-            map,
-            key: edgeplane::maps::render_key(map, key),
-            reason: e.to_string(),
-        })
-    }
-    fn delete(&mut self, map: MapId, key: &[u8]) -> Result<(), MapError> {
-        self.maps[&map].delete(key).map_err(|e| MapError::Op {
-            op: "delete",
-            map,
-            key: edgeplane::maps::render_key(map, key),
-            reason: e.to_string(),
-        })
-    }
-    fn capacity(&self, map: MapId) -> usize {
-        self.maps[&map].info().map_or(0, |i| i.info.max_entries as usize)
-    }
-}
-
 const POLICY_MAPS: [MapId; 3] = [MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
 
 struct Fixture {
     obj: Object,
-    pmaps: ObjMaps,
+    pmaps: PinnedMaps,
     cfg: MapHandle,
     drops: MapHandle,
     dropev: MapHandle,
@@ -106,7 +69,7 @@ impl Fixture {
             drops: object_map(&obj, "ep_drops_v1").expect("drops"),
             dropev: object_map(&obj, "ep_dropev_v1").expect("dropev"),
             obj,
-            pmaps: ObjMaps { maps },
+            pmaps: PinnedMaps::new(maps),
             epoch: 41,
             node,
             last: PolicyCompiled::default(),
