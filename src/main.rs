@@ -94,7 +94,7 @@ fn settings(global: &Global) -> Result<Settings, String> {
         default.exists().then_some(default)
     });
     if let Some(path) = file {
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = edgeplane::source::read_settings_file(&path).map_err(|e| e.to_string())?;
         config::apply_file(&mut s, &path.to_string_lossy(), &text)
             .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     }

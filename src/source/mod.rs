@@ -86,6 +86,14 @@ pub enum SourceError {
     Watch(String),
 }
 
+/// Reads the daemon's own settings file (`--config`).
+pub fn read_settings_file(path: &Path) -> Result<String, SourceError> {
+    std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => SourceError::Missing { path: path.display().to_string() },
+        _ => SourceError::Io { path: path.display().to_string(), source },
+    })
+}
+
 /// Reads every `*.yaml`, `*.yml` and `*.json` below each of `dirs`
 /// (recursively, hidden names skipped). A path in `dirs` may also name one
 /// file, which is read whatever its extension.
