@@ -156,7 +156,7 @@ pub fn check_capacity(
     for (map, want) in desired {
         let have = live.get(map).unwrap_or(&empty);
         let new_keys = want.keys().filter(|k| !have.contains_key(*k)).count();
-        let needed = (have.len() + new_keys).max(want.len());
+        let needed = have.len() + new_keys;
         let cap = capacity(*map);
         if needed > cap {
             errors.push(CapacityError { map: *map, needed, capacity: cap, setting: setting_name(*map) });

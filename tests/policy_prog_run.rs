@@ -7,8 +7,7 @@
 
 #[path = "policy_common/model.rs"]
 mod model;
-#[path = "common/packet.rs"]
-mod packet;
+mod common;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,25 +20,11 @@ use edgeplane::maps::MapId;
 use edgeplane::model::{Cluster, Protocol};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
 use model::*;
-use packet::*;
+use common::packet::*;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const HOST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (BPF_PROG_TEST_RUN)");
-            return;
-        }
-    };
-}
 
 const POLICY_MAPS: [MapId; 3] = [MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
 

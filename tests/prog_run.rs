@@ -3,8 +3,7 @@
 //! the verdict, the output packet (addresses, ports, flags, checksums
 //! recomputed here) and the ep_drops_v1 delta.
 
-#[path = "common/packet.rs"]
-mod packet;
+mod common;
 
 use std::net::Ipv4Addr;
 
@@ -15,7 +14,7 @@ use edgeplane::maps::layout::{
     backend_id_key,
 };
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
-use packet::*;
+use common::packet::*;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -29,20 +28,6 @@ const BE3: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 12);
 const BE4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 13);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const HAIRPIN: Ipv4Addr = Ipv4Addr::new(169, 254, 42, 1);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (BPF_PROG_TEST_RUN)");
-            return;
-        }
-    };
-}
 
 struct Fixture {
     obj: Object,
