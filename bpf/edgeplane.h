@@ -179,11 +179,12 @@ struct ep_config {
 	__be32 hairpin_addr;  /* source used when a pod reaches itself via a service */
 	__u32 policy_epoch;   /* bumped on every policy change: cached verdicts expire */
 	__u32 flags;          /* EP_CFG_F_* */
-	__u32 _pad0;
+	__u32 applied_objects; /* userspace only: objects in the last applied input */
 };
 _Static_assert(sizeof(struct ep_config) == 16, "ep_config layout is ABI");
 
 #define EP_CFG_F_POLICY 0x0001  /* NetworkPolicy enforcement enabled */
+#define EP_CFG_F_INPUT_HELD 0x0002  /* userspace only: the latest input was held, not applied */
 
 /* ---- drop reasons: ep_drops_v1 is a per-CPU array indexed by these ------ */
 /* Values are never renumbered; a retired value becomes EP_DROP_RESERVED_<n>. */

@@ -27,6 +27,13 @@ pub struct Settings {
     pub max_file_size: u64,
     pub resync_interval: Duration,
     pub maps: Capacities,
+    /// Input younger than this may still be being written: wait until it has
+    /// been unchanged this long before applying it (0 turns the wait off).
+    pub settle: Duration,
+    /// Apply an input that would remove most of the live state (normally held).
+    pub allow_mass_delete: bool,
+    /// Follow symlinks that leave the config directory (normally refused).
+    pub allow_external_symlinks: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +51,9 @@ impl Default for Settings {
             max_file_size: 64 << 20,
             resync_interval: Duration::from_secs(60),
             maps: Capacities::default(),
+            settle: Duration::from_millis(1000),
+            allow_mass_delete: false,
+            allow_external_symlinks: false,
         }
     }
 }
@@ -81,8 +91,14 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 apply_maps(&mut settings.maps, value, &mut errors);
                 Ok(())
             }
+            "settle-milliseconds" => {
+                number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n))
+            }
+            "allow-mass-delete" => boolean(value).map(|b| settings.allow_mass_delete = b),
+            "allow-external-symlinks" => boolean(value).map(|b| settings.allow_external_symlinks = b),
             _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
-                 host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps)"
+                 host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
+                 settle-milliseconds, allow-mass-delete, allow-external-symlinks)"
                 .to_string()),
         };
         if let Err(msg) = result {
@@ -142,6 +158,13 @@ fn strings(node: &Node) -> Result<Vec<String>, String> {
     }
 }
 
+fn boolean(node: &Node) -> Result<bool, String> {
+    match &node.value {
+        Value::Bool(b) => Ok(*b),
+        _ => Err(format!("expected true or false, found {}", node.describe())),
+    }
+}
+
 fn number(node: &Node, min: u64, max: u64) -> Result<u64, String> {
     match node.as_i64().and_then(|n| u64::try_from(n).ok()) {
         Some(n) if (min..=max).contains(&n) => Ok(n),
@@ -162,6 +185,19 @@ mod tests {
         assert_eq!(s.node_name.as_deref(), Some("edge-1"));
         assert_eq!(s.maps.conntrack, 2_000_000);
         assert_eq!(s.workload_interfaces, vec!["veth*".to_string()]);
+    }
+
+    #[test]
+    fn input_safety_settings() {
+        let mut s = Settings::default();
+        assert_eq!(s.settle, Duration::from_secs(1));
+        assert!(!s.allow_mass_delete && !s.allow_external_symlinks);
+        let text = "settle-milliseconds: 0\nallow-mass-delete: true\nallow-external-symlinks: true\n";
+        apply_file(&mut s, "edgeplane.yaml", text).expect("valid config");
+        assert_eq!(s.settle, Duration::ZERO);
+        assert!(s.allow_mass_delete && s.allow_external_symlinks);
+        let errs = apply_file(&mut s, "e.yaml", "allow-mass-delete: yes please\n").expect_err("not a bool");
+        assert!(errs[0].to_string().contains("expected true or false"), "{}", errs[0]);
     }
 
     #[test]

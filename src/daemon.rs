@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
@@ -21,7 +21,9 @@ use crate::maps::layout::{CFG_F_POLICY, Config};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::model::{self, Loaded};
 use crate::plan::{self, Plan};
-use crate::source::{LoadLimits, WatchEvent, Watcher};
+use crate::guard;
+use crate::maps::layout::CFG_F_INPUT_HELD;
+use crate::source::{self, LoadLimits, Snapshot, SourceError, WatchEvent, Watcher};
 
 /// Logs to stderr; under systemd (JOURNAL_STREAM set) with `<N>` priority
 /// prefixes that journald turns into log levels. RUST_LOG overrides the level.
@@ -62,7 +64,49 @@ pub fn enter_netns(name: &str) -> Result<()> {
 }
 
 fn limits(settings: &Settings) -> LoadLimits {
-    LoadLimits { max_file_size: settings.max_file_size, ..LoadLimits::default() }
+    LoadLimits {
+        max_file_size: settings.max_file_size,
+        allow_external_symlinks: settings.allow_external_symlinks,
+        ..LoadLimits::default()
+    }
+}
+
+/// Reads the config dir once it has stopped changing: input modified within
+/// the settle window may be a file still being written (editors, `kubectl get
+/// > file` and GitOps tools write in pieces), so it is read again after the
+/// window and used only if nothing changed meanwhile.
+fn read_settled(settings: &Settings) -> Result<Snapshot, SourceError> {
+    let dirs = std::slice::from_ref(&settings.config_dir);
+    let limits = limits(settings);
+    let mut snapshot = source::read_snapshot(dirs, &limits)?;
+    // A writer that never pauses is waited for this long, then the pass gives up.
+    let deadline = Instant::now() + settings.settle * 10 + Duration::from_secs(5);
+    loop {
+        // An mtime in the future (clock skew) counts as "just written": one window.
+        let age = snapshot
+            .newest_mtime
+            .map_or(settings.settle, |m| SystemTime::now().duration_since(m).unwrap_or(Duration::ZERO));
+        if age >= settings.settle {
+            return Ok(snapshot);
+        }
+        if Instant::now() >= deadline {
+            snapshot.problems.push(Diagnostic::error(
+                diag::Span { file: Arc::from(settings.config_dir.to_string_lossy().as_ref()), line: 1, col: 1 },
+                None,
+                "",
+                "the input kept changing for longer than the settle window allows; not applied, read again at \
+                 the next change",
+            ));
+            return Ok(snapshot);
+        }
+        std::thread::sleep(settings.settle - age);
+        let again = source::read_snapshot(dirs, &limits)?;
+        if again.content_hash == snapshot.content_hash && again.newest_mtime == snapshot.newest_mtime {
+            return Ok(again);
+        }
+        log::info!("input changed within the settle window: waiting for it to be still");
+        snapshot = again;
+    }
 }
 
 fn datapath_settings(settings: &Settings) -> DatapathSettings {
@@ -153,10 +197,10 @@ fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
     PolicyNode { node_name: settings.node_name.clone(), local_pod_ips, host_ips }
 }
 
-/// Loads and validates the config dir; None (after printing every problem)
-/// when it is invalid or unreadable.
+/// Loads (once settled) and validates the config dir; None (after printing
+/// every problem) when it is invalid or unreadable.
 fn load_valid(settings: &Settings) -> Option<Loaded> {
-    match model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits(settings)) {
+    match read_settled(settings).map(|snapshot| model::load_snapshot(snapshot, &limits(settings))) {
         Err(e) => {
             log::error!("{e}");
             None
@@ -232,6 +276,8 @@ enum Pass {
     Applied,
     Unchanged,
     Refused,
+    /// The input would remove most of the live state: see `guard`.
+    Held,
 }
 
 impl Engine {
@@ -250,7 +296,7 @@ impl Engine {
     /// Reads, validates, plans and applies. `force` re-plans even when the
     /// directory is unchanged (periodic resync: repairs drift in the maps).
     fn pass(&mut self, force: bool) -> Pass {
-        let outcome = self.pass_inner(force);
+        let outcome = self.pass_inner(force, false);
         // A pass builds large transient structures (the parsed directory, live and
         // desired maps); hand the freed memory back so the idle daemon stays small.
         // SAFETY: malloc_trim only releases free heap pages.
@@ -258,7 +304,8 @@ impl Engine {
         outcome
     }
 
-    fn pass_inner(&mut self, force: bool) -> Pass {
+    /// `one_shot`: the `apply` command, which refuses an empty input outright.
+    fn pass_inner(&mut self, force: bool, one_shot: bool) -> Pass {
         let started = Instant::now();
         let mut stages = Stages::new();
         let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
@@ -280,6 +327,23 @@ impl Engine {
             }
         };
         stages.mark("dump");
+        let objects = guard::object_count(&loaded.cluster);
+        if !self.settings.allow_mass_delete {
+            let live_entries = [MapId::Services, MapId::Backends, MapId::LocalEndpoints]
+                .iter()
+                .map(|m| live.get(m).map_or(0, |e| e.len()))
+                .sum();
+            let input = guard::Input { objects, applied_objects: cfg.applied_objects, live_entries, one_shot };
+            if let Some(why) = guard::check(input) {
+                log::error!("{}: {why}", self.settings.config_dir.display());
+                if cfg.flags & CFG_F_INPUT_HELD == 0
+                    && let Err(e) = self.dp.set_config(Config { flags: cfg.flags | CFG_F_INPUT_HELD, ..cfg })
+                {
+                    log::error!("recording the held input in ep_cfg_v1: {e:#}");
+                }
+                return Pass::Held;
+            }
+        }
         let desired = desired_state(&loaded, &self.settings, &node, &live, cfg.policy_epoch);
         stages.mark("compile");
         if self.applied_hash != Some(loaded.content_hash) {
@@ -298,6 +362,10 @@ impl Engine {
         let policy_flag = if desired.policy.enabled { CFG_F_POLICY } else { 0 };
         let flags_stale = cfg.flags & CFG_F_POLICY != policy_flag;
         if p.is_empty() && desired.policy.switch_epoch.is_none() && !flags_stale {
+            if let Err(e) = self.record_applied(objects) {
+                log::error!("{e:#}; the next pass retries");
+                return Pass::Refused;
+            }
             self.applied_hash = Some(loaded.content_hash);
             return Pass::Unchanged;
         }
@@ -328,6 +396,10 @@ impl Engine {
                 }
             }
         }
+        if let Err(e) = self.record_applied(objects) {
+            log::error!("{e:#}; the next pass retries");
+            return Pass::Refused;
+        }
         stages.mark("apply");
         log::debug!("pass stages: {stages}");
         self.applied_hash = Some(loaded.content_hash);
@@ -342,6 +414,17 @@ impl Engine {
             started.elapsed().as_secs_f64() * 1000.0
         );
         Pass::Applied
+    }
+
+    /// Remembers the applied input's size for the mass-deletion guard (across
+    /// restarts: it lives in ep_cfg_v1) and clears a held mark.
+    fn record_applied(&mut self, objects: u32) -> Result<()> {
+        let cfg = self.dp.config()?;
+        if cfg.applied_objects != objects || cfg.flags & CFG_F_INPUT_HELD != 0 {
+            let cfg = Config { applied_objects: objects, flags: cfg.flags & !CFG_F_INPUT_HELD, ..cfg };
+            self.dp.set_config(cfg).context("recording the applied input in ep_cfg_v1")?;
+        }
+        Ok(())
     }
 
     /// Second half of a policy switch: with the new epoch live, entries that
@@ -394,13 +477,14 @@ pub fn apply(settings: &Settings) -> u8 {
             return 2;
         }
     };
-    match engine.pass(true) {
+    match engine.pass_inner(true, true) {
         Pass::Applied => 0,
         Pass::Unchanged => {
             log::info!("already up to date: no changes");
             0
         }
         Pass::Refused => 1,
+        Pass::Held => 3,
     }
 }
 
@@ -526,26 +610,51 @@ fn run_loop(settings: &Settings) -> Result<()> {
 
 /// `edgeplane status`
 pub fn status(settings: &Settings, json: bool) -> u8 {
-    match datapath::read_status(&settings.state_dir) {
-        Ok(status) => {
-            if json {
-                match serde_json::to_string_pretty(&status) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return 2;
-                    }
-                }
-            } else {
-                print!("{status}");
-            }
-            0
-        }
+    let status = match datapath::read_status(&settings.state_dir) {
+        Ok(status) => status,
         Err(e) => {
             eprintln!("error: {e:#}");
-            2
+            return 2;
+        }
+    };
+    let held = match datapath::read_pinned_config(&settings.state_dir) {
+        Ok(cfg) => cfg.is_some_and(|c| c.flags & CFG_F_INPUT_HELD != 0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    if json {
+        let mut value = match serde_json::to_value(&status) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("input_held".into(), held.into());
+        }
+        match serde_json::to_string_pretty(&value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        }
+    } else {
+        print!("{status}");
+        if held {
+            println!(
+                "\ninput: HELD: the latest input would remove most of the live state and was not applied; \
+                 the last applied state keeps forwarding (the log says why; {})",
+                guard::HOW_TO_CLEAR
+            );
+        } else {
+            println!("\ninput: applied");
         }
     }
+    0
 }
 
 /// `edgeplane drops`

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod diag;
 pub mod drop_reason;
+pub mod guard;
 pub mod maps;
 pub mod model;
 pub mod parse;

@@ -47,6 +47,10 @@ struct Global {
     /// Largest input file read, in bytes [default: 67108864]
     #[arg(long, global = true, value_name = "BYTES")]
     max_file_size: Option<u64>,
+    /// Apply even an input that would remove most of the live state (normally
+    /// held as a likely half-written file); same as `allow-mass-delete: true`.
+    #[arg(long, global = true)]
+    allow_mass_delete: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,7 +70,8 @@ enum Command {
     },
     /// Print the map writes that applying --config-dir would make.
     Plan,
-    /// Apply --config-dir once and exit.
+    /// Apply --config-dir once and exit (0 applied, 1 invalid or failed, 3 held: the
+    /// input would remove most of the live state, see --allow-mass-delete).
     Apply,
     /// Apply --config-dir, then watch it and keep the data plane in step.
     Run,
@@ -118,6 +123,9 @@ fn settings(global: &Global) -> Result<Settings, String> {
     }
     if let Some(v) = global.max_file_size {
         s.max_file_size = v;
+    }
+    if global.allow_mass_delete {
+        s.allow_mass_delete = true;
     }
     Ok(s)
 }

@@ -179,6 +179,7 @@ pub struct SknatValue {
 pod_bytes!(SknatValue, 8);
 
 pub const CFG_F_POLICY: u32 = 0x0001;
+pub const CFG_F_INPUT_HELD: u32 = 0x0002;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -186,7 +187,8 @@ pub struct Config {
     pub hairpin_addr: [u8; 4],
     pub policy_epoch: u32,
     pub flags: u32,
-    pub _pad0: u32,
+    /// Objects in the last applied input (the mass-deletion guard's reference).
+    pub applied_objects: u32,
 }
 pod_bytes!(Config, 16);
 

@@ -56,6 +56,7 @@ pub fn load_snapshot(snapshot: Snapshot, limits: &LoadLimits) -> Loaded {
         problems,
         content_hash,
         version,
+        ..
     } = snapshot;
     let mut diagnostics = problems;
     let yaml_limits = yaml::Limits {

@@ -16,6 +16,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::diag::{Diagnostic, Span};
 
@@ -32,6 +33,14 @@ pub struct LoadLimits {
     pub max_nodes: usize,
     /// Parser threads; 0 = one per available core, at most 4 (default 0).
     pub threads: usize,
+    /// When set, every directory and file read (and the directories above the
+    /// configured one) must be owned by this user or root and not writable by
+    /// group or others: whoever can write the input controls the node's
+    /// traffic. Default: root when running as root, else no check.
+    pub trusted_owner: Option<u32>,
+    /// Follow symlinks that resolve outside the configured directory
+    /// (default false: they are reported and never read).
+    pub allow_external_symlinks: bool,
 }
 
 impl Default for LoadLimits {
@@ -41,6 +50,9 @@ impl Default for LoadLimits {
             max_depth: 128,
             max_nodes: 2_000_000,
             threads: 0,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            trusted_owner: (unsafe { libc::geteuid() } == 0).then_some(0),
+            allow_external_symlinks: false,
         }
     }
 }
@@ -67,6 +79,9 @@ pub struct Snapshot {
     /// The basename of the `..data` or git-sync link target (a timestamped
     /// directory name or a commit hash), when the input is published that way.
     pub version: Option<String>,
+    /// The latest modification time of any file or directory read: input
+    /// younger than the settle window may still be being written.
+    pub newest_mtime: Option<SystemTime>,
 }
 
 /// The input cannot be read at all (exit code 2 for `check`).
@@ -102,6 +117,7 @@ pub fn read_snapshot(dirs: &[PathBuf], limits: &LoadLimits) -> Result<Snapshot, 
         limits,
         snapshot: Snapshot::default(),
         visited: HashSet::new(),
+        boundary: PathBuf::new(),
     };
     for dir in dirs {
         reader.read_root(dir)?;
@@ -125,6 +141,8 @@ struct Reader<'a> {
     snapshot: Snapshot,
     /// (device, inode) of directories already read: symlink cycles end here.
     visited: HashSet<(u64, u64)>,
+    /// The resolved configured directory: symlinks must stay below it.
+    boundary: PathBuf,
 }
 
 fn display(p: &Path) -> String {
@@ -148,32 +166,27 @@ impl Reader<'_> {
 
     fn read_root(&mut self, dir: &Path) -> Result<(), SourceError> {
         let shown = display(dir);
-        let meta = fs::metadata(dir).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SourceError::Missing {
-                path: shown.clone(),
-            },
-            _ => SourceError::Io {
-                path: shown.clone(),
-                source: e,
-            },
-        })?;
+        let io_error = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => SourceError::Missing { path: shown.clone() },
+            _ => SourceError::Io { path: shown.clone(), source: e },
+        };
+        let meta = fs::metadata(dir).map_err(io_error)?;
+        // Resolves a git-sync style root (the configured path itself is a
+        // swapped symlink) and symlinked parents alike.
+        let real = fs::canonicalize(dir).map_err(io_error)?;
+        self.check_parents(&real, &shown);
         if meta.is_file() {
-            self.read_file(dir, &shown);
+            self.boundary = real.clone();
+            self.read_file(&real, &shown);
             return Ok(());
         }
         if !meta.is_dir() {
             return Err(SourceError::NotADirectory { path: shown });
         }
-        // git-sync style: the configured path itself is a swapped symlink.
-        let mut real = dir.to_path_buf();
         let is_link = fs::symlink_metadata(dir)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
         if is_link {
-            real = fs::canonicalize(dir).map_err(|e| SourceError::Io {
-                path: shown.clone(),
-                source: e,
-            })?;
             self.set_version(&real);
         }
         // Fail early (exit 2) when the root itself cannot be listed.
@@ -181,8 +194,80 @@ impl Reader<'_> {
             path: shown.clone(),
             source: e,
         })?;
+        self.boundary = real.clone();
         self.walk(&real, Path::new(&shown), 0);
         Ok(())
+    }
+
+    /// Whoever can replace a directory above the configured one can replace
+    /// the input: those must be trusted too (sticky ones like /tmp are fine,
+    /// others cannot rename what they do not own there).
+    fn check_parents(&mut self, real: &Path, shown: &str) {
+        let Some(owner) = self.limits.trusted_owner else { return };
+        for parent in real.ancestors().skip(1) {
+            let Ok(meta) = fs::metadata(parent) else { continue };
+            let sticky = meta.mode() & 0o1000 != 0;
+            let problem = if meta.uid() != owner && meta.uid() != 0 {
+                Some(format!("owned by uid {}, not root", meta.uid()))
+            } else if meta.mode() & 0o022 != 0 && !sticky {
+                Some(format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777))
+            } else {
+                None
+            };
+            if let Some(why) = problem {
+                let parent = display(parent);
+                self.problem(
+                    shown,
+                    format!(
+                        "refused: the directory {parent} above the config directory is {why}; whoever can \
+                         write it can replace this node's configuration (fix: chown root {parent}; chmod go-w {parent})"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Refuses a directory or file that someone other than the trusted owner
+    /// could write (true when refused).
+    fn refuse_untrusted(&mut self, meta: &fs::Metadata, shown: &str, kind: &str) -> bool {
+        let Some(owner) = self.limits.trusted_owner else { return false };
+        let why = if meta.uid() != owner && meta.uid() != 0 {
+            format!("owned by uid {}, not root", meta.uid())
+        } else if meta.mode() & 0o022 != 0 {
+            format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777)
+        } else {
+            return false;
+        };
+        self.problem(
+            shown,
+            format!(
+                "refused: this {kind} is {why}; whoever can write the configuration controls this node's \
+                 traffic (fix: chown root {shown}; chmod go-w {shown})"
+            ),
+        );
+        true
+    }
+
+    /// A symlink must resolve below the configured directory unless allowed:
+    /// its target when it may be followed, None when refused (reported).
+    fn follow_link(&mut self, path: &Path, shown: &str) -> io::Result<Option<PathBuf>> {
+        let target = fs::canonicalize(path)?;
+        if self.limits.allow_external_symlinks || target.starts_with(&self.boundary) {
+            return Ok(Some(target));
+        }
+        self.problem(
+            shown,
+            "refused: symlink leads outside the config directory, not read (set \
+             allow-external-symlinks: true in the settings to follow such links)",
+        );
+        Ok(None)
+    }
+
+    fn note_mtime(&mut self, meta: &fs::Metadata) {
+        if let Ok(m) = meta.modified() {
+            let newest = self.snapshot.newest_mtime.get_or_insert(m);
+            *newest = (*newest).max(m);
+        }
     }
 
     fn set_version(&mut self, target: &Path) {
@@ -210,6 +295,10 @@ impl Reader<'_> {
                     );
                     return;
                 }
+                if self.refuse_untrusted(&m, &shown_str, "directory") {
+                    return;
+                }
+                self.note_mtime(&m);
             }
             Err(e) => {
                 self.problem(&shown_str, format!("cannot read directory: {e}"));
@@ -220,11 +309,20 @@ impl Reader<'_> {
         let data_link = real.join("..data");
         let mut real = real.to_path_buf();
         if fs::symlink_metadata(&data_link).is_ok() {
-            match fs::canonicalize(&data_link) {
-                Ok(target) => {
+            match self.follow_link(&data_link, &shown_str) {
+                Ok(Some(target)) => {
+                    match fs::metadata(&target) {
+                        Ok(m) if self.refuse_untrusted(&m, &shown_str, "..data directory") => return,
+                        Ok(m) => self.note_mtime(&m),
+                        Err(e) => {
+                            self.problem(&shown_str, format!("cannot resolve ..data: {e}"));
+                            return;
+                        }
+                    }
                     self.set_version(&target);
                     real = target;
                 }
+                Ok(None) => return,
                 Err(e) => {
                     self.problem(&shown_str, format!("cannot resolve ..data: {e}"));
                     return;
@@ -265,12 +363,16 @@ impl Reader<'_> {
                     continue;
                 }
             };
-            let meta = if lmeta.file_type().is_symlink() {
-                match fs::metadata(&path) {
-                    Ok(m) => m,
+            let (path, meta) = if lmeta.file_type().is_symlink() {
+                let resolved = self
+                    .follow_link(&path, &child)
+                    .and_then(|t| t.map(|t| fs::metadata(&t).map(|m| (t, m))).transpose());
+                match resolved {
+                    Ok(Some(found)) => found,
+                    Ok(None) => continue,
                     Err(e) => {
-                        if has_config_extension(&name) || e.raw_os_error() == Some(libc_eloop()) {
-                            let why = if e.raw_os_error() == Some(libc_eloop()) {
+                        if has_config_extension(&name) || e.raw_os_error() == Some(libc::ELOOP) {
+                            let why = if e.raw_os_error() == Some(libc::ELOOP) {
                                 "symlink loop".to_string()
                             } else {
                                 format!("broken symlink: {e}")
@@ -281,7 +383,7 @@ impl Reader<'_> {
                     }
                 }
             } else {
-                lmeta
+                (path, lmeta)
             };
             if meta.is_dir() {
                 self.walk(&path, &shown_child, depth + 1);
@@ -292,30 +394,32 @@ impl Reader<'_> {
     }
 
     fn read_file(&mut self, path: &Path, shown: &str) {
-        match read_limited(path, self.limits.max_file_size) {
-            Ok(bytes) => match check_text(bytes) {
-                Ok(text) => self.snapshot.files.push(SourceFile {
-                    path: Arc::from(shown),
-                    text,
-                }),
-                Err((line, col, message)) => self.snapshot.problems.push(Diagnostic::error(
-                    Span {
-                        file: Arc::from(shown),
-                        line,
-                        col,
-                    },
-                    None,
-                    "",
-                    message,
-                )),
-            },
+        match read_stable(path, self.limits.max_file_size) {
+            Ok((bytes, meta)) => {
+                if self.refuse_untrusted(&meta, shown, "file") {
+                    return;
+                }
+                self.note_mtime(&meta);
+                match check_text(bytes) {
+                    Ok(text) => self.snapshot.files.push(SourceFile {
+                        path: Arc::from(shown),
+                        text,
+                    }),
+                    Err((line, col, message)) => self.snapshot.problems.push(Diagnostic::error(
+                        Span {
+                            file: Arc::from(shown),
+                            line,
+                            col,
+                        },
+                        None,
+                        "",
+                        message,
+                    )),
+                }
+            }
             Err(message) => self.problem(shown, message),
         }
     }
-}
-
-fn libc_eloop() -> i32 {
-    40 // ELOOP on Linux
 }
 
 fn has_config_extension(name: &std::ffi::OsStr) -> bool {
@@ -323,17 +427,44 @@ fn has_config_extension(name: &std::ffi::OsStr) -> bool {
     b.ends_with(b".yaml") || b.ends_with(b".yml") || b.ends_with(b".json")
 }
 
-fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+/// Size, modification time and identity: equal before and after a read means
+/// no write or replacement happened during it.
+fn file_state(m: &fs::Metadata) -> (u64, i64, i64, u64, u64) {
+    (m.len(), m.mtime(), m.mtime_nsec(), m.dev(), m.ino())
+}
+
+/// Reads a whole file that nobody writes or replaces meanwhile: if it changed
+/// during the read, it is read again (a few times, then reported).
+fn read_stable(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String> {
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let (bytes, before) = read_limited(path, max)?;
+        let now = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err("cannot read: file vanished while being read".to_string());
+            }
+            Err(e) => return Err(format!("cannot read: {e}")),
+        };
+        if file_state(&before) == file_state(&now) && bytes.len() as u64 == now.len() {
+            return Ok((bytes, now));
+        }
+    }
+    Err(format!(
+        "file kept changing while being read ({ATTEMPTS} attempts); not used in this pass, read again \
+         when it is stable"
+    ))
+}
+
+fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String> {
     let file = fs::File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             "cannot read: file vanished while reading the directory".to_string()
         }
         _ => format!("cannot read: {e}"),
     })?;
-    let size = file
-        .metadata()
-        .map_err(|e| format!("cannot read: {e}"))?
-        .len();
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let size = meta.len();
     if size > max {
         return Err(format!(
             "file is {size} bytes, over the limit of {max} bytes"
@@ -349,7 +480,7 @@ fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
             "file grew over the limit of {max} bytes while being read"
         ));
     }
-    Ok(bytes)
+    Ok((bytes, meta))
 }
 
 /// UTF-8 text without NUL bytes, or (line, column, message) of the first bad byte.
@@ -535,6 +666,114 @@ mod tests {
         assert_eq!(rel(&snap, root), ["/svc.yaml"]);
         assert_eq!(snap.files[0].text, "v: 2\n");
         assert_eq!(snap.version.as_deref(), Some("..2026_11_25_12_00_01.2"));
+    }
+
+    fn problems(snap: &Snapshot, base: &Path) -> Vec<String> {
+        let base = display(base);
+        snap.problems
+            .iter()
+            .map(|p| p.to_string().replace(base.as_str(), ""))
+            .collect()
+    }
+
+    #[test]
+    fn symlinks_leaving_the_directory_are_refused_unread() {
+        let d = tempfile::tempdir().expect("tmp");
+        let outside = d.path().join("outside");
+        write(&outside.join("secret.yaml"), b"password: hunter2\n");
+        write(&outside.join("sub/x.yaml"), b"password: hunter2\n");
+        let root = d.path().join("cfg");
+        write(&root.join("ok.yaml"), b"a: 1\n");
+        write(&root.join("real/in.yaml"), b"b: 1\n");
+        symlink(outside.join("secret.yaml"), root.join("leak.yaml")).expect("symlink");
+        symlink(&outside, root.join("usr")).expect("symlink");
+        symlink("real/in.yaml", root.join("inside.yaml")).expect("symlink");
+        let snap = read_snapshot(std::slice::from_ref(&root), &LoadLimits::default()).expect("reads");
+        assert_eq!(rel(&snap, &root), ["/inside.yaml", "/ok.yaml", "/real/in.yaml"]);
+        let got = problems(&snap, &root);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("/leak.yaml:1:1: refused: symlink leads outside"), "{got:?}");
+        assert!(got[1].starts_with("/usr:1:1: refused: symlink leads outside"), "{got:?}");
+        assert!(got.iter().all(|p| !p.contains("hunter2") && p.contains("allow-external-symlinks")));
+
+        let allowed = LoadLimits { allow_external_symlinks: true, ..LoadLimits::default() };
+        let snap = read_snapshot(std::slice::from_ref(&root), &allowed).expect("reads");
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        assert_eq!(snap.files.len(), 6);
+    }
+
+    #[test]
+    fn files_and_directories_others_can_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let root = d.path().join("cfg");
+        write(&root.join("ok.yaml"), b"a: 1\n");
+        write(&root.join("group.yaml"), b"a: 1\n");
+        write(&root.join("open/x.yaml"), b"a: 1\n");
+        fs::set_permissions(root.join("group.yaml"), fs::Permissions::from_mode(0o664)).expect("chmod");
+        fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o777)).expect("chmod");
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let limits = LoadLimits { trusted_owner: Some(me), ..LoadLimits::default() };
+        let snap = read_snapshot(std::slice::from_ref(&root), &limits).expect("reads");
+        assert_eq!(rel(&snap, &root), ["/ok.yaml"]);
+        let got = problems(&snap, &root);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("/group.yaml:1:1: refused: this file is writable by group or others (mode 0664)"));
+        assert!(got[0].contains("chmod go-w"), "{got:?}");
+        assert!(got[1].starts_with("/open:1:1: refused: this directory is writable by group or others (mode 0777)"));
+
+        // Owned by someone else (needs root to give a file away).
+        if me == 0 {
+            fs::set_permissions(root.join("group.yaml"), fs::Permissions::from_mode(0o644)).expect("chmod");
+            fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o755)).expect("chmod");
+            std::os::unix::fs::chown(root.join("ok.yaml"), Some(65534), None).expect("chown");
+            let snap = read_snapshot(std::slice::from_ref(&root), &limits).expect("reads");
+            let got = problems(&snap, &root);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(got[0].starts_with("/ok.yaml:1:1: refused: this file is owned by uid 65534, not root"));
+            assert!(got[0].contains("chown root"), "{got:?}");
+        }
+        // Without an owner to trust (not root), nothing is refused.
+        let lax = LoadLimits { trusted_owner: None, ..LoadLimits::default() };
+        assert!(read_snapshot(std::slice::from_ref(&root), &lax).expect("reads").problems.is_empty());
+    }
+
+    #[test]
+    fn a_parent_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let parent = d.path().join("shared");
+        let root = parent.join("cfg");
+        write(&root.join("ok.yaml"), b"a: 1\n");
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o777)).expect("chmod");
+        // SAFETY: geteuid cannot fail.
+        let limits = LoadLimits { trusted_owner: Some(unsafe { libc::geteuid() }), ..LoadLimits::default() };
+        let snap = read_snapshot(std::slice::from_ref(&root), &limits).expect("reads");
+        let got = problems(&snap, &root);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("above the config directory is writable by group or others (mode 0777)"), "{got:?}");
+        // Sticky like /tmp: others cannot replace what they do not own.
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let snap = read_snapshot(std::slice::from_ref(&root), &limits).expect("reads");
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+    }
+
+    #[test]
+    fn newest_mtime_covers_files_and_directories() {
+        let d = tempfile::tempdir().expect("tmp");
+        let root = d.path();
+        write(&root.join("a.yaml"), b"a: 1\n");
+        let snap = read_snapshot(&[root.to_path_buf()], &LoadLimits::default()).expect("reads");
+        let file_mtime = fs::metadata(root.join("a.yaml")).and_then(|m| m.modified()).expect("mtime");
+        assert!(snap.newest_mtime.expect("set") >= file_mtime);
+        // A deletion shows as a younger directory.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write(&root.join("b.yaml"), b"b: 1\n");
+        fs::remove_file(root.join("b.yaml")).expect("rm");
+        let later = read_snapshot(&[root.to_path_buf()], &LoadLimits::default()).expect("reads");
+        assert!(later.newest_mtime > snap.newest_mtime);
+        assert_eq!(later.content_hash, snap.content_hash);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! (a `..data` swap arriving as a rename, an editor's rename-over save) cannot
 //! lose an update as long as some event arrives at all.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -91,12 +91,12 @@ impl Watcher {
             }
         };
         log::debug!("watch event: {first:?}");
-        let mut rescan = needs_rescan(&first);
+        let mut rescan = self.needs_rescan(&first);
         let start = Instant::now();
         while start.elapsed() < MAX_BURST {
             match self.rx.recv_timeout(self.debounce) {
                 Ok(ev) if is_read_only(&ev) => {}
-                Ok(ev) => rescan |= needs_rescan(&ev),
+                Ok(ev) => rescan |= self.needs_rescan(&ev),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
                     rescan = true;
@@ -141,23 +141,22 @@ fn is_read_only(ev: &notify::Result<notify::Event>) -> bool {
     }
 }
 
-fn needs_rescan(ev: &notify::Result<notify::Event>) -> bool {
-    match ev {
-        Err(e) => {
-            log::warn!("file watcher error: {e}");
-            true
-        }
-        // IN_Q_OVERFLOW, or a watched root removed (its watch is gone).
-        Ok(ev) => {
-            ev.need_rescan() || (ev.kind.is_remove() && ev.paths.iter().any(|p| is_watch_root(p)))
+impl Watcher {
+    fn needs_rescan(&self, ev: &notify::Result<notify::Event>) -> bool {
+        match ev {
+            Err(e) => {
+                log::warn!("file watcher error: {e}");
+                true
+            }
+            // IN_Q_OVERFLOW, or a watched root removed (its watch is gone).
+            // Files and directories removed below a root (the old timestamped
+            // directory after a `..data` swap) are ordinary changes.
+            Ok(ev) => {
+                ev.need_rescan()
+                    || (ev.kind.is_remove() && ev.paths.iter().any(|p| self.targets.iter().any(|(t, _)| t == p)))
+            }
         }
     }
-}
-
-/// Removal events name the removed path; a removed root loses its watch.
-/// Cheap check: the path no longer exists and has no parent that does.
-fn is_watch_root(p: &Path) -> bool {
-    !p.exists() && p.parent().is_some_and(|parent| !parent.exists())
 }
 
 #[cfg(test)]
@@ -206,6 +205,10 @@ mod tests {
         symlink("..v3", root.join("..data_tmp2")).expect("symlink");
         fs::rename(root.join("..data_tmp2"), root.join("..data_tmp")).expect("rename");
         assert_eq!(w.wait_for_change(LONG), WatchEvent::Changed);
+        // The kubelet then removes the old version's directory: a change, not a
+        // lost watch (this used to log "watch queue overflowed").
+        fs::remove_dir_all(root.join("..v2")).expect("rm old version");
+        assert_eq!(w.wait_for_change(LONG), WatchEvent::Changed);
 
         // A burst is coalesced (how many reports depends on scheduling, but
         // 60 file events do not give 60 reports), and then it goes quiet.
@@ -218,6 +221,18 @@ mod tests {
             extra += 1;
             assert!(extra < 20, "burst not coalesced");
         }
+    }
+
+    #[test]
+    fn removed_root_asks_for_a_rescan() {
+        let d = tempfile::tempdir().expect("tmp");
+        let root = d.path().join("cfg");
+        fs::create_dir(&root).expect("mkdir");
+        let mut w = Watcher::new(std::slice::from_ref(&root))
+            .expect("watch")
+            .with_debounce(Duration::from_millis(100));
+        fs::remove_dir(&root).expect("rmdir");
+        assert_eq!(w.wait_for_change(LONG), WatchEvent::Rescan);
     }
 
     #[test]
