@@ -72,9 +72,9 @@ fn limits(settings: &Settings) -> LoadLimits {
 }
 
 /// Reads the config dir once it has stopped changing: input modified within
-/// the settle window may be a file still being written (editors, `kubectl get
-/// > file` and GitOps tools write in pieces), so it is read again after the
-/// window and used only if nothing changed meanwhile.
+/// the settle window may be a file still being written (editors, shell
+/// redirections and GitOps tools write in pieces), so it is read again after
+/// the window and used only if nothing changed meanwhile.
 fn read_settled(settings: &Settings) -> Result<Snapshot, SourceError> {
     let dirs = std::slice::from_ref(&settings.config_dir);
     let limits = limits(settings);

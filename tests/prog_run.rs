@@ -802,7 +802,7 @@ fn with_policy_on_flows_are_tracked_and_still_translated() {
         hairpin_addr: HAIRPIN.octets(),
         policy_epoch: 1,
         flags: edgeplane::maps::layout::CFG_F_POLICY,
-        _pad0: 0,
+        applied_objects: 0,
     };
     cfg.update(&0u32.to_ne_bytes(), &c.to_bytes(), MapFlags::ANY).expect("cfg");
     f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
