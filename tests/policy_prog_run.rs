@@ -69,7 +69,7 @@ impl Fixture {
             hairpin_addr: [169, 254, 42, 1],
             policy_epoch: self.epoch,
             flags: if enabled { CFG_F_POLICY } else { 0 },
-            _pad0: 0,
+            applied_objects: 0,
         };
         self.cfg.update(&0u32.to_ne_bytes(), &c.to_bytes(), MapFlags::ANY).expect("cfg");
     }
