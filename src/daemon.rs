@@ -140,8 +140,11 @@ pub fn check(dirs: &[PathBuf], settings: &Settings, json: bool) -> u8 {
     } else {
         print_diagnostics(&loaded.diagnostics);
     }
-    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    let mut errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
+    if errors == 0 {
+        errors += check_capacity_offline(&loaded, settings);
+    }
     if errors > 0 {
         eprintln!("invalid: {errors} error(s), {warnings} warning(s) in {} file(s)", loaded.files);
         return 1;
@@ -153,6 +156,25 @@ pub fn check(dirs: &[PathBuf], settings: &Settings, json: bool) -> u8 {
         }
     }
     0
+}
+
+/// What `apply` would refuse for want of map space, judged against the
+/// configured map sizes (`maps:` in the settings) and empty maps, without
+/// touching the node. Prints each problem; returns how many.
+fn check_capacity_offline(loaded: &Loaded, settings: &Settings) -> usize {
+    // Offline: pods are local by spec.nodeName only (apply also reads routes).
+    let node = PolicyNode { node_name: settings.node_name.clone(), ..PolicyNode::default() };
+    let empty = BTreeMap::new();
+    let desired = desired_state(loaded, settings, &node, &empty, 0);
+    match plan::check_capacity(&desired.maps, &empty, |m| settings.maps.of(m)) {
+        Ok(()) => 0,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            errors.len()
+        }
+    }
 }
 
 /// The desired contents of every planned map, given what is live.

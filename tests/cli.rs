@@ -105,3 +105,18 @@ fn bad_config_file_is_a_usage_error_naming_the_line() {
     assert!(stderr.contains("edgeplane.yaml:2:"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_applies_the_configured_map_sizes() {
+    let dir = tmpdir("capacity");
+    let settings = dir.join("edgeplane.yaml");
+    std::fs::write(&settings, "maps:\n  services: 2\n").expect("write settings");
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeplane"))
+        .args(["check", examples().to_str().expect("utf-8"), "--config", settings.to_str().expect("utf-8")])
+        .output()
+        .expect("run edgeplane");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // apply would refuse this input with these map sizes, so check must too.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ep_svc_v1") && stderr.contains("maps.services"), "{stderr}");
+}

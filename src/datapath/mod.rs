@@ -96,6 +96,11 @@ impl Default for Capacities {
 }
 
 impl Capacities {
+    /// The configured size of a planned map.
+    pub fn of(&self, map: MapId) -> usize {
+        self.for_map(map.pin_name()).map_or(usize::MAX, |n| n as usize)
+    }
+
     fn for_map(&self, name: &str) -> Option<u32> {
         match name {
             "ep_svc_v1" => Some(self.services),

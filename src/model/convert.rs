@@ -77,10 +77,15 @@ pub(crate) struct Extra {
     pub selector: Option<Labels>,
     /// Span of the EndpointSlice's service-name label value.
     pub service_label_span: Option<Span>,
+    /// Service `spec.clusterIP` (or else `spec.clusterIPs`): its field name and span.
+    pub cluster_ip: Option<(&'static str, Span)>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct PortSpans {
+    /// Index in the input's `spec.ports` (ports that failed to convert are
+    /// left out of `Service::ports`, so its indexes can differ).
+    pub index: usize,
     pub port: Span,
     pub node_port: Option<Span>,
     pub target_port: Option<Span>,
@@ -436,6 +441,73 @@ struct Head<'n> {
     name: &'n str,
 }
 
+/// The kinds edgeplane reads, with their API group.
+const READ_KINDS: [(&str, &str); 5] = [
+    ("Service", ""),
+    ("Pod", ""),
+    ("Namespace", ""),
+    ("EndpointSlice", "discovery.k8s.io"),
+    ("NetworkPolicy", "networking.k8s.io"),
+];
+
+/// Kubernetes kinds a directory commonly holds besides those: never typos.
+const OTHER_KINDS: [&str; 24] = [
+    "Node", "ConfigMap", "Secret", "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job", "CronJob",
+    "Ingress", "IngressClass", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+    "PersistentVolume", "PersistentVolumeClaim", "StorageClass", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+    "LimitRange", "ResourceQuota", "CustomResourceDefinition",
+];
+
+/// "did you mean …?" for an ignored kind that is probably a typo of a kind
+/// edgeplane reads (or one of those under the wrong API group). Other
+/// projects reuse these names in their own groups (Knative's Service): only
+/// Kubernetes' own groups suggest a slip.
+fn near_miss_kind(api_version: &str, kind: &str) -> Option<String> {
+    if OTHER_KINDS.contains(&kind) || kind.ends_with("List") {
+        return None;
+    }
+    let group = group_of(api_version);
+    if !(["", "apps", "batch", "policy", "autoscaling"].contains(&group) || group.ends_with("k8s.io")) {
+        return None;
+    }
+    if let Some((read, group)) = READ_KINDS.iter().find(|(k, _)| *k == kind) {
+        let want = if group.is_empty() { "v1".to_string() } else { format!("{group}/v1") };
+        return Some(format!("did you mean apiVersion {want} for {read}?"));
+    }
+    let lower = kind.to_ascii_lowercase();
+    // Plurals (resource names, as in `kubectl get networkpolicies`) count as typos too.
+    let singular = match lower.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => lower.strip_suffix('s').unwrap_or(&lower).to_string(),
+    };
+    READ_KINDS
+        .iter()
+        .map(|(k, _)| {
+            let k_lower = k.to_ascii_lowercase();
+            (k, edit_distance(&lower, &k_lower).min(edit_distance(&singular, &k_lower)))
+        })
+        // Short names are close to many words: allow less there.
+        .filter(|(k, d)| *d <= if k.len() >= 6 { 2 } else { 1 })
+        .min_by_key(|(_, d)| *d)
+        .map(|(k, _)| format!("did you mean kind {k}?"))
+}
+
+/// Levenshtein distance (inputs are short kind names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev_diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev_diag + usize::from(ca != *cb);
+            prev_diag = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn object_label(kind: &str, namespace: Option<&str>, name: &str) -> String {
     match namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),
@@ -515,11 +587,24 @@ pub(crate) fn convert(
             return;
         }
         _ => {
-            log::debug!(
-                "{}:{}: ignoring {api_version} {kind}",
-                root.span.file,
-                root.span.line
-            );
+            // Other kinds are ignored by design (a directory may hold a whole
+            // application), but a near-miss of one we read is likely a typo.
+            if let Some(hint) = near_miss_kind(api_version, kind) {
+                let (name, ns) = quick_identity(root);
+                ctx.object = Some(object_label(kind, Some(ns), name));
+                let node = get(root, "kind").unwrap_or(root);
+                ctx.warning(
+                    &node.span,
+                    &base.f("kind"),
+                    format!("{api_version} {kind} is not a kind edgeplane reads, so this object is ignored; {hint}"),
+                );
+            } else {
+                log::debug!(
+                    "{}:{}: ignoring {api_version} {kind}",
+                    root.span.file,
+                    root.span.line
+                );
+            }
             return;
         }
     };
@@ -982,6 +1067,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         }
         if let (Some(port), Some(target_port)) = (port, target) {
             extra.ports.push(PortSpans {
+                index: i,
                 port: get(pn, "port").map_or(&pn.span, |n| &n.span).clone(),
                 node_port: np_node
                     .filter(|_| node_port.is_some())
@@ -1080,6 +1166,9 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         }
     }
 
+    extra.cluster_ip = ["clusterIP", "clusterIPs"]
+        .into_iter()
+        .find_map(|field| get(spec, field).map(|n| (field, n.span.clone())));
     let svc = Service {
         meta,
         service_type,
@@ -1630,4 +1719,27 @@ fn policy_port(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPor
         port,
         end_port,
     })
+}
+
+#[cfg(test)]
+mod near_miss_tests {
+    use super::{edit_distance, near_miss_kind};
+
+    #[test]
+    fn typos_of_read_kinds_get_a_hint_and_other_kinds_do_not() {
+        assert_eq!(edit_distance("serivce", "service"), 2);
+        assert_eq!(edit_distance("", "pod"), 3);
+        let hint = |v: &str, k: &str| near_miss_kind(v, k);
+        assert_eq!(hint("v1", "Serivce").as_deref(), Some("did you mean kind Service?"));
+        assert_eq!(hint("v1", "service").as_deref(), Some("did you mean kind Service?"));
+        assert_eq!(hint("v1", "Pods").as_deref(), Some("did you mean kind Pod?"));
+        assert_eq!(hint("discovery.k8s.io/v1", "EndpointSlices").as_deref(), Some("did you mean kind EndpointSlice?"));
+        assert_eq!(hint("networking.k8s.io/v1", "NetworkPolicies").as_deref(), Some("did you mean kind NetworkPolicy?"));
+        assert_eq!(hint("v1", "EndpointSlice").as_deref(), Some("did you mean apiVersion discovery.k8s.io/v1 for EndpointSlice?"));
+        for (v, k) in [("v1", "Node"), ("batch/v1", "Job"), ("v1", "ConfigMap"), ("v1", "Secret"), ("apps/v1", "Deployment"),
+            ("serving.knative.dev/v1", "Service"), ("example.com/v1", "Pods"), ("v1", "PodList"), ("v1", "Widget")]
+        {
+            assert_eq!(hint(v, k), None, "{v} {k}");
+        }
+    }
 }

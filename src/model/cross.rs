@@ -124,42 +124,41 @@ fn ctx_for<'d>(meta: &ObjectMeta, kind: &str, diags: &'d mut Vec<Diagnostic>) ->
     }
 }
 
-/// Two services on one clusterIP:port/protocol, or one node port/protocol.
+/// `spec.ports[i]` of a service's `pi`-th converted port, as written.
+fn port_path(extra: &Extra, pi: usize) -> Path<'static> {
+    static SPEC: Path<'static> = Path::Field(&Path::Root, "spec");
+    static SPEC_PORTS: Path<'static> = Path::Field(&SPEC, "ports");
+    SPEC_PORTS.i(extra.ports.get(pi).map_or(pi, |p| p.index))
+}
+
+/// Two services on one cluster IP (Kubernetes allocates each to one service,
+/// so no two can clash on a port either), or on one node port/protocol.
 fn check_service_conflicts(services: &[(Service, Extra)], diags: &mut Vec<Diagnostic>) {
-    let mut frontends: HashMap<(IpAddr, u16, Protocol), (usize, usize)> = HashMap::new();
+    let mut owners: HashMap<IpAddr, usize> = HashMap::new();
+    for (si, (svc, extra)) in services.iter().enumerate() {
+        for ip in &svc.cluster_ips {
+            let first = *owners.entry(*ip).or_insert(si);
+            if first == si {
+                continue;
+            }
+            let (other, oextra) = &services[first];
+            let (field, span) = extra.cluster_ip.as_ref().map_or(("clusterIP", &svc.meta.origin), |(f, s)| (*f, s));
+            let other_span = oextra.cluster_ip.as_ref().map_or(&other.meta.origin, |(_, s)| s);
+            ctx_for(&svc.meta, "Service", diags).error(
+                span,
+                &Path::Root.f("spec").f(field),
+                format!(
+                    "cluster IP {ip} is already Service {}/{}'s (at {other_span}); a cluster IP belongs to \
+                     one service",
+                    other.meta.namespace, other.meta.name
+                ),
+            );
+        }
+    }
     let mut node_ports: HashMap<(u16, Protocol), (usize, usize)> = HashMap::new();
     for (si, (svc, extra)) in services.iter().enumerate() {
         for (pi, port) in svc.ports.iter().enumerate() {
-            let port_path = Path::Root.f("spec");
-            let ports = port_path.f("ports");
-            let this = ports.i(pi);
-            for ip in &svc.cluster_ips {
-                let key = (*ip, port.port.get(), port.protocol);
-                match frontends.get(&key) {
-                    Some(&(fs, fp)) if fs != si => {
-                        let (other, oextra) = &services[fs];
-                        let mut ctx = ctx_for(&svc.meta, "Service", diags);
-                        let span = extra.ports.get(pi).map_or(&svc.meta.origin, |p| &p.port);
-                        let other_span =
-                            oextra.ports.get(fp).map_or(&other.meta.origin, |p| &p.port);
-                        ctx.error(
-                            span,
-                            &this.f("port"),
-                            format!(
-                                "{ip}:{}/{} is already used by Service {}/{} at {other_span}",
-                                port.port,
-                                port.protocol.as_str(),
-                                other.meta.namespace,
-                                other.meta.name
-                            ),
-                        );
-                    }
-                    Some(_) => {}
-                    None => {
-                        frontends.insert(key, (si, pi));
-                    }
-                }
-            }
+            let this = port_path(extra, pi);
             if let Some(np) = port.node_port {
                 let key = (np.get(), port.protocol);
                 match node_ports.get(&key) {
@@ -248,7 +247,7 @@ fn check_slices(
                 };
                 ctx.warning(
                     span,
-                    &Path::Root.f("spec").f("ports").i(pi),
+                    &port_path(extra, pi),
                     format!(
                         "no EndpointSlice of this service has {shown} with protocol {}, so this port has no backends",
                         port.protocol.as_str()
@@ -299,7 +298,7 @@ fn check_named_target_ports(
                     .unwrap_or(&svc.meta.origin);
                 ctx.warning(
                     span,
-                    &Path::Root.f("spec").f("ports").i(pi).f("targetPort"),
+                    &port_path(extra, pi).f("targetPort"),
                     format!(
                         "no pod this service selects ({} found) has a {} container port named {name:?}",
                         selected.len(),
