@@ -291,6 +291,8 @@ struct Engine {
     settings: Settings,
     dp: Datapath,
     applied_hash: Option<u64>,
+    /// The last pass was held by the mass-deletion guard.
+    held: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -305,7 +307,7 @@ enum Pass {
 impl Engine {
     fn open(settings: &Settings) -> Result<Engine> {
         let dp = Datapath::open(&datapath_settings(settings))?;
-        let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None };
+        let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None, held: false };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
         if cfg.hairpin_addr != settings.hairpin_address.octets() {
@@ -332,7 +334,9 @@ impl Engine {
         let mut stages = Stages::new();
         let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
         stages.mark("load");
-        if !force && self.applied_hash == Some(loaded.content_hash) {
+        // Unchanged since the last apply: nothing to do, unless an input was
+        // held since (the held mark must be cleared).
+        if !force && !self.held && self.applied_hash == Some(loaded.content_hash) {
             return Pass::Unchanged;
         }
         let node = policy_node(&loaded, &self.settings);
@@ -363,6 +367,7 @@ impl Engine {
                 {
                     log::error!("recording the held input in ep_cfg_v1: {e:#}");
                 }
+                self.held = true;
                 return Pass::Held;
             }
         }
@@ -442,10 +447,15 @@ impl Engine {
     /// restarts: it lives in ep_cfg_v1) and clears a held mark.
     fn record_applied(&mut self, objects: u32) -> Result<()> {
         let cfg = self.dp.config()?;
-        if cfg.applied_objects != objects || cfg.flags & CFG_F_INPUT_HELD != 0 {
+        let was_held = cfg.flags & CFG_F_INPUT_HELD != 0;
+        if cfg.applied_objects != objects || was_held {
             let cfg = Config { applied_objects: objects, flags: cfg.flags & !CFG_F_INPUT_HELD, ..cfg };
             self.dp.set_config(cfg).context("recording the applied input in ep_cfg_v1")?;
         }
+        if was_held || self.held {
+            log::info!("input accepted again ({objects} objects): no longer held");
+        }
+        self.held = false;
         Ok(())
     }
 

@@ -496,6 +496,13 @@ impl Daemon {
         }
     }
 
+    /// Collect log lines until none came for `quiet`.
+    pub fn wait_for_quiet(&mut self, quiet: Duration) {
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.log.push(line);
+        }
+    }
+
     pub fn signal(&mut self, sig: i32) {
         // SAFETY: a signal to our own child, by pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
