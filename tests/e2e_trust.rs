@@ -203,7 +203,9 @@ fn concurrent_applies_wait_for_each_other_and_keep_every_link() {
         let docs = if round % 2 == 0 { vec![web()] } else { vec![web(), web2()] };
         write_dir(&t, &docs);
         let children: Vec<_> = (0..3)
-            .map(|_| t.edgeplane("apply").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn())
+            .map(|_| {
+                t.edgeplane("apply").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn()
+            })
             .map(|c| c.expect("spawn apply"))
             .collect();
         for c in children {
@@ -227,9 +229,14 @@ fn a_second_run_is_refused_and_apply_waits_for_the_daemon() {
     d.wait_for("running:");
     let holder = format!("is in use by pid {}", d.child.id());
 
-    let out = t.edgeplane("run").output().expect("second run");
-    assert!(!out.status.success(), "a second run on the same state dir started");
-    assert!(stderr(&out).contains(&holder), "{}", stderr(&out));
+    // Read the second run's log until it either fails or says it runs (it
+    // must not: killed on drop), so a regression cannot hang the test.
+    let mut second = Daemon::spawn(t.edgeplane("run"));
+    second.wait_for_any(&[holder.as_str(), "running:"]);
+    let last = second.log.last().cloned().unwrap_or_default();
+    assert!(last.contains(&holder), "a second run on the same state dir started:\n{}", second.log.join("\n"));
+    let status = second.child.wait().expect("wait");
+    assert!(!status.success(), "the second run exits with a failure: {status}");
 
     // apply waits while the daemon runs, then applies once it has stopped.
     write_dir(&t, &[web(), web2()]);
