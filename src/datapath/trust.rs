@@ -324,12 +324,18 @@ pub fn lock_state_dir(path: &Path, create: bool, wait: LockWait) -> Result<Optio
         let started = Instant::now();
         let mut told = false;
         while !flock_nb(&fd).with_context(|| format!("locking {}", path.display()))? {
-            let holder = holder_of(&fd).map_or_else(|| "another process".to_string(), |p| format!("pid {p}"));
             let limit = match wait {
                 LockWait::Fail => Duration::ZERO,
                 LockWait::Upto(d) => d,
             };
-            if started.elapsed() >= limit {
+            let timed_out = started.elapsed() >= limit;
+            if told && !timed_out {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            // /proc/locks is read only to name the holder: once, and at the end.
+            let holder = holder_of(&fd).map_or_else(|| "another process".to_string(), |p| format!("pid {p}"));
+            if timed_out {
                 let waited = if limit.is_zero() { String::new() } else { format!(" (waited {} s)", limit.as_secs()) };
                 bail!(
                     "state directory {} is in use by {holder}{waited}: one edgeplane writes it at a time. \
@@ -338,15 +344,8 @@ pub fn lock_state_dir(path: &Path, create: bool, wait: LockWait) -> Result<Optio
                     path.display()
                 );
             }
-            if !told {
-                log::warn!(
-                    "state directory {} is in use by {holder}: waiting up to {} s",
-                    path.display(),
-                    limit.as_secs()
-                );
-                told = true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            log::warn!("state directory {} is in use by {holder}: waiting up to {} s", path.display(), limit.as_secs());
+            told = true;
         }
         let st = fstat(&fd).with_context(|| format!("stat {}", path.display()))?;
         let same = std::fs::symlink_metadata(path).ok().is_some_and(|md| {
