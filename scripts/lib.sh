@@ -47,11 +47,11 @@ ep_require_cargo() {
 }
 
 # bpffs at /sys/fs/bpf (systemd mounts it at boot; minimal VMs and containers
-# may not have it).
+# may not have it). mode=0700 as systemd does: the kernel's default is 1777.
 ep_ensure_bpffs() {
     if [[ $(stat -fc %T /sys/fs/bpf 2>/dev/null) != bpf_fs ]]; then
-        ep_log "mounting bpffs at /sys/fs/bpf"
-        mount -t bpf bpf /sys/fs/bpf || ep_die "mount -t bpf bpf /sys/fs/bpf failed"
+        ep_log "mounting bpffs at /sys/fs/bpf (mode 0700)"
+        mount -t bpf -o mode=0700 bpf /sys/fs/bpf || ep_die "mount -t bpf -o mode=0700 bpf /sys/fs/bpf failed""
     fi
 }
 

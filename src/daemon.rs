@@ -305,8 +305,8 @@ enum Pass {
 }
 
 impl Engine {
-    fn open(settings: &Settings) -> Result<Engine> {
-        let dp = Datapath::open(&datapath_settings(settings))?;
+    fn open(settings: &Settings, wait: datapath::LockWait) -> Result<Engine> {
+        let dp = Datapath::open_with(&datapath_settings(settings), wait)?;
         let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None, held: false };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
@@ -502,14 +502,21 @@ impl std::fmt::Display for Stages {
 
 /// `edgeplane apply`
 pub fn apply(settings: &Settings) -> u8 {
-    let mut engine = match Engine::open(settings) {
+    let mut engine = match Engine::open(settings, datapath::LockWait::Upto(datapath::DEFAULT_LOCK_WAIT)) {
         Ok(e) => e,
         Err(e) => {
             log::error!("{e:#}");
             return 2;
         }
     };
-    match engine.pass_inner(true, true) {
+    let pass = engine.pass_inner(true, true);
+    // The maps are applied for the interfaces that are attached; one that could
+    // not be (its previous link, if any, keeps forwarding) still fails the command.
+    if !engine.dp.failures().is_empty() {
+        log::error!("not every interface is attached (see above); those keep their previous link: exit status 1");
+        return 1;
+    }
+    match pass {
         Pass::Applied => 0,
         Pass::Unchanged => {
             log::info!("already up to date: no changes");
@@ -559,7 +566,8 @@ fn run_loop(settings: &Settings) -> Result<()> {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
-    let mut engine = Engine::open(settings)?;
+    // One daemon per state directory: a second `run` fails here at once.
+    let mut engine = Engine::open(settings, datapath::LockWait::Fail)?;
     let (tx, rx) = mpsc::channel::<Event>();
 
     let sig_tx = tx.clone();

@@ -198,6 +198,9 @@ fn unit_runs_the_daemon_with_reload_restart_bpffs_and_only_the_needed_capabiliti
     // setns() into --netns must stay possible under the namespace restriction.
     assert_eq!(values("RestrictNamespaces"), ["net"]);
     assert!(values("PrivateNetwork").is_empty(), "the data plane must see the host's interfaces");
+    // bpffs mounted by the unit is root-only (the kernel's default is 1777).
+    let pre = values("ExecStartPre");
+    assert!(pre.iter().any(|v| v.contains("mount -t bpf -o mode=0700 bpf /sys/fs/bpf")), "{pre:?}");
 }
 
 /// The packaged /etc/edgeplane/edgeplane.yaml is valid as shipped, names no

@@ -14,6 +14,7 @@ use libbpf_rs::query::LinkTypeInfo;
 use libbpf_rs::{AsRawLibbpf, Link, Program, TC_INGRESS, TcHookBuilder};
 
 use super::mapio::errno_name;
+use super::trust::pin_present;
 
 /// Pin-name prefixes under links/.
 pub const TCX_PREFIX: &str = "tcx_";
@@ -115,7 +116,7 @@ pub enum TcMode {
 /// Attach (or atomically replace) the tc program on `ifname`'s ingress.
 pub fn attach_tc(prog: &Program<'_>, links_dir: &Path, ifname: &str, ifidx: u32) -> Result<TcMode> {
     let pin = links_dir.join(format!("{TCX_PREFIX}{ifname}"));
-    if pin.exists() {
+    if pin_present(&pin)? {
         match Link::open(&pin) {
             Ok(mut link) => {
                 let attached_to = match link.info() {
@@ -152,7 +153,7 @@ pub fn attach_tc(prog: &Program<'_>, links_dir: &Path, ifname: &str, ifidx: u32)
             link.pin(&pin).with_context(|| format!("pinning TCX link {}", pin.display()))?;
             // Another tool (or an older version) may have left a clsact filter.
             let marker = links_dir.join(format!("{CLSACT_PREFIX}{ifname}"));
-            if marker.exists() {
+            if pin_present(&marker)? {
                 detach_clsact(&marker, ifname);
             }
             Ok(TcMode::Tcx)
@@ -180,7 +181,7 @@ fn attach_clsact(prog: &Program<'_>, links_dir: &Path, ifname: &str, ifidx: u32)
     // bpffs holds only BPF objects: the program itself, pinned, marks the
     // interface as ours for `reset` (the qdisc keeps the filter alive).
     let marker = links_dir.join(format!("{CLSACT_PREFIX}{ifname}"));
-    if marker.exists() {
+    if pin_present(&marker)? {
         // Re-pin the program now attached, so the replaced one can be freed.
         std::fs::remove_file(&marker).with_context(|| format!("replacing {}", marker.display()))?;
     }
@@ -258,7 +259,7 @@ pub fn attach_cgroup(prog: &Program<'_>, links_dir: &Path, cgroup: &Path) -> Res
     if cgroup == Path::new("/sys/fs/cgroup") || cgroup == Path::new("/sys/fs/cgroup/unified") {
         bail!("refusing to attach socket hooks to the root cgroup {}: name a child cgroup", cgroup.display());
     }
-    if pin.exists() {
+    if pin_present(&pin)? {
         if let Ok(mut link) = Link::open(&pin) {
             let same = matches!(link.info().map(|i| i.info), Ok(LinkTypeInfo::Cgroup(c)) if c.cgroup_id == cg_id);
             if same {

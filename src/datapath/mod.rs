@@ -15,6 +15,7 @@ mod mapio;
 mod netlink;
 pub mod routes;
 mod status;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -33,6 +34,7 @@ pub use netlink::LinkEvents;
 pub use status::{
     ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, read_status, recent_drops, reset,
 };
+pub use trust::{DEFAULT_LOCK_WAIT, LockWait};
 
 /// Generated skeletons; the `types` modules are the BTF-derived Rust layouts
 /// of every struct in bpf/edgeplane.h (tests compare them with maps::layout).
@@ -159,7 +161,9 @@ fn is_bpffs(path: &Path) -> bool {
     rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
 }
 
-/// Mount bpffs at /sys/fs/bpf when the state dir lives there and it is missing.
+/// Mount bpffs at /sys/fs/bpf when the state dir lives there and it is missing,
+/// mode 0700 (the kernel's default is 1777: any user could create the state
+/// directory first).
 pub fn ensure_bpffs(state_dir: &Path) -> Result<()> {
     let mut probe = state_dir;
     while !probe.exists() {
@@ -176,12 +180,13 @@ pub fn ensure_bpffs(state_dir: &Path) -> Result<()> {
         std::fs::create_dir_all(root).ok();
         let src = c"bpf";
         let target = c"/sys/fs/bpf";
-        // SAFETY: static NUL-terminated strings, no data argument.
-        let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+        let data = c"mode=0700";
+        // SAFETY: static NUL-terminated strings; bpffs takes a text option string.
+        let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, data.as_ptr().cast()) };
         if rc != 0 {
             return Err(std::io::Error::last_os_error()).context("mounting bpffs at /sys/fs/bpf");
         }
-        log::info!("mounted bpffs at /sys/fs/bpf");
+        log::info!("mounted bpffs at /sys/fs/bpf (mode 0700)");
         return Ok(());
     }
     bail!("state directory {} is not on a bpf filesystem (mount -t bpf bpf DIR)", state_dir.display())
@@ -244,7 +249,7 @@ fn load_object(bytes: &[u8], state_dir: &Path, caps: &Capacities, share: Option<
             continue;
         }
         let pin = state_dir.join(&name);
-        if pin.exists() {
+        if trust::pin_present(&pin)? {
             let pinned = MapHandle::from_pinned_path(&pin).with_context(|| format!("opening {}", pin.display()))?;
             let want = (m.map_type(), m.key_size(), m.value_size(), m.max_entries(), m.map_flags());
             check_compatible(&name, &pin, want, &pinned)?;
@@ -283,6 +288,10 @@ pub struct Datapath {
     cfg: MapHandle,
     /// Interfaces we are attached to: name -> (ifindex, mode).
     attached: BTreeMap<String, (u32, TcMode)>,
+    /// Attach and pin errors of the last interface sync.
+    failures: Vec<String>,
+    /// The checked state directory, locked while this value lives.
+    _lock: trust::StateDir,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -292,16 +301,26 @@ impl std::fmt::Debug for Datapath {
 }
 
 impl Datapath {
-    /// Load (or upgrade in place) the data plane under `settings.state_dir`.
+    /// Load (or upgrade in place) the data plane under `settings.state_dir`,
+    /// waiting up to DEFAULT_LOCK_WAIT for another instance using it.
     pub fn open(settings: &DatapathSettings) -> Result<Datapath> {
+        Self::open_with(settings, LockWait::Upto(DEFAULT_LOCK_WAIT))
+    }
+
+    /// `open`, with the state directory checked (trust.rs) and locked for the
+    /// lifetime of the returned value. Attach errors do not fail the open (the
+    /// other interfaces must keep forwarding): see `failures`.
+    pub fn open_with(settings: &DatapathSettings, wait: LockWait) -> Result<Datapath> {
         let dir = &settings.state_dir;
         ensure_bpffs(dir)?;
-        std::fs::create_dir_all(dir.join("links")).with_context(|| format!("creating {}", dir.display()))?;
+        let lock = trust::lock_state_dir(dir, true, wait)?
+            .ok_or_else(|| anyhow!("state directory {} vanished", dir.display()))?;
+        trust::open_checked_dir(&dir.join("links"), true)?;
         let tc = load_object(TC_OBJECT, dir, &settings.capacities, None)?;
         for m in tc.maps() {
             let name = m.name().to_string_lossy().into_owned();
             let pin = dir.join(&name);
-            if is_shared_map(&name) && !pin.exists() {
+            if is_shared_map(&name) && !trust::pin_present(&pin)? {
                 attach::obj_pin(m.as_fd().as_raw_fd(), &pin)?;
             }
         }
@@ -315,15 +334,34 @@ impl Datapath {
         }
         let planned = PinnedMaps::new(handles);
         let cfg = object_map(&tc, MAP_CFG)?;
-        let mut dp = Datapath { settings: settings.clone(), tc, sock, planned, cfg, attached: BTreeMap::new() };
+        let mut dp = Datapath {
+            settings: settings.clone(),
+            tc,
+            sock,
+            planned,
+            cfg,
+            attached: BTreeMap::new(),
+            failures: Vec::new(),
+            _lock: lock,
+        };
         dp.init_config()?;
         // One interface that cannot be attached (vanishing veth, odd driver)
-        // must not keep the others from forwarding: log it, keep going.
+        // must not keep the others from forwarding: log it, keep going, and
+        // let the command fail at its end (`failures`).
         if let Err(e) = dp.sync_interfaces_inner(true) {
             log::error!("{e:#}");
+            dp.failures.push(format!("{e:#}"));
         }
+        // The socket hooks have one cgroup, named in the settings: failing
+        // there is a configuration error, and the open fails.
         dp.sync_cgroup()?;
         Ok(dp)
+    }
+
+    /// Attach and pin errors of the last interface sync (open, or `sync_interfaces`).
+    /// The interfaces concerned keep whatever link they had before.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
     }
 
     pub fn settings(&self) -> &DatapathSettings {
@@ -355,7 +393,9 @@ impl Datapath {
     /// Attach to matching interfaces that appeared, detach from vanished
     /// ones. Returns the names newly attached.
     pub fn sync_interfaces(&mut self) -> Result<Vec<String>> {
-        self.sync_interfaces_inner(false)
+        let r = self.sync_interfaces_inner(false);
+        self.failures = r.as_ref().err().map(|e| vec![format!("{e:#}")]).unwrap_or_default();
+        r
     }
 
     fn wanted(&self, name: &str) -> bool {
@@ -374,6 +414,9 @@ impl Datapath {
         let prog = object_prog(&self.tc, TC_PROG)?;
         let mut newly = Vec::new();
         let mut errors = Vec::new();
+        // Wanted interfaces whose attach failed: their old link (if any) stays
+        // pinned and forwarding.
+        let mut failed = std::collections::BTreeSet::new();
         let mut now = BTreeMap::new();
         for (name, idx) in &present {
             if !self.wanted(name) {
@@ -392,7 +435,10 @@ impl Datapath {
                     now.insert(name.clone(), (*idx, mode));
                 }
                 // One interface vanishing mid-attach must not stop the others.
-                Err(e) => errors.push(format!("{name}: {e:#}")),
+                Err(e) => {
+                    errors.push(format!("{name}: {e:#}"));
+                    failed.insert(name.clone());
+                }
             }
         }
         // Pins of interfaces that are gone or no longer named.
@@ -406,7 +452,11 @@ impl Datapath {
                 } else {
                     continue;
                 };
-                if now.contains_key(&ifname) {
+                if now.contains_key(&ifname) || failed.contains(&ifname) {
+                    continue;
+                }
+                if let Err(err) = trust::pin_present(&e.path()) {
+                    errors.push(format!("{err:#}"));
                     continue;
                 }
                 if clsact {
@@ -437,7 +487,7 @@ impl Datapath {
                 // No --cgroup: never leave socket hooks of an earlier run behind.
                 for name in SOCK_PROGS {
                     let pin = links.join(format!("{}{name}", attach::CGROUP_PREFIX));
-                    if pin.exists() {
+                    if trust::pin_present(&pin)? {
                         attach::unpin_link(&pin)?;
                     }
                 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::attach::{CGROUP_PREFIX, CLSACT_PREFIX, TCX_PREFIX, detach_clsact, unpin_link};
 use super::mapio::{for_each, percpu_sum};
+use super::trust::{self, DEFAULT_LOCK_WAIT, LockWait};
 use super::{MAP_CT, MAP_DROPEV, MAP_DROPS, MAP_STATS};
 use crate::drop_reason::{DropReason, StatId};
 use crate::maps::proto_name;
@@ -327,30 +328,41 @@ pub fn recent_drops(state_dir: &Path, n: usize) -> Result<Vec<DropEvent>> {
 }
 
 /// Detach everything (links, our clsact filters) and unpin everything under
-/// `state_dir`. Forwarding through edgeplane stops.
+/// `state_dir`. Forwarding through edgeplane stops. The directory is checked
+/// and locked like for `apply` (never through a symlink: that could lead to
+/// another instance's pins); entries that are not our pins (symlinks, another
+/// user's files) are removed without being opened.
 pub fn reset(state_dir: &Path) -> Result<()> {
-    if !state_dir.exists() {
+    let Some(lock) = trust::lock_state_dir(state_dir, false, LockWait::Upto(DEFAULT_LOCK_WAIT))? else {
         return Ok(());
-    }
+    };
     let links = state_dir.join("links");
-    if let Ok(rd) = std::fs::read_dir(&links) {
-        for e in rd.flatten() {
+    if trust::open_checked_dir(&links, false)?.is_some() {
+        for e in std::fs::read_dir(&links).with_context(|| format!("reading {}", links.display()))?.flatten() {
+            let path = e.path();
+            if let Err(err) = trust::pin_present(&path) {
+                log::warn!("{err:#}; removing it without detaching through it");
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                continue;
+            }
             let file = e.file_name().to_string_lossy().into_owned();
             if let Some(ifname) = file.strip_prefix(CLSACT_PREFIX) {
-                detach_clsact(&e.path(), ifname);
+                detach_clsact(&path, ifname);
             } else {
-                unpin_link(&e.path())?;
+                unpin_link(&path)?;
             }
         }
         std::fs::remove_dir(&links).with_context(|| format!("removing {}", links.display()))?;
     }
     for e in std::fs::read_dir(state_dir).with_context(|| format!("reading {}", state_dir.display()))?.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // file_type() of a directory entry does not follow symlinks.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             bail!("unexpected directory {} in the state dir; not removing it", p.display());
         }
         std::fs::remove_file(&p).with_context(|| format!("unpinning {}", p.display()))?;
     }
     std::fs::remove_dir(state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
+    drop(lock);
     Ok(())
 }

@@ -99,14 +99,34 @@ pub enum SourceError {
     },
     #[error("file watcher: {0}")]
     Watch(String),
+    #[error(
+        "{path}: refused: {why}; only root may write the settings (fix: chown root {path}; chmod go-w {path})"
+    )]
+    Untrusted { path: String, why: String },
 }
 
-/// Reads the daemon's own settings file (`--config`).
+/// Reads the daemon's own settings file (`--config`). As root, a regular file
+/// that another user owns or that group or others can write is refused: it
+/// names the interfaces and the state directory.
 pub fn read_settings_file(path: &Path) -> Result<String, SourceError> {
-    std::fs::read_to_string(path).map_err(|source| match source.kind() {
+    let io_error = |source: io::Error| match source.kind() {
         io::ErrorKind::NotFound => SourceError::Missing { path: path.display().to_string() },
         _ => SourceError::Io { path: path.display().to_string(), source },
-    })
+    };
+    let mut file = fs::File::open(path).map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if let Some(owner) = LoadLimits::default().trusted_owner
+        && meta.is_file()
+        && ((meta.uid() != owner && meta.uid() != 0) || meta.mode() & 0o022 != 0)
+    {
+        return Err(SourceError::Untrusted {
+            path: path.display().to_string(),
+            why: format!("owned by uid {} with mode {:04o}", meta.uid(), meta.mode() & 0o7777),
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io_error)?;
+    Ok(text)
 }
 
 /// Reads every `*.yaml`, `*.yml` and `*.json` below each of `dirs`

@@ -503,6 +503,30 @@ impl Daemon {
         }
     }
 
+    /// Wait until a log line contains one of `needles` (or the daemon exits: panic).
+    pub fn wait_for_any(&mut self, needles: &[&str]) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let hit = needles.iter().any(|n| line.contains(n));
+                    self.log.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!("edgeplane exited ({status}) before any of {needles:?}:\n{}", self.log.join("\n"));
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait();
+                    panic!("edgeplane closed stderr ({status:?}) before any of {needles:?}:\n{}", self.log.join("\n"));
+                }
+            }
+        }
+    }
+
     pub fn signal(&mut self, sig: i32) {
         // SAFETY: a signal to our own child, by pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
