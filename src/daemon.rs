@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -154,11 +155,15 @@ fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
 }
 
 /// Loads and validates the config dir; None (after printing every problem)
-/// when it is invalid or unreadable.
-fn load_valid(settings: &Settings) -> Option<Loaded> {
-    match model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits(settings)) {
+/// when it is invalid or unreadable, or when `cancel` is set meanwhile.
+fn load_valid(settings: &Settings, cancel: &Arc<AtomicBool>) -> Option<Loaded> {
+    match model::load_dirs_cancellable(std::slice::from_ref(&settings.config_dir), &limits(settings), cancel) {
         Err(e) => {
             log::error!("{e}");
+            None
+        }
+        Ok(loaded) if loaded.cancelled => {
+            log::info!("stopping: loading {} cancelled", settings.config_dir.display());
             None
         }
         Ok(loaded) => {
@@ -185,7 +190,7 @@ fn load_valid(settings: &Settings) -> Option<Loaded> {
 /// `edgeplane plan`: the writes an apply would make, against the pinned maps
 /// if a data plane is running here, else against empty maps.
 pub fn plan(settings: &Settings) -> u8 {
-    let Some(loaded) = load_valid(settings) else { return 1 };
+    let Some(loaded) = load_valid(settings, &Arc::default()) else { return 1 };
     let live_backend: Box<dyn MapBackend> = match datapath::open_pinned_maps(&settings.state_dir) {
         Ok(Some(maps)) => Box::new(maps),
         Ok(None) => {
@@ -225,6 +230,8 @@ struct Engine {
     settings: Settings,
     dp: Datapath,
     applied_hash: Option<u64>,
+    /// Set by SIGTERM/SIGINT: a load in progress stops at once.
+    cancel: Arc<AtomicBool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -237,7 +244,7 @@ enum Pass {
 impl Engine {
     fn open(settings: &Settings) -> Result<Engine> {
         let dp = Datapath::open(&datapath_settings(settings))?;
-        let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None };
+        let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None, cancel: Arc::default() };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
         if cfg.hairpin_addr != settings.hairpin_address.octets() {
@@ -261,7 +268,7 @@ impl Engine {
     fn pass_inner(&mut self, force: bool) -> Pass {
         let started = Instant::now();
         let mut stages = Stages::new();
-        let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
+        let Some(loaded) = load_valid(&self.settings, &self.cancel) else { return Pass::Refused };
         stages.mark("load");
         if !force && self.applied_hash == Some(loaded.content_hash) {
             return Pass::Unchanged;
@@ -447,9 +454,14 @@ fn run_loop(settings: &Settings) -> Result<()> {
     let (tx, rx) = mpsc::channel::<Event>();
 
     let sig_tx = tx.clone();
+    let cancel = engine.cancel.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
             let event = if sig == signal_hook::consts::SIGHUP { Event::Reload } else { Event::Stop };
+            if matches!(event, Event::Stop) {
+                // A pass in progress stops loading at once (within milliseconds).
+                cancel.store(true, Ordering::Relaxed);
+            }
             if sig_tx.send(event).is_err() {
                 break;
             }

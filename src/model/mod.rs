@@ -99,6 +99,9 @@ pub fn load_snapshot_cancellable(
     // soon as the last piece of that file is parsed, not at the end.
     let mut units: Vec<Unit> = Vec::new();
     for f in files {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
         let path = f.path;
         let text = Arc::new(f.text);
         for (range, first_line) in split_text(&text) {
@@ -125,6 +128,9 @@ pub fn load_snapshot_cancellable(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(slot) = slots.get(i) else { break };
+            if budget.cancelled() {
+                break;
+            }
             let unit = slot.lock().ok().and_then(|mut u| u.take());
             if let Some(unit) = unit {
                 done.push((i, run_unit(&unit, &yaml_limits, &budget, &kept)));
