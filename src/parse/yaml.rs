@@ -717,7 +717,7 @@ impl<S: Sink> Builder<'_, S> {
             return;
         }
         self.events = self.events.wrapping_add(1);
-        if self.events % 1024 == 0 && self.budget.cancelled() {
+        if self.events.is_multiple_of(1024) && self.budget.cancelled() {
             self.stopped = true;
             return;
         }
@@ -1240,7 +1240,7 @@ mod tests {
         assert_eq!((err.span.line, err.span.col), (2, 85), "{err}");
         // Copies in separate parses (files) of one load share one budget:
         // 12 MiB fit the 16 MiB base once, not twice.
-        let text = format!("a: &s {big}\nb: [{}]\n", vec!["*s"; 12].join(", "));
+        let text = format!("a: &s {big}\nb: [{}]\n", ["*s"; 12].join(", "));
         let budget = Budget::new(0, Arc::default());
         struct Errors(Vec<Diagnostic>);
         impl Sink for Errors {
