@@ -58,12 +58,7 @@ impl Run {
             "check must finish normally (exit {code}):\n...{tail}\n{}",
             self.stdout
         );
-        eprintln!(
-            "input {} bytes, peak RSS {} bytes, bound {} bytes",
-            self.input,
-            self.max_rss,
-            self.bound()
-        );
+        eprintln!("input {} bytes, peak RSS {} bytes, bound {} bytes", self.input, self.max_rss, self.bound());
         assert!(
             self.max_rss <= self.bound(),
             "peak RSS {} bytes over 8 x {} input bytes + 256 MiB",
@@ -138,7 +133,11 @@ fn alias_bomb_of_a_big_string_is_refused_within_the_bound() {
     let dir = TempDir::new("alias");
     let big = "x".repeat(1 << 20);
     let aliases = vec!["*s"; 6000].join(", ");
-    write(&dir, "bomb.yaml", &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  a: &s {big}\n  b: [{aliases}]\n"));
+    write(
+        &dir,
+        "bomb.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  a: &s {big}\n  b: [{aliases}]\n"),
+    );
     let run = check(&dir);
     run.assert_bounded(1);
     assert!(run.stderr.contains("bomb.yaml:6:"), "{}", run.stderr);
@@ -152,7 +151,9 @@ fn aliases_spread_over_many_documents_share_one_budget() {
     let dir = TempDir::new("alias-docs");
     let big = "y".repeat(50 << 10);
     let aliases = vec!["*s"; 200].join(", ");
-    let doc = format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  a: &s {big}\n  b: [{aliases}]\n");
+    let doc = format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  a: &s {big}\n  b: [{aliases}]\n"
+    );
     write(&dir, "bombs.yaml", &doc.repeat(200));
     let run = check(&dir);
     run.assert_bounded(1);

@@ -162,11 +162,12 @@ pub fn load_snapshot_cancellable(
     };
     results.sort_by_key(|(i, _)| *i);
     let mut objects = Objects::default();
-    let mut not_kept = 0;
+    let mut not_kept = (0, false);
     for (_, out) in results {
         objects.append(out.objects);
         diagnostics.extend(out.diags);
-        not_kept += out.not_kept;
+        not_kept.0 += out.not_kept;
+        not_kept.1 |= out.not_kept_error;
     }
     let cancelled = cancel.load(Ordering::Relaxed);
     let cluster = if cancelled {
@@ -193,16 +194,16 @@ pub fn load_snapshot_cancellable(
 }
 
 /// Keeps the first [`MAX_DIAGNOSTICS`] of sorted `diags` and says how many
-/// more there were (`not_kept` were counted but never stored). The last
-/// one is an error if any left out was.
-fn cap_diagnostics(diags: &mut Vec<Diagnostic>, not_kept: usize) {
-    if diags.len() <= MAX_DIAGNOSTICS && not_kept == 0 {
+/// more there were (`not_kept.0` were counted but never stored, errors among
+/// them if `not_kept.1`). The last one is an error if any left out was, so
+/// the load's verdict never changes.
+fn cap_diagnostics(diags: &mut Vec<Diagnostic>, not_kept: (usize, bool)) {
+    if diags.len() <= MAX_DIAGNOSTICS && not_kept.0 == 0 {
         return;
     }
     let cut = diags.len().min(MAX_DIAGNOSTICS);
-    let more = diags.len() - cut + not_kept;
-    // Not-kept ones may be errors: say error unless all left out are known warnings.
-    let any_error = not_kept > 0 || diags[cut..].iter().any(Diagnostic::is_error);
+    let more = diags.len() - cut + not_kept.0;
+    let any_error = not_kept.1 || diags[cut..].iter().any(Diagnostic::is_error);
     diags.truncate(cut);
     diags.shrink_to_fit();
     let span = diags.last().map(|d| d.span.clone()).unwrap_or_default();
@@ -300,8 +301,10 @@ fn find_doc_start(bytes: &[u8], from: usize) -> Option<usize> {
 struct UnitOutput {
     objects: Objects,
     diags: Vec<Diagnostic>,
-    /// Diagnostics counted but not stored (the load's limit was reached).
+    /// Diagnostics counted but not stored (the load's limit was reached),
+    /// and whether any of them was an error.
     not_kept: usize,
+    not_kept_error: bool,
 }
 
 fn run_unit(
@@ -347,8 +350,11 @@ impl LoadSink<'_> {
         }
         let before = kept.fetch_add(new, Ordering::Relaxed);
         let room = STORED_DIAGNOSTICS.saturating_sub(before).min(new);
-        out.diags.truncate(from + room);
-        out.not_kept += new - room;
+        if room < new {
+            out.not_kept_error |= out.diags[from + room..].iter().any(Diagnostic::is_error);
+            out.diags.truncate(from + room);
+            out.not_kept += new - room;
+        }
     }
 }
 
@@ -378,6 +384,7 @@ impl yaml::Sink for LoadSink<'_> {
             self.out.objects.append(pending.objects);
             self.out.diags.extend(pending.diags);
             self.out.not_kept += pending.not_kept;
+            self.out.not_kept_error |= pending.not_kept_error;
         }
         let from = self.out.diags.len();
         convert::convert(
@@ -1004,6 +1011,50 @@ mod tests {
             "apiVersion: v1\nkind: ConfigMap\nitems: [{kind: Pod}]\n",
             &[],
         );
+    }
+
+    #[test]
+    fn diagnostics_are_capped_without_changing_the_verdict() {
+        // 12,000 warnings: still valid, 10,000 shown and a warning counting the rest.
+        let peers = "    - ipBlock: {cidr: 198.18.1.7/24}\n".repeat(12_000);
+        let l = load(&policy(&format!("  ingress:\n  - from:\n{peers}")));
+        assert!(!l.has_errors(), "{:?}", l.diagnostics.last());
+        assert_eq!(l.diagnostics.len(), MAX_DIAGNOSTICS + 1);
+        let last = l.diagnostics.last().expect("summary");
+        assert!(!last.is_error());
+        assert_eq!(
+            last.message,
+            "2000 more diagnostic(s) not shown (at most 10000 are kept)"
+        );
+        // 50,000 errors (more than are ever stored): the summary is an error.
+        let items = "- {kind: Foo}\n".repeat(50_000);
+        let l = load(&format!("apiVersion: v1\nkind: List\nitems:\n{items}"));
+        assert_eq!(l.diagnostics.len(), MAX_DIAGNOSTICS + 1);
+        let last = l.diagnostics.last().expect("summary");
+        assert!(last.is_error());
+        assert_eq!(
+            last.message,
+            "40000 more diagnostic(s) not shown (at most 10000 are kept)"
+        );
+        assert_eq!(
+            l.diagnostics[0].to_string(),
+            "t.yaml:4:3: items[0].apiVersion: expected an apiVersion, the field is missing"
+        );
+    }
+
+    #[test]
+    fn cancelled_load_is_an_error_and_empty() {
+        let snapshot = Snapshot {
+            files: vec![SourceFile {
+                path: Arc::from("t.yaml"),
+                text: svc("  ports: [{port: 80}]\n"),
+            }],
+            ..Snapshot::default()
+        };
+        let cancel = Arc::new(AtomicBool::new(true));
+        let l = load_snapshot_cancellable(snapshot, &LoadLimits::default(), &cancel);
+        assert!(l.cancelled && l.has_errors());
+        assert!(l.cluster.services.is_empty());
     }
 
     #[test]
