@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,7 +76,7 @@ fn limits(settings: &Settings) -> LoadLimits {
 /// the settle window may be a file still being written (editors, shell
 /// redirections and GitOps tools write in pieces), so it is read again after
 /// the window and used only if nothing changed meanwhile.
-fn read_settled(settings: &Settings) -> Result<Snapshot, SourceError> {
+fn read_settled(settings: &Settings, cancel: &AtomicBool) -> Result<Snapshot, SourceError> {
     let dirs = std::slice::from_ref(&settings.config_dir);
     let limits = limits(settings);
     let mut snapshot = source::read_snapshot(dirs, &limits)?;
@@ -86,7 +87,7 @@ fn read_settled(settings: &Settings) -> Result<Snapshot, SourceError> {
         let age = snapshot
             .newest_mtime
             .map_or(settings.settle, |m| SystemTime::now().duration_since(m).unwrap_or(Duration::ZERO));
-        if age >= settings.settle {
+        if age >= settings.settle || cancel.load(Ordering::Relaxed) {
             return Ok(snapshot);
         }
         if Instant::now() >= deadline {
@@ -99,7 +100,11 @@ fn read_settled(settings: &Settings) -> Result<Snapshot, SourceError> {
             ));
             return Ok(snapshot);
         }
-        std::thread::sleep(settings.settle - age);
+        // In short naps: SIGTERM must not wait for the window.
+        let until = Instant::now() + (settings.settle - age);
+        while Instant::now() < until && !cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+        }
         let again = source::read_snapshot(dirs, &limits)?;
         if again.content_hash == snapshot.content_hash && again.newest_mtime == snapshot.newest_mtime {
             return Ok(again);
@@ -220,11 +225,18 @@ fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
 }
 
 /// Loads (once settled) and validates the config dir; None (after printing
-/// every problem) when it is invalid or unreadable.
-fn load_valid(settings: &Settings) -> Option<Loaded> {
-    match read_settled(settings).map(|snapshot| model::load_snapshot(snapshot, &limits(settings))) {
+/// every problem) when it is invalid or unreadable, or when `cancel` is set
+/// meanwhile.
+fn load_valid(settings: &Settings, cancel: &Arc<AtomicBool>) -> Option<Loaded> {
+    let loaded = read_settled(settings, cancel)
+        .map(|snapshot| model::load_snapshot_cancellable(snapshot, &limits(settings), cancel));
+    match loaded {
         Err(e) => {
             log::error!("{e}");
+            None
+        }
+        Ok(loaded) if loaded.cancelled => {
+            log::info!("stopping: loading {} cancelled", settings.config_dir.display());
             None
         }
         Ok(loaded) => {
@@ -251,7 +263,7 @@ fn load_valid(settings: &Settings) -> Option<Loaded> {
 /// `edgeplane plan`: the writes an apply would make, against the pinned maps
 /// if a data plane is running here, else against empty maps.
 pub fn plan(settings: &Settings) -> u8 {
-    let Some(loaded) = load_valid(settings) else { return 1 };
+    let Some(loaded) = load_valid(settings, &Arc::default()) else { return 1 };
     let live_backend: Box<dyn MapBackend> = match datapath::open_pinned_maps(&settings.state_dir) {
         Ok(Some(maps)) => Box::new(maps),
         Ok(None) => {
@@ -293,6 +305,8 @@ struct Engine {
     applied_hash: Option<u64>,
     /// The last pass was held by the mass-deletion guard.
     held: bool,
+    /// Set by SIGTERM/SIGINT: a load in progress stops at once.
+    cancel: Arc<AtomicBool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -307,7 +321,8 @@ enum Pass {
 impl Engine {
     fn open(settings: &Settings, wait: datapath::LockWait) -> Result<Engine> {
         let dp = Datapath::open_with(&datapath_settings(settings), wait)?;
-        let mut engine = Engine { settings: settings.clone(), dp, applied_hash: None, held: false };
+        let mut engine =
+            Engine { settings: settings.clone(), dp, applied_hash: None, held: false, cancel: Arc::default() };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
         if cfg.hairpin_addr != settings.hairpin_address.octets() {
@@ -332,7 +347,7 @@ impl Engine {
     fn pass_inner(&mut self, force: bool, one_shot: bool) -> Pass {
         let started = Instant::now();
         let mut stages = Stages::new();
-        let Some(loaded) = load_valid(&self.settings) else { return Pass::Refused };
+        let Some(loaded) = load_valid(&self.settings, &self.cancel) else { return Pass::Refused };
         stages.mark("load");
         // Unchanged since the last apply: nothing to do, unless an input was
         // held since (the held mark must be cleared).
@@ -571,9 +586,14 @@ fn run_loop(settings: &Settings) -> Result<()> {
     let (tx, rx) = mpsc::channel::<Event>();
 
     let sig_tx = tx.clone();
+    let cancel = engine.cancel.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
             let event = if sig == signal_hook::consts::SIGHUP { Event::Reload } else { Event::Stop };
+            if matches!(event, Event::Stop) {
+                // A pass in progress stops loading at once (within milliseconds).
+                cancel.store(true, Ordering::Relaxed);
+            }
             if sig_tx.send(event).is_err() {
                 break;
             }

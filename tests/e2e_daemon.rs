@@ -158,3 +158,55 @@ fn drift_in_the_live_maps_is_repaired_and_logged() {
     assert_eq!(last_plan_line(&t), "plan: 0 step(s): no changes");
     assert!(t.ask("tcp", vip(80)).expect("translates again").server.starts_with("be"));
 }
+
+/// Resident memory of a process in KiB (VmRSS), 0 when unknown.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigterm_during_a_huge_parse_stops_the_daemon_at_once() {
+    need_root!();
+    let t = Topo::new(1, true);
+    // About 150 MB of services in 4 files: parsing takes many seconds in a
+    // debug build (and seconds in a release one).
+    for f in 0..4u32 {
+        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
+        for i in 0..50_000u32 {
+            let vip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + (f * 50_000 + i) % 65_536);
+            text.push_str("---\n");
+            text.push_str(&service_yaml(&format!("s{f}-{i}"), vip, &[ready(backend_ip(0))], None));
+        }
+        std::fs::write(t.cfg.path.join(format!("s{f}.yaml")), text).expect("write yaml");
+    }
+    let mut d = Daemon::spawn(t.edgeplane("run"));
+    // The first pass is parsing once all texts are read (about 120 MB) and trees
+    // are being built: an idle daemon is far smaller.
+    let start = Instant::now();
+    while rss_kib(d.child.id()) < 160 * 1024 {
+        assert!(start.elapsed() < Duration::from_secs(120), "the daemon never started loading");
+        if let Ok(Some(status)) = d.child.try_wait() {
+            panic!("edgeplane run exited early ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: a signal to our own child, by pid.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    let signalled = Instant::now();
+    // Generous: without cancellation the pass runs to its end (tens of seconds in a debug build).
+    let mut status = None;
+    while status.is_none() && signalled.elapsed() < Duration::from_secs(10) {
+        status = d.child.try_wait().expect("wait");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM"));
+    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+    assert!(status.success(), "{status}");
+    d.wait_for("cancelled");
+    assert!(!d.log.iter().any(|l| l.contains("applied")), "the cancelled load applied nothing:\n{}", d.log.join("\n"));
+}

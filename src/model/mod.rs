@@ -4,6 +4,10 @@
 //! multi-document files at column-0 `---` lines, parses and converts the
 //! pieces on a few threads (each YAML tree is dropped as soon as its objects
 //! are built, so memory stays bounded), then runs the cross-object rules.
+//!
+//! Bounds (docs/ARCHITECTURE.md, "Memory and time"): the parser's byte
+//! budgets ([`yaml::Budget`]), at most [`MAX_DIAGNOSTICS`] diagnostics kept,
+//! and a cancel flag looked at while parsing.
 
 mod check;
 mod convert;
@@ -15,7 +19,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use types::*;
 
@@ -35,6 +39,9 @@ pub struct Loaded {
     pub files: usize,
     pub content_hash: u64,
     pub version: Option<String>,
+    /// The load was cancelled ([`load_dirs_cancellable`]): what it holds is
+    /// partial (and carries an error, so it is never applied).
+    pub cancelled: bool,
 }
 
 impl Loaded {
@@ -43,14 +50,36 @@ impl Loaded {
     }
 }
 
+/// Most diagnostics one load keeps; the rest are counted in a last one.
+pub const MAX_DIAGNOSTICS: usize = 10_000;
+
 /// Reads `dirs` and validates everything in them.
 pub fn load_dirs(dirs: &[PathBuf], limits: &LoadLimits) -> Result<Loaded, SourceError> {
+    load_dirs_cancellable(dirs, limits, &Arc::default())
+}
+
+/// [`load_dirs`] that stops soon (within milliseconds) once `cancel` is set;
+/// the result then has `cancelled` set.
+pub fn load_dirs_cancellable(
+    dirs: &[PathBuf],
+    limits: &LoadLimits,
+    cancel: &Arc<AtomicBool>,
+) -> Result<Loaded, SourceError> {
     let snapshot = source::read_snapshot(dirs, limits)?;
-    Ok(load_snapshot(snapshot, limits))
+    Ok(load_snapshot_cancellable(snapshot, limits, cancel))
 }
 
 /// Parses and validates an already-read snapshot.
 pub fn load_snapshot(snapshot: Snapshot, limits: &LoadLimits) -> Loaded {
+    load_snapshot_cancellable(snapshot, limits, &Arc::default())
+}
+
+/// [`load_snapshot`] that stops soon once `cancel` is set.
+pub fn load_snapshot_cancellable(
+    snapshot: Snapshot,
+    limits: &LoadLimits,
+    cancel: &Arc<AtomicBool>,
+) -> Loaded {
     let Snapshot {
         files,
         problems,
@@ -63,11 +92,17 @@ pub fn load_snapshot(snapshot: Snapshot, limits: &LoadLimits) -> Loaded {
         max_depth: limits.max_depth,
         max_nodes: limits.max_nodes,
     };
+    let input_bytes: usize = files.iter().map(|f| f.text.len()).sum();
+    let budget = yaml::Budget::new(input_bytes, cancel.clone());
+    let kept = AtomicUsize::new(0);
     let file_count = files.len();
     // Each unit holds its file's text through an Arc: the text is freed as
     // soon as the last piece of that file is parsed, not at the end.
     let mut units: Vec<Unit> = Vec::new();
     for f in files {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
         let path = f.path;
         let text = Arc::new(f.text);
         for (range, first_line) in split_text(&text) {
@@ -94,9 +129,12 @@ pub fn load_snapshot(snapshot: Snapshot, limits: &LoadLimits) -> Loaded {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(slot) = slots.get(i) else { break };
+            if budget.cancelled() {
+                break;
+            }
             let unit = slot.lock().ok().and_then(|mut u| u.take());
             if let Some(unit) = unit {
-                done.push((i, run_unit(&unit, &yaml_limits)));
+                done.push((i, run_unit(&unit, &yaml_limits, &budget, &kept)));
             }
         }
         done
@@ -125,19 +163,58 @@ pub fn load_snapshot(snapshot: Snapshot, limits: &LoadLimits) -> Loaded {
     };
     results.sort_by_key(|(i, _)| *i);
     let mut objects = Objects::default();
+    let mut not_kept = (0, false);
     for (_, out) in results {
         objects.append(out.objects);
         diagnostics.extend(out.diags);
+        not_kept.0 += out.not_kept;
+        not_kept.1 |= out.not_kept_error;
     }
-    let cluster = cross::assemble(objects, &mut diagnostics);
+    let cancelled = cancel.load(Ordering::Relaxed);
+    let cluster = if cancelled {
+        diagnostics.push(Diagnostic::error(
+            Span::default(),
+            None,
+            "",
+            "loading was cancelled (stopping): nothing of it is used",
+        ));
+        Cluster::default()
+    } else {
+        cross::assemble(objects, &mut diagnostics)
+    };
     diag::sort(&mut diagnostics);
+    cap_diagnostics(&mut diagnostics, not_kept);
     Loaded {
         cluster,
         diagnostics,
         files: file_count,
         content_hash,
         version,
+        cancelled,
     }
+}
+
+/// Keeps the first [`MAX_DIAGNOSTICS`] of sorted `diags` and says how many
+/// more there were (`not_kept.0` were counted but never stored, errors among
+/// them if `not_kept.1`). The last one is an error if any left out was, so
+/// the load's verdict never changes.
+fn cap_diagnostics(diags: &mut Vec<Diagnostic>, not_kept: (usize, bool)) {
+    if diags.len() <= MAX_DIAGNOSTICS && not_kept.0 == 0 {
+        return;
+    }
+    let cut = diags.len().min(MAX_DIAGNOSTICS);
+    let more = diags.len() - cut + not_kept.0;
+    let any_error = not_kept.1 || diags[cut..].iter().any(Diagnostic::is_error);
+    diags.truncate(cut);
+    diags.shrink_to_fit();
+    let span = diags.last().map(|d| d.span.clone()).unwrap_or_default();
+    let message =
+        format!("{more} more diagnostic(s) not shown (at most {MAX_DIAGNOSTICS} are kept)");
+    diags.push(if any_error {
+        Diagnostic::error(span, None, "", message)
+    } else {
+        Diagnostic::warning(span, None, "", message)
+    });
 }
 
 /// One line: what the cluster holds.
@@ -225,30 +302,68 @@ fn find_doc_start(bytes: &[u8], from: usize) -> Option<usize> {
 struct UnitOutput {
     objects: Objects,
     diags: Vec<Diagnostic>,
+    /// Diagnostics counted but not stored (the load's limit was reached),
+    /// and whether any of them was an error.
+    not_kept: usize,
+    not_kept_error: bool,
 }
 
-fn run_unit(unit: &Unit, limits: &yaml::Limits) -> UnitOutput {
+fn run_unit(
+    unit: &Unit,
+    limits: &yaml::Limits,
+    budget: &yaml::Budget,
+    kept: &AtomicUsize,
+) -> UnitOutput {
     // A private copy of the name: threads sharing one Arc would contend on its
     // reference count for every node.
     let file: Arc<str> = Arc::from(&*unit.path);
-    let mut sink = LoadSink::default();
+    let mut sink = LoadSink {
+        out: UnitOutput::default(),
+        pending: UnitOutput::default(),
+        kept,
+    };
     let text = unit.text.get(unit.range.clone()).unwrap_or_default();
-    yaml::parse_stream(&file, text, unit.first_line, limits, &mut sink);
+    yaml::parse_stream(&file, text, unit.first_line, limits, budget, &mut sink);
     sink.out
 }
 
+/// Diagnostics stored in a whole load, over all threads, before the rest are
+/// only counted (the first [`MAX_DIAGNOSTICS`] by position are shown; a
+/// margin keeps that choice independent of thread timing in most floods).
+const STORED_DIAGNOSTICS: usize = 4 * MAX_DIAGNOSTICS;
+
 /// Converts documents as the parser finishes them. `List` items are converted
 /// one by one and kept aside until the document turns out to be a List.
-#[derive(Default)]
-struct LoadSink {
+struct LoadSink<'k> {
     out: UnitOutput,
     pending: UnitOutput,
+    /// Diagnostics stored by every unit of the load.
+    kept: &'k AtomicUsize,
 }
 
-impl yaml::Sink for LoadSink {
+impl LoadSink<'_> {
+    /// Stores the diagnostics `out` gained from `from` on while the load's
+    /// limit allows; counts the rest.
+    fn limit(kept: &AtomicUsize, out: &mut UnitOutput, from: usize) {
+        let new = out.diags.len().saturating_sub(from);
+        if new == 0 {
+            return;
+        }
+        let before = kept.fetch_add(new, Ordering::Relaxed);
+        let room = STORED_DIAGNOSTICS.saturating_sub(before).min(new);
+        if room < new {
+            out.not_kept_error |= out.diags[from + room..].iter().any(Diagnostic::is_error);
+            out.diags.truncate(from + room);
+            out.not_kept += new - room;
+        }
+    }
+}
+
+impl yaml::Sink for LoadSink<'_> {
     fn list_item(&mut self, index: usize, item: Node) -> Option<Node> {
         let base = Path::Root;
         let items = base.f("items");
+        let from = self.pending.diags.len();
         convert::convert(
             &item,
             &items.i(index),
@@ -256,6 +371,7 @@ impl yaml::Sink for LoadSink {
             &mut self.pending.diags,
             1,
         );
+        Self::limit(self.kept, &mut self.pending, from);
         None
     }
 
@@ -268,7 +384,10 @@ impl yaml::Sink for LoadSink {
         if convert::is_list(&root) {
             self.out.objects.append(pending.objects);
             self.out.diags.extend(pending.diags);
+            self.out.not_kept += pending.not_kept;
+            self.out.not_kept_error |= pending.not_kept_error;
         }
+        let from = self.out.diags.len();
         convert::convert(
             &root,
             &Path::Root,
@@ -276,10 +395,13 @@ impl yaml::Sink for LoadSink {
             &mut self.out.diags,
             0,
         );
+        Self::limit(self.kept, &mut self.out, from);
     }
 
     fn error(&mut self, diag: Diagnostic) {
+        let from = self.out.diags.len();
         self.out.diags.push(diag);
+        Self::limit(self.kept, &mut self.out, from);
     }
 
     fn abandon(&mut self) {
@@ -890,6 +1012,50 @@ mod tests {
             "apiVersion: v1\nkind: ConfigMap\nitems: [{kind: Pod}]\n",
             &[],
         );
+    }
+
+    #[test]
+    fn diagnostics_are_capped_without_changing_the_verdict() {
+        // 12,000 warnings: still valid, 10,000 shown and a warning counting the rest.
+        let peers = "    - ipBlock: {cidr: 198.18.1.7/24}\n".repeat(12_000);
+        let l = load(&policy(&format!("  ingress:\n  - from:\n{peers}")));
+        assert!(!l.has_errors(), "{:?}", l.diagnostics.last());
+        assert_eq!(l.diagnostics.len(), MAX_DIAGNOSTICS + 1);
+        let last = l.diagnostics.last().expect("summary");
+        assert!(!last.is_error());
+        assert_eq!(
+            last.message,
+            "2000 more diagnostic(s) not shown (at most 10000 are kept)"
+        );
+        // 50,000 errors (more than are ever stored): the summary is an error.
+        let items = "- {kind: Foo}\n".repeat(50_000);
+        let l = load(&format!("apiVersion: v1\nkind: List\nitems:\n{items}"));
+        assert_eq!(l.diagnostics.len(), MAX_DIAGNOSTICS + 1);
+        let last = l.diagnostics.last().expect("summary");
+        assert!(last.is_error());
+        assert_eq!(
+            last.message,
+            "40000 more diagnostic(s) not shown (at most 10000 are kept)"
+        );
+        assert_eq!(
+            l.diagnostics[0].to_string(),
+            "t.yaml:4:3: items[0].apiVersion: expected an apiVersion, the field is missing"
+        );
+    }
+
+    #[test]
+    fn cancelled_load_is_an_error_and_empty() {
+        let snapshot = Snapshot {
+            files: vec![SourceFile {
+                path: Arc::from("t.yaml"),
+                text: svc("  ports: [{port: 80}]\n"),
+            }],
+            ..Snapshot::default()
+        };
+        let cancel = Arc::new(AtomicBool::new(true));
+        let l = load_snapshot_cancellable(snapshot, &LoadLimits::default(), &cancel);
+        assert!(l.cancelled && l.has_errors());
+        assert!(l.cluster.services.is_empty());
     }
 
     #[test]

@@ -19,10 +19,25 @@ const MAX_KEY: usize = 1024;
 /// iterative tree builder, which report the depth limit.
 const MAX_DEPTH: usize = 64;
 
+/// Receives the fast path's events as they are found, so a big document
+/// never exists as a list of events. Returning None stops the fast path
+/// (which then returns None too).
+pub(super) trait Emit {
+    fn emit(&mut self, ev: Event) -> Option<()>;
+}
+
+impl Emit for Vec<Event> {
+    fn emit(&mut self, ev: Event) -> Option<()> {
+        self.push(ev);
+        Some(())
+    }
+}
+
 /// Events of the single document in `text` (a slice that starts at a line
 /// start and holds at most one `---`, on its first line), or None. Returns
-/// the number of newlines in `text`.
-pub(super) fn document(text: &str, out: &mut Vec<Event>) -> Option<u64> {
+/// the number of newlines in `text`. Events already emitted when it gives up
+/// are libyaml's events for a prefix of the document (the caller undoes them).
+pub(super) fn document<E: Emit>(text: &str, out: &mut E) -> Option<u64> {
     let b = text.as_bytes();
     // Printable ASCII and newlines only: no tabs, CR, control characters or
     // Unicode line breaks, and columns equal byte offsets.
@@ -43,7 +58,7 @@ pub(super) fn document(text: &str, out: &mut Vec<Event>) -> Option<u64> {
     Some(p.line)
 }
 
-struct Fast<'a> {
+struct Fast<'a, E: Emit> {
     b: &'a [u8],
     pos: usize,
     line: u64,
@@ -52,7 +67,7 @@ struct Fast<'a> {
     /// non-blank character; None at the end of the text.
     indent: Option<usize>,
     depth: usize,
-    out: &'a mut Vec<Event>,
+    out: &'a mut E,
 }
 
 fn is_ws_or_eol(c: Option<u8>) -> bool {
@@ -63,7 +78,7 @@ fn is_flow_indicator(c: u8) -> bool {
     matches!(c, b',' | b'[' | b']' | b'{' | b'}')
 }
 
-impl Fast<'_> {
+impl<E: Emit> Fast<'_, E> {
     fn at(&self, i: usize) -> Option<u8> {
         self.b.get(i).copied()
     }
@@ -164,31 +179,31 @@ impl Fast<'_> {
                 // An empty document: libyaml's empty scalar sits where the
                 // next token (the end of this text) starts.
                 let end = self.mark(self.pos);
-                self.out.push(Event::DocumentStart(doc_mark));
-                self.out.push(Event::Scalar {
+                self.out.emit(Event::DocumentStart(doc_mark))?;
+                self.out.emit(Event::Scalar {
                     anchor: None,
                     tag: None,
                     value: String::new(),
                     plain: true,
                     mark: end,
-                });
-                self.out.push(Event::DocumentEnd);
+                })?;
+                self.out.emit(Event::DocumentEnd)?;
             }
             return Some(());
         };
         if self.b[self.pos..].starts_with(b"...") || self.b[self.pos..].starts_with(b"---") {
             return None;
         }
-        self.out.push(Event::DocumentStart(if explicit {
+        self.out.emit(Event::DocumentStart(if explicit {
             doc_mark
         } else {
             self.mark(self.pos)
-        }));
+        }))?;
         self.node(indent, -1, false)?;
         if self.indent.is_some() {
             return None;
         }
-        self.out.push(Event::DocumentEnd);
+        self.out.emit(Event::DocumentEnd)?;
         Some(())
     }
 
@@ -237,13 +252,13 @@ impl Fast<'_> {
                 }
                 let start = self.pos;
                 let (value, plain) = self.block_scalar_value()?;
-                self.out.push(Event::Scalar {
+                self.out.emit(Event::Scalar {
                     anchor: None,
                     tag: None,
                     value,
                     plain,
                     mark: self.mark(start),
-                });
+                })?;
                 self.end_line()?;
                 self.no_continuation(parent)
             }
@@ -384,20 +399,20 @@ impl Fast<'_> {
     }
 
     fn block_mapping(&mut self, col: usize) -> Option<()> {
-        self.out.push(Event::MappingStart {
+        self.out.emit(Event::MappingStart {
             anchor: None,
             mark: self.mark(self.pos),
-        });
+        })?;
         loop {
             let key_mark = self.mark(self.pos);
             let (key, plain) = self.scan_key()?;
-            self.out.push(Event::Scalar {
+            self.out.emit(Event::Scalar {
                 anchor: None,
                 tag: None,
                 value: key,
                 plain,
                 mark: key_mark,
-            });
+            })?;
             let after_colon = self.mark(self.pos);
             self.skip_spaces();
             match self.cur() {
@@ -415,7 +430,7 @@ impl Fast<'_> {
                         {
                             self.block_sequence(col)?
                         }
-                        _ => self.empty_scalar(after_colon),
+                        _ => self.empty_scalar(after_colon)?,
                     }
                 }
                 Some(_) => {
@@ -434,26 +449,26 @@ impl Fast<'_> {
                 Some(_) => return None,
             }
         }
-        self.out.push(Event::MappingEnd);
+        self.out.emit(Event::MappingEnd)?;
         Some(())
     }
 
-    fn empty_scalar(&mut self, mark: Mark) {
-        self.out.push(Event::Scalar {
+    fn empty_scalar(&mut self, mark: Mark) -> Option<()> {
+        self.out.emit(Event::Scalar {
             anchor: None,
             tag: None,
             value: String::new(),
             plain: true,
             mark,
-        });
+        })
     }
 
     /// Entries `- ...` at column `col` (the first `-` is at `pos`).
     fn block_sequence(&mut self, col: usize) -> Option<()> {
-        self.out.push(Event::SequenceStart {
+        self.out.emit(Event::SequenceStart {
             anchor: None,
             mark: self.mark(self.pos),
-        });
+        })?;
         loop {
             self.pos += 1;
             let after_dash = self.mark(self.pos);
@@ -466,7 +481,7 @@ impl Fast<'_> {
                     self.end_line()?;
                     match self.indent {
                         Some(n) if n > col => self.node(n, col as isize, false)?,
-                        _ => self.empty_scalar(after_dash),
+                        _ => self.empty_scalar(after_dash)?,
                     }
                 }
                 Some(_) => {
@@ -483,7 +498,7 @@ impl Fast<'_> {
                 _ => break,
             }
         }
-        self.out.push(Event::SequenceEnd);
+        self.out.emit(Event::SequenceEnd)?;
         Some(())
     }
 
@@ -515,10 +530,10 @@ impl Fast<'_> {
     }
 
     fn flow_sequence(&mut self, parent: isize) -> Option<()> {
-        self.out.push(Event::SequenceStart {
+        self.out.emit(Event::SequenceStart {
             anchor: None,
             mark: self.mark(self.pos),
-        });
+        })?;
         self.pos += 1;
         loop {
             self.flow_ws(parent)?;
@@ -534,15 +549,15 @@ impl Fast<'_> {
             }
         }
         self.pos += 1;
-        self.out.push(Event::SequenceEnd);
+        self.out.emit(Event::SequenceEnd)?;
         Some(())
     }
 
     fn flow_mapping(&mut self, parent: isize) -> Option<()> {
-        self.out.push(Event::MappingStart {
+        self.out.emit(Event::MappingStart {
             anchor: None,
             mark: self.mark(self.pos),
-        });
+        })?;
         self.pos += 1;
         loop {
             self.flow_ws(parent)?;
@@ -584,13 +599,13 @@ impl Fast<'_> {
             if plain && !is_ws_or_eol(self.cur()) {
                 return None;
             }
-            self.out.push(Event::Scalar {
+            self.out.emit(Event::Scalar {
                 anchor: None,
                 tag: None,
                 value: key,
                 plain,
                 mark: key_mark,
-            });
+            })?;
             self.flow_ws(parent)?;
             if matches!(self.cur()?, b',' | b'}') {
                 return None;
@@ -604,7 +619,7 @@ impl Fast<'_> {
             }
         }
         self.pos += 1;
-        self.out.push(Event::MappingEnd);
+        self.out.emit(Event::MappingEnd)?;
         Some(())
     }
 
@@ -634,13 +649,13 @@ impl Fast<'_> {
                 if self.cur() == Some(b':') {
                     return None;
                 }
-                self.out.push(Event::Scalar {
+                self.out.emit(Event::Scalar {
                     anchor: None,
                     tag: None,
                     value,
                     plain: false,
                     mark,
-                });
+                })?;
                 Some(())
             }
             c => {
@@ -670,13 +685,13 @@ impl Fast<'_> {
                         return None;
                     }
                 }
-                self.out.push(Event::Scalar {
+                self.out.emit(Event::Scalar {
                     anchor: None,
                     tag: None,
                     value,
                     plain: true,
                     mark,
-                });
+                })?;
                 Some(())
             }
         }

@@ -9,10 +9,11 @@
 //!   every problem);
 //! - libyaml is about 3x faster than serde-saphyr here (measured in
 //!   shared/research/dependencies.md), which the 100k-Services benchmark needs;
-//! - the builder is iterative with a depth bound and a per-document node budget
-//!   that alias copies count against, so deep nesting and alias bombs are
-//!   errors, never a stack overflow or an OOM (the saphyr / yaml-rust2 tree
-//!   builders recurse and abort on deep input);
+//! - the builder is iterative with a depth bound, a per-document node limit
+//!   and byte budgets (per document, and for alias copies per load; see
+//!   [`yaml::Budget`]), so deep nesting and alias bombs are errors, never a
+//!   stack overflow or an OOM (the saphyr / yaml-rust2 tree builders recurse
+//!   and abort on deep input);
 //! - the `items` of a `List` can be handed out one at a time
 //!   ([`yaml::Sink::list_item`]), so a huge `kubectl get -o yaml` List never
 //!   exists as one tree.

@@ -2,14 +2,22 @@
 //!
 //! libyaml (the `unsafe-libyaml` port) only produces events; the tree is
 //! built here with an explicit stack, so deep nesting is a bounded error and
-//! never a stack overflow. Aliases are expanded by copying the anchored node,
-//! and every copied node counts against a per-document node budget, so an
-//! alias bomb stops at the budget instead of exhausting memory.
+//! never a stack overflow. Aliases are expanded by copying the anchored node.
+//!
+//! Memory and time are bounded by the input ([`Budget`]): every node is
+//! charged its size in bytes (the node plus its string) against a budget per
+//! document of [`DOC_BYTES_PER_INPUT_BYTE`] bytes per byte of the document's
+//! text plus [`DOC_BYTES_BASE`], and alias copies are also charged against a
+//! budget for the whole load of [`ALIAS_BYTES_PER_INPUT_BYTE`] per input byte
+//! plus [`ALIAS_BYTES_BASE`]. A budget or depth error ends the parse of that
+//! text at once (libyaml's scanner is quadratic on deep flow nesting, so
+//! reading on would not be linear), and a cancelled [`Budget`] ends it too.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::diag::{Diagnostic, Span};
 
@@ -117,12 +125,65 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // Real Kubernetes objects nest about 15 deep; 128 is what the serde_yaml
-        // family allows. 2M nodes is about 130 MB in the worst case.
+        // family allows. 2M nodes is at least 2M x NODE_BYTES (about 130 MB);
+        // the byte budgets below bound what strings add.
         Limits {
             max_depth: 128,
             max_nodes: 2_000_000,
         }
     }
+}
+
+/// Bytes of tree a document may build per byte of its text.
+pub const DOC_BYTES_PER_INPUT_BYTE: usize = 6;
+/// Bytes of tree any document may build on top of that.
+pub const DOC_BYTES_BASE: usize = 32 << 20;
+/// Bytes that alias copies may add, in a whole load, per input byte.
+pub const ALIAS_BYTES_PER_INPUT_BYTE: usize = 4;
+/// Bytes that alias copies may add in a whole load on top of that.
+pub const ALIAS_BYTES_BASE: usize = 16 << 20;
+/// What one node is charged, on top of the bytes of its string: the node
+/// itself and the allocator's overhead for its string.
+pub const NODE_BYTES: usize = std::mem::size_of::<Node>() + 16;
+
+/// Budgets shared by every parse of one load (all files, all threads), and
+/// the flag that cancels it.
+#[derive(Debug)]
+pub struct Budget {
+    alias_limit: usize,
+    alias_used: AtomicUsize,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Budget {
+    /// A budget for a load of `input_bytes` bytes of text in all.
+    pub fn new(input_bytes: usize, cancel: Arc<AtomicBool>) -> Self {
+        Budget {
+            alias_limit: input_bytes
+                .saturating_mul(ALIAS_BYTES_PER_INPUT_BYTE)
+                .saturating_add(ALIAS_BYTES_BASE),
+            alias_used: AtomicUsize::new(0),
+            cancel,
+        }
+    }
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+    /// Takes `bytes` from the alias budget; false (and nothing taken) when
+    /// they do not fit.
+    fn take_alias(&self, bytes: usize) -> bool {
+        self.alias_used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&u| u <= self.alias_limit)
+            })
+            .is_ok()
+    }
+}
+
+/// The tree-size budget of a document whose text has `len` bytes.
+fn doc_limit(len: usize) -> usize {
+    len.saturating_mul(DOC_BYTES_PER_INPUT_BYTE)
+        .saturating_add(DOC_BYTES_BASE)
 }
 
 /// Receives what [`parse_stream`] finds. Documents arrive in file order.
@@ -135,8 +196,8 @@ pub trait Sink {
     }
     /// A complete document; `root` is None for an empty document.
     fn document(&mut self, root: Option<Node>, start: Span);
-    /// A problem. Syntax errors end the stream; budget errors skip the rest of
-    /// their document.
+    /// A problem. Syntax, depth and budget errors end their document (and,
+    /// in a stream that libyaml reads whole, the stream).
     fn error(&mut self, diag: Diagnostic);
     /// The current document was cut short by a budget error: forget what
     /// `list_item` took from it.
@@ -167,7 +228,15 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
         docs: Vec::new(),
         first_error: None,
     };
-    parse_stream(&Arc::from(file), text, 0, &Limits::default(), &mut sink);
+    let budget = Budget::new(text.len(), Arc::default());
+    parse_stream(
+        &Arc::from(file),
+        text,
+        0,
+        &Limits::default(),
+        &budget,
+        &mut sink,
+    );
     match sink.first_error {
         Some(e) => Err(e),
         None => Ok(sink.docs),
@@ -374,8 +443,9 @@ enum Frame {
         /// This is the root mapping's `items`: elements go to Sink::list_item.
         list_items: bool,
         taken: usize,
-        /// Node count when the current element started (for the refund).
+        /// Node count and bytes when the current element started (for the refund).
         count_at_item: usize,
+        bytes_at_item: usize,
     },
     Map {
         node_span: Span,
@@ -390,17 +460,45 @@ struct Builder<'s, S: Sink> {
     /// Added to every 0-based line: where the current slice starts.
     line_base: u32,
     limits: Limits,
+    budget: &'s Budget,
     sink: &'s mut S,
     stack: Vec<Frame>,
     anchors: HashMap<String, Node>,
     nodes: usize,
     anchor_nodes: usize,
+    /// Bytes of tree in this document (anchor copies included), and the most allowed.
+    bytes: usize,
+    byte_limit: usize,
     doc_start: Span,
     root: Option<Node>,
-    /// After a budget error: ignore events until the document ends.
-    skipping: bool,
+    /// After a depth or budget error, or when cancelled: the parse of the
+    /// current text ends.
+    stopped: bool,
     /// Between DocumentStart and DocumentEnd.
     in_document: bool,
+    /// While the fast path feeds events: its diagnostics wait here, since it
+    /// may still give the document to libyaml (which then reports them).
+    held: Option<Vec<Diagnostic>>,
+    /// Events seen, to look at the cancel flag now and then.
+    events: u32,
+}
+
+/// Diagnostics the fast path may hold back before it hands its document to
+/// libyaml instead (bounds the held list).
+const MAX_HELD: usize = 1000;
+
+/// Feeds the fast path's events to the builder as they come.
+struct Stream<'b, 's, S: Sink>(&'b mut Builder<'s, S>);
+
+impl<S: Sink> super::fast::Emit for Stream<'_, '_, S> {
+    fn emit(&mut self, ev: Event) -> Option<()> {
+        let b = &mut *self.0;
+        if b.stopped || b.held.as_ref().is_some_and(|h| h.len() >= MAX_HELD) {
+            return None;
+        }
+        b.event(ev);
+        Some(())
+    }
 }
 
 /// Parses a YAML stream. `first_line` is added to every line number (for a
@@ -414,25 +512,31 @@ pub fn parse_stream<S: Sink>(
     text: &str,
     first_line: u32,
     limits: &Limits,
+    budget: &Budget,
     sink: &mut S,
 ) {
     let mut b = Builder {
         file: file.clone(),
         line_base: first_line,
         limits: *limits,
+        budget,
         sink,
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
         anchor_nodes: 0,
+        bytes: 0,
+        byte_limit: doc_limit(text.len()),
         doc_start: Span {
             file: file.clone(),
             line: first_line + 1,
             col: 1,
         },
         root: None,
-        skipping: false,
+        stopped: false,
         in_document: false,
+        held: None,
+        events: 0,
     };
     // Directives (%YAML, %TAG) and a byte-order mark affect what follows:
     // leave such streams whole to libyaml.
@@ -440,22 +544,40 @@ pub fn parse_stream<S: Sink>(
         b.libyaml(text, first_line);
         return;
     }
-    let mut events = Vec::new();
     let mut pos = 0;
     let mut line = first_line;
     while pos < text.len() {
+        if b.budget.cancelled() {
+            return;
+        }
         let end = next_document(text, pos);
         let slice = text.get(pos..end).unwrap_or_default();
-        events.clear();
-        let newlines = match super::fast::document(slice, &mut events) {
+        b.line_base = line;
+        b.byte_limit = doc_limit(slice.len());
+        b.stopped = false;
+        b.held = Some(Vec::new());
+        let fast = super::fast::document(slice, &mut Stream(&mut b));
+        let held = b.held.take().unwrap_or_default();
+        let newlines = match fast {
             Some(newlines) => {
-                b.line_base = line;
-                for ev in events.drain(..) {
-                    b.event(ev);
+                for d in held {
+                    b.sink.error(d);
                 }
                 newlines
             }
+            None if b.stopped => {
+                // A depth or budget error (libyaml would stop at the same
+                // event: it is the same prefix of events), or cancelled.
+                for d in held {
+                    b.sink.error(d);
+                }
+                b.reset();
+                slice.bytes().filter(|&c| c == b'\n').count() as u64
+            }
             None => {
+                // Outside the fast path's subset: undo what it built, and let
+                // libyaml parse (and report on) the whole document.
+                b.reset();
                 b.libyaml(slice, line);
                 slice.bytes().filter(|&c| c == b'\n').count() as u64
             }
@@ -514,18 +636,36 @@ impl<S: Sink> Builder<'_, S> {
                     };
                     self.sink.error(Diagnostic::error(span, None, "", message));
                     // The rest of this text is lost; forget the half-built document.
-                    if self.in_document {
-                        self.sink.abandon();
-                    }
-                    self.stack.clear();
-                    self.root = None;
-                    self.anchors.clear();
-                    self.in_document = false;
+                    self.reset();
                     return;
                 }
                 Ok(Event::StreamEnd) => return,
-                Ok(ev) => self.event(ev),
+                Ok(ev) => {
+                    self.event(ev);
+                    if self.stopped {
+                        self.reset();
+                        return;
+                    }
+                }
             }
+        }
+    }
+
+    /// Forgets a half-built document (and what the sink took from it).
+    fn reset(&mut self) {
+        if self.in_document {
+            self.sink.abandon();
+        }
+        self.stack.clear();
+        self.root = None;
+        self.anchors.clear();
+        self.in_document = false;
+    }
+
+    fn report(&mut self, diag: Diagnostic) {
+        match &mut self.held {
+            Some(held) => held.push(diag),
+            None => self.sink.error(diag),
         }
     }
 
@@ -542,14 +682,45 @@ impl<S: Sink> Builder<'_, S> {
         }
     }
 
+    /// A depth or budget error: reported, and the parse of this text ends.
     fn fail(&mut self, span: Span, message: String) {
-        self.sink.error(Diagnostic::error(span, None, "", message));
-        self.skipping = true;
+        self.report(Diagnostic::error(span, None, "", message));
+        self.stopped = true;
         self.stack.clear();
         self.root = None;
     }
 
+    /// Charges a new node of `bytes` against the document's budget.
+    fn charge(&mut self, bytes: usize, mark: Mark) -> bool {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.byte_limit {
+            let span = self.span(mark);
+            self.over_budget(span);
+            return false;
+        }
+        true
+    }
+
+    fn over_budget(&mut self, span: Span) {
+        self.fail(
+                span,
+                format!(
+                    "document expands to more than {} bytes (the budget is {DOC_BYTES_PER_INPUT_BYTE} bytes per byte of the document plus {} MiB)",
+                    self.byte_limit,
+                DOC_BYTES_BASE >> 20
+            ),
+        );
+    }
+
     fn event(&mut self, ev: Event) {
+        if self.stopped {
+            return;
+        }
+        self.events = self.events.wrapping_add(1);
+        if self.events.is_multiple_of(1024) && self.budget.cancelled() {
+            self.stopped = true;
+            return;
+        }
         match ev {
             Event::StreamStart | Event::StreamEnd => {}
             Event::DocumentStart(mark) => {
@@ -559,27 +730,28 @@ impl<S: Sink> Builder<'_, S> {
                 self.anchors.clear();
                 self.nodes = 0;
                 self.anchor_nodes = 0;
+                self.bytes = 0;
                 self.root = None;
-                self.skipping = false;
             }
             Event::DocumentEnd => {
                 self.in_document = false;
                 let root = self.root.take();
                 self.anchors.clear();
-                if self.skipping {
-                    self.sink.abandon();
-                } else {
-                    let start = self.doc_start.clone();
-                    self.sink.document(root, start);
+                let start = self.doc_start.clone();
+                // The fast path has read the whole document: what it held is final.
+                if let Some(held) = self.held.take() {
+                    for d in held {
+                        self.sink.error(d);
+                    }
+                    self.held = Some(Vec::new());
                 }
-                self.skipping = false;
+                self.sink.document(root, start);
             }
-            _ if self.skipping => {}
             Event::Alias { anchor, mark } => {
                 let span = self.span(mark);
-                match self.anchors.get(&anchor) {
+                match self.anchors.get(&anchor).map(measure) {
                     None => {
-                        self.sink.error(Diagnostic::error(
+                        self.report(Diagnostic::error(
                             span.clone(),
                             None,
                             "",
@@ -593,8 +765,7 @@ impl<S: Sink> Builder<'_, S> {
                             None,
                         );
                     }
-                    Some(node) => {
-                        let size = count_nodes(node);
+                    Some((size, bytes)) => {
                         if self.nodes.saturating_add(size) > self.limits.max_nodes {
                             self.fail(
                                 span,
@@ -605,9 +776,24 @@ impl<S: Sink> Builder<'_, S> {
                             );
                             return;
                         }
+                        if !self.budget.take_alias(bytes) {
+                            self.fail(
+                                span,
+                                format!(
+                                    "alias *{anchor} ({bytes} bytes) expands past the budget for aliases of {} bytes in this load ({ALIAS_BYTES_PER_INPUT_BYTE} bytes per input byte plus {} MiB; alias bomb?)",
+                                    self.budget.alias_limit,
+                                    ALIAS_BYTES_BASE >> 20
+                                ),
+                            );
+                            return;
+                        }
+                        if !self.charge(bytes, mark) {
+                            return;
+                        }
                         self.nodes += size;
-                        let copy = node.clone();
-                        self.complete(copy, None);
+                        if let Some(copy) = self.anchors.get(&anchor).cloned() {
+                            self.complete(copy, None);
+                        }
                     }
                 }
             }
@@ -618,22 +804,24 @@ impl<S: Sink> Builder<'_, S> {
                 plain,
                 mark,
             } => {
-                if !self.count_node(mark) {
+                if !self.count_node(mark) || !self.charge(NODE_BYTES + value.len(), mark) {
                     return;
                 }
                 let span = self.span(mark);
                 let value = match resolve(tag.as_deref(), value, plain) {
                     Ok(v) => v,
                     Err((msg, v)) => {
-                        self.sink
-                            .error(Diagnostic::error(span.clone(), None, "", msg));
+                        self.report(Diagnostic::error(span.clone(), None, "", msg));
                         v
                     }
                 };
                 self.complete(Node { span, value }, anchor);
             }
             Event::SequenceStart { anchor, mark } => {
-                if !self.count_node(mark) || !self.check_depth(mark) {
+                if !self.count_node(mark)
+                    || !self.charge(NODE_BYTES, mark)
+                    || !self.check_depth(mark)
+                {
                     return;
                 }
                 let list_items = self.stack.len() == 1
@@ -646,10 +834,14 @@ impl<S: Sink> Builder<'_, S> {
                     list_items,
                     taken: 0,
                     count_at_item: self.nodes,
+                    bytes_at_item: self.bytes,
                 });
             }
             Event::MappingStart { anchor, mark } => {
-                if !self.count_node(mark) || !self.check_depth(mark) {
+                if !self.count_node(mark)
+                    || !self.charge(NODE_BYTES, mark)
+                    || !self.check_depth(mark)
+                {
                     return;
                 }
                 let node_span = self.span(mark);
@@ -754,15 +946,14 @@ impl<S: Sink> Builder<'_, S> {
                 first.span.line,
                 first.span.col
             );
-            self.sink
-                .error(Diagnostic::error(dup.span.clone(), None, "", msg));
+            self.report(Diagnostic::error(dup.span.clone(), None, "", msg));
         }
     }
 
     /// A node is finished: remember its anchor and attach it to its parent.
     fn complete(&mut self, node: Node, anchor: Option<String>) {
         if let Some(name) = anchor {
-            let size = count_nodes(&node);
+            let (size, bytes) = measure(&node);
             self.anchor_nodes = self.anchor_nodes.saturating_add(size);
             if self.anchor_nodes > self.limits.max_nodes {
                 let span = node.span.clone();
@@ -770,6 +961,13 @@ impl<S: Sink> Builder<'_, S> {
                     span,
                     format!("anchors hold more than {} nodes", self.limits.max_nodes),
                 );
+                return;
+            }
+            // The anchor's copy is memory too.
+            self.bytes = self.bytes.saturating_add(bytes);
+            if self.bytes > self.byte_limit {
+                let span = node.span.clone();
+                self.over_budget(span);
                 return;
             }
             self.anchors.insert(name, node.clone());
@@ -785,26 +983,31 @@ impl<S: Sink> Builder<'_, S> {
                 list_items,
                 taken,
                 count_at_item,
+                bytes_at_item,
                 ..
             }) => {
                 if *list_items {
                     let index = items.len() + *taken;
                     let base = *count_at_item;
+                    let bytes_base = *bytes_at_item;
                     match self.sink.list_item(index, node) {
                         Some(kept) => {
                             if let Some(Frame::Seq {
                                 items,
                                 count_at_item,
+                                bytes_at_item,
                                 ..
                             }) = self.stack.last_mut()
                             {
                                 items.push(kept);
                                 *count_at_item = self.nodes;
+                                *bytes_at_item = self.bytes;
                             }
                         }
                         None => {
                             // The sink took the item: its nodes no longer exist.
                             self.nodes = base;
+                            self.bytes = bytes_base;
                             if let Some(Frame::Seq { taken, .. }) = self.stack.last_mut() {
                                 *taken += 1;
                             }
@@ -818,13 +1021,16 @@ impl<S: Sink> Builder<'_, S> {
     }
 }
 
-/// Nodes in a subtree, counted without recursion.
-fn count_nodes(node: &Node) -> usize {
+/// Nodes in a subtree and the bytes they are charged, counted without recursion.
+fn measure(node: &Node) -> (usize, usize) {
     let mut count = 0;
+    let mut bytes = 0usize;
     let mut todo: Vec<&Node> = vec![node];
     while let Some(n) = todo.pop() {
         count += 1;
+        bytes = bytes.saturating_add(NODE_BYTES);
         match &n.value {
+            Value::Str(s) => bytes = bytes.saturating_add(s.len()),
             Value::Seq(items) => todo.extend(items.iter()),
             Value::Map(entries) => {
                 for (k, v) in entries {
@@ -835,7 +1041,7 @@ fn count_nodes(node: &Node) -> usize {
             _ => {}
         }
     }
-    count
+    (count, bytes)
 }
 
 const TAG_PREFIX: &str = "tag:yaml.org,2002:";
@@ -1010,14 +1216,167 @@ mod tests {
         let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
         let mut prev = 'a';
         for c in 'b'..='j' {
-            text.push_str(&format!("{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+            text.push_str(&format!(
+                "{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
             prev = c;
         }
         let err = parse_str("t", &text).expect_err("bomb");
+        assert!(err.message.contains("budget for aliases"), "{err}");
+    }
+
+    #[test]
+    fn alias_bytes_are_budgeted_load_wide() {
+        // Few nodes, many bytes: a 1 MiB string copied 100 times.
+        let big = "x".repeat(1 << 20);
+        let text = format!("a: &s {big}\nb: [{}]\n", vec!["*s"; 100].join(", "));
+        let err = parse_str("t", &text).expect_err("alias bytes");
         assert!(
-            err.message.contains("limit") || err.message.contains("more than"),
+            err.message.contains("budget for aliases")
+                && err.message.contains("4 bytes per input byte"),
             "{err}"
         );
+        // 4 x 1 MiB + 16 MiB hold 20 copies: the 21st alias (column 5 + 4 x 20) fails.
+        assert_eq!((err.span.line, err.span.col), (2, 85), "{err}");
+        // Copies in separate parses (files) of one load share one budget:
+        // 12 MiB fit the 16 MiB base once, not twice.
+        let text = format!("a: &s {big}\nb: [{}]\n", ["*s"; 12].join(", "));
+        let budget = Budget::new(0, Arc::default());
+        struct Errors(Vec<Diagnostic>);
+        impl Sink for Errors {
+            fn document(&mut self, _root: Option<Node>, _start: Span) {}
+            fn error(&mut self, diag: Diagnostic) {
+                self.0.push(diag);
+            }
+        }
+        let mut sink = Errors(Vec::new());
+        parse_stream(
+            &Arc::from("t"),
+            &text,
+            0,
+            &Limits::default(),
+            &budget,
+            &mut sink,
+        );
+        assert!(sink.0.is_empty(), "{:?}", sink.0);
+        parse_stream(
+            &Arc::from("t"),
+            &text,
+            0,
+            &Limits::default(),
+            &budget,
+            &mut sink,
+        );
+        assert_eq!(sink.0.len(), 1);
+        assert!(
+            sink.0
+                .iter()
+                .all(|d| d.message.contains("budget for aliases")),
+            "{:?}",
+            sink.0
+        );
+    }
+
+    #[test]
+    fn document_bytes_are_budgeted() {
+        // 2 bytes of text per node: far more tree than 6 bytes per byte.
+        let text = format!("[{}]\n", vec!["a"; 3_000_000].join(","));
+        let limits = Limits {
+            max_depth: 128,
+            max_nodes: usize::MAX,
+        };
+        struct First(Option<Diagnostic>, usize);
+        impl Sink for First {
+            fn document(&mut self, _root: Option<Node>, _start: Span) {
+                self.1 += 1;
+            }
+            fn error(&mut self, diag: Diagnostic) {
+                self.0.get_or_insert(diag);
+            }
+        }
+        let mut sink = First(None, 0);
+        let budget = Budget::new(text.len(), Arc::default());
+        parse_stream(&Arc::from("t"), &text, 0, &limits, &budget, &mut sink);
+        let err = sink.0.expect("over budget");
+        assert!(
+            err.message.contains("document expands to more than"),
+            "{err}"
+        );
+        assert_eq!(sink.1, 0, "the document is dropped");
+    }
+
+    #[test]
+    fn depth_error_stops_the_parse() {
+        // Without stopping, libyaml's scanner is quadratic in the nesting.
+        let text = format!("a: {}\n", "[ ".repeat(200_000));
+        let err = parse_str("t", &text).expect_err("too deep");
+        assert_eq!(err.to_string(), "t:1:258: nesting deeper than 128 levels");
+        let docs = parse_str("t", &format!("---\n{}---\nok: 1\n", "{".repeat(1000)));
+        assert!(docs.is_err());
+    }
+
+    #[test]
+    fn cancel_stops_the_parse() {
+        let text = "- {a: b}\n".repeat(200_000);
+        let cancel = Arc::new(AtomicBool::new(true));
+        struct Count(usize, usize);
+        impl Sink for Count {
+            fn list_item(&mut self, _index: usize, item: Node) -> Option<Node> {
+                Some(item)
+            }
+            fn document(&mut self, _root: Option<Node>, _start: Span) {
+                self.0 += 1;
+            }
+            fn error(&mut self, _diag: Diagnostic) {
+                self.1 += 1;
+            }
+        }
+        let mut sink = Count(0, 0);
+        let budget = Budget::new(text.len(), cancel);
+        parse_stream(
+            &Arc::from("t"),
+            &text,
+            0,
+            &Limits::default(),
+            &budget,
+            &mut sink,
+        );
+        assert_eq!((sink.0, sink.1), (0, 0));
+    }
+
+    #[test]
+    fn fast_path_decline_late_undoes_its_work() {
+        // The fast path streams this document, then meets an anchor at the
+        // end and hands it to libyaml: items and diagnostics come once.
+        let text = "apiVersion: v1\nkind: List\nitems:\n- {n: a, n: b}\n- n: c\nx: &y 1\n";
+        struct Rec(Vec<usize>, usize, usize);
+        impl Sink for Rec {
+            fn list_item(&mut self, index: usize, _item: Node) -> Option<Node> {
+                self.0.push(index);
+                None
+            }
+            fn document(&mut self, _root: Option<Node>, _start: Span) {}
+            fn error(&mut self, _diag: Diagnostic) {
+                self.1 += 1;
+            }
+            fn abandon(&mut self) {
+                self.0.clear();
+                self.2 += 1;
+            }
+        }
+        let mut sink = Rec(Vec::new(), 0, 0);
+        let budget = Budget::new(text.len(), Arc::default());
+        parse_stream(
+            &Arc::from("t"),
+            text,
+            0,
+            &Limits::default(),
+            &budget,
+            &mut sink,
+        );
+        assert_eq!(sink.0, [0, 1]);
+        assert_eq!(sink.1, 1, "one duplicate key, reported once");
+        assert_eq!(sink.2, 1, "the fast path's items were abandoned");
     }
 
     #[test]
@@ -1075,7 +1434,15 @@ mod tests {
         }
         let mut sink = Take(Vec::new(), Vec::new());
         let text = "apiVersion: v1\nitems:\n- n: a\n- n: b\nkind: List\n";
-        parse_stream(&Arc::from("t"), text, 0, &Limits::default(), &mut sink);
+        let budget = Budget::new(text.len(), Arc::default());
+        parse_stream(
+            &Arc::from("t"),
+            text,
+            0,
+            &Limits::default(),
+            &budget,
+            &mut sink,
+        );
         assert_eq!(sink.0, [(0, "a".to_string()), (1, "b".to_string())]);
         assert_eq!(
             sink.1[0]
@@ -1102,6 +1469,7 @@ mod tests {
             "---\na: 1\n",
             10,
             &Limits::default(),
+            &Budget::new(9, Arc::default()),
             &mut sink,
         );
         assert_eq!(sink.0, [12]);
