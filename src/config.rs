@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::datapath::Capacities;
+use crate::datapath::ct_gc::CtTimeouts;
 use crate::diag::Diagnostic;
 use crate::parse::yaml::{self, Node, Value};
 
@@ -27,6 +28,10 @@ pub struct Settings {
     pub max_file_size: u64,
     pub resync_interval: Duration,
     pub maps: Capacities,
+    /// Conntrack idle timeouts per protocol and state.
+    pub conntrack_timeouts: CtTimeouts,
+    /// How often `run` garbage-collects conntrack.
+    pub conntrack_gc_interval: Duration,
 }
 
 impl Default for Settings {
@@ -44,6 +49,8 @@ impl Default for Settings {
             max_file_size: 64 << 20,
             resync_interval: Duration::from_secs(60),
             maps: Capacities::default(),
+            conntrack_timeouts: CtTimeouts::default(),
+            conntrack_gc_interval: Duration::from_secs(15),
         }
     }
 }
@@ -81,8 +88,16 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 apply_maps(&mut settings.maps, value, &mut errors);
                 Ok(())
             }
+            "conntrack-timeouts" => {
+                apply_ct_timeouts(&mut settings.conntrack_timeouts, value, &mut errors);
+                Ok(())
+            }
+            "conntrack-gc-interval-seconds" => {
+                number(value, 1, 86_400).map(|n| settings.conntrack_gc_interval = Duration::from_secs(n))
+            }
             _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
-                 host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps)"
+                 host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
+                 conntrack-timeouts, conntrack-gc-interval-seconds)"
                 .to_string()),
         };
         if let Err(msg) = result {
@@ -126,6 +141,26 @@ fn apply_maps(sizes: &mut Capacities, node: &Node, errors: &mut Vec<Diagnostic>)
     }
 }
 
+fn apply_ct_timeouts(t: &mut CtTimeouts, node: &Node, errors: &mut Vec<Diagnostic>) {
+    let Some(entries) = node.as_map() else {
+        errors.push(err(node, "conntrack-timeouts", format!("expected a mapping, found {}", node.describe())));
+        return;
+    };
+    for (key, value) in entries {
+        let name = key.as_str().unwrap_or_default();
+        let field = format!("conntrack-timeouts.{name}");
+        let Some(slot) = t.field_mut(name) else {
+            errors.push(err(key, &field, format!("unknown timeout (expected one of {})", CtTimeouts::KEYS.join(", "))));
+            continue;
+        };
+        // Seconds, up to a week.
+        match number(value, 1, 604_800) {
+            Ok(n) => *slot = n,
+            Err(msg) => errors.push(err(value, &field, msg)),
+        }
+    }
+}
+
 fn err(node: &Node, field: &str, message: String) -> Diagnostic {
     Diagnostic::error(node.span.clone(), None, field, message)
 }
@@ -162,6 +197,24 @@ mod tests {
         assert_eq!(s.node_name.as_deref(), Some("edge-1"));
         assert_eq!(s.maps.conntrack, 2_000_000);
         assert_eq!(s.workload_interfaces, vec!["veth*".to_string()]);
+    }
+
+    #[test]
+    fn conntrack_timeouts_and_gc_interval() {
+        let mut s = Settings::default();
+        assert_eq!(s.conntrack_timeouts.tcp_established, 21_600);
+        assert_eq!(s.conntrack_gc_interval, Duration::from_secs(15));
+        let text = "conntrack-timeouts:\n  udp: 5\n  tcp-closing: 2\nconntrack-gc-interval-seconds: 3\n";
+        apply_file(&mut s, "e.yaml", text).expect("valid config");
+        assert_eq!((s.conntrack_timeouts.udp, s.conntrack_timeouts.tcp_closing), (5, 2));
+        assert_eq!(s.conntrack_timeouts.udp_stream, 120);
+        assert_eq!(s.conntrack_gc_interval, Duration::from_secs(3));
+        let bad = "conntrack-timeouts:\n  tcp-fin: 5\n  udp: 0\n";
+        let errs = apply_file(&mut s, "e.yaml", bad).expect_err("invalid");
+        let rendered: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(rendered.len(), 2, "{rendered:?}");
+        assert!(rendered[0].contains("conntrack-timeouts.tcp-fin") && rendered[0].contains("tcp-established"), "{}", rendered[0]);
+        assert!(rendered[1].starts_with("e.yaml:3:") && rendered[1].contains("conntrack-timeouts.udp"), "{}", rendered[1]);
     }
 
     #[test]
