@@ -1118,3 +1118,54 @@ fn gc_removes_expired_and_closed_flows_and_keeps_live_ones() {
     let (_, out) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, ACK).build());
     assert_eq!(Parsed::parse(&out).daddr, BE1);
 }
+
+/// Cost of a conntrack GC pass over a full 1M-entry map (not a test of speed:
+/// prints numbers for the report / docs).
+/// `cargo test --release --test prog_run -- --ignored --nocapture gc_cost`
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn gc_cost() {
+    need_root!();
+    const ENTRIES: u32 = 1 << 20;
+    let caps = Capacities { conntrack: ENTRIES, ..Capacities::default() };
+    let obj = datapath::load_unpinned(&caps).expect("tc object loads");
+    let ct = object_map(&obj, "ep_ct4_v2").expect("ct");
+    let stats = object_map(&obj, "ep_stats_v1").expect("stats");
+    let fill = |last_seen_ns: u64| {
+        let started = std::time::Instant::now();
+        for i in 0..ENTRIES / 2 {
+            let client = Ipv4Addr::from(0xc612_0000u32 + (i >> 14)); // 198.18.x.y
+            let sport = (i & 0x3fff) as u16 + 1024;
+            let fkey = ct_key(client, sport, VIP, 80, TCP, CT_DIR_FORWARD);
+            let fval = CtValue {
+                nat_addr: BE1.octets(),
+                nat_port: 8080u16.to_be_bytes(),
+                flags: CT_F_SERVICE,
+                last_seen_ns,
+                ..CtValue::default()
+            };
+            let rkey = ct_gc::reply_key_of(&fkey, &fval);
+            let rval = CtValue {
+                nat_addr: VIP.octets(),
+                nat_port: 80u16.to_be_bytes(),
+                hairpin_addr: client.octets(),
+                flags: CT_F_SERVICE | CT_F_ESTABLISHED,
+                last_seen_ns,
+                ..CtValue::default()
+            };
+            ct.update(&fkey.to_bytes(), &fval.to_bytes(), MapFlags::ANY).expect("fwd");
+            ct.update(&rkey.to_bytes(), &rval.to_bytes(), MapFlags::ANY).expect("reply");
+        }
+        println!("filled {ENTRIES} entries in {:?}", started.elapsed());
+    };
+    let t = CtTimeouts::default();
+    // Every flow live (idle 1 s): the pass only reads.
+    fill(monotonic_ns() - 1_000_000_000);
+    let r = ct_gc::run(&ct, &stats, &t, monotonic_ns()).expect("gc");
+    println!("1M entries, all live: {} scanned, {} removed in {:?}", r.scanned, r.deleted_expired, r.elapsed);
+    // Every flow idle 7 h (past tcp-established): the pass removes all.
+    fill(monotonic_ns() - 25_200 * 1_000_000_000);
+    let r = ct_gc::run(&ct, &stats, &t, monotonic_ns()).expect("gc");
+    println!("1M entries, all expired: {} scanned, {} flows removed in {:?}", r.scanned, r.deleted_expired, r.elapsed);
+    assert_eq!(r.deleted_expired, u64::from(ENTRIES / 2));
+}
