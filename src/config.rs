@@ -213,8 +213,9 @@ mod tests {
         let errs = apply_file(&mut s, "e.yaml", bad).expect_err("invalid");
         let rendered: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
         assert_eq!(rendered.len(), 2, "{rendered:?}");
-        assert!(rendered[0].contains("conntrack-timeouts.tcp-fin") && rendered[0].contains("tcp-established"), "{}", rendered[0]);
-        assert!(rendered[1].starts_with("e.yaml:3:") && rendered[1].contains("conntrack-timeouts.udp"), "{}", rendered[1]);
+        let (unknown, zero) = (&rendered[0], &rendered[1]);
+        assert!(unknown.contains("conntrack-timeouts.tcp-fin") && unknown.contains("tcp-established"), "{unknown}");
+        assert!(zero.starts_with("e.yaml:3:") && zero.contains("conntrack-timeouts.udp"), "{zero}");
     }
 
     #[test]

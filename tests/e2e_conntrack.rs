@@ -84,7 +84,9 @@ fn idle_service(t: &Topo) -> String {
     for i in 0..t.backends.len() {
         y.push_str(&format!("- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n", backend_ip(i)));
     }
-    y.push_str(&format!("ports:\n- name: tcp\n  protocol: TCP\n  port: {IDLE_PORT}\n- name: dns\n  protocol: UDP\n  port: 5353\n"));
+    y.push_str(&format!(
+        "ports:\n- name: tcp\n  protocol: TCP\n  port: {IDLE_PORT}\n- name: dns\n  protocol: UDP\n  port: 5353\n"
+    ));
     y
 }
 
@@ -104,7 +106,8 @@ fn round_trip(c: &mut TcpStream, i: usize) -> std::io::Result<String> {
     c.write_all(format!("hello-{i}\n").as_bytes())?;
     let mut line = String::new();
     BufReader::new(c.try_clone()?).read_line(&mut line)?;
-    let (name, rest) = line.trim().split_once(' ').ok_or_else(|| std::io::Error::other(format!("bad answer {line:?}")))?;
+    let (name, rest) =
+        line.trim().split_once(' ').ok_or_else(|| std::io::Error::other(format!("bad answer {line:?}")))?;
     assert_eq!(rest, format!("hello-{i}"), "echo of connection {i}");
     Ok(name.to_string())
 }
@@ -123,7 +126,9 @@ fn small_map_keeps_idle_tcp(tx_offload: bool) {
     // 20 TCP connections through the ClusterIP, each answered once, then idle.
     let to = SocketAddrV4::new(VIP, 81);
     let mut conns: Vec<TcpStream> = t.client.within(move || {
-        (0..TCP_CONNS).map(|i| TcpStream::connect_timeout(&to.into(), T).unwrap_or_else(|e| panic!("connect {i}: {e}"))).collect()
+        (0..TCP_CONNS)
+            .map(|i| TcpStream::connect_timeout(&to.into(), T).unwrap_or_else(|e| panic!("connect {i}: {e}")))
+            .collect()
     });
     let mut backend_of = Vec::new();
     for (i, c) in conns.iter_mut().enumerate() {
@@ -199,13 +204,22 @@ fn pin_v1(t: &Topo, value_size: u32) -> MapHandle {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
         ..Default::default()
     };
-    let mut m = MapHandle::create(MapType::LruHash, Some("ep_ct4_v1"), 16, value_size, 65536, &opts).expect("create v1");
+    let mut m =
+        MapHandle::create(MapType::LruHash, Some("ep_ct4_v1"), 16, value_size, 65536, &opts).expect("create v1");
     m.pin(t.state.path.join("ep_ct4_v1")).expect("pin v1");
     m
 }
 
 fn key(s: Ipv4Addr, sp: u16, d: Ipv4Addr, dp: u16, dir: u8) -> CtKey {
-    CtKey { saddr: s.octets(), daddr: d.octets(), sport: sp.to_be_bytes(), dport: dp.to_be_bytes(), proto: 6, dir, _pad0: 0 }
+    CtKey {
+        saddr: s.octets(),
+        daddr: d.octets(),
+        sport: sp.to_be_bytes(),
+        dport: dp.to_be_bytes(),
+        proto: 6,
+        dir,
+        _pad0: 0,
+    }
 }
 
 #[test]
@@ -243,7 +257,10 @@ fn an_lru_conntrack_map_is_migrated_then_unpinned() {
     for (k, want) in [(fkey, fval), (rkey, rval)] {
         let got = v2.lookup(&k.to_bytes(), MapFlags::ANY).expect("lookup").expect("migrated entry");
         let got = CtValue::from_bytes(&got).expect("value");
-        assert_eq!((got.nat_addr, got.nat_port, got.flags, got.created_ns), (want.nat_addr, want.nat_port, want.flags, want.created_ns));
+        assert_eq!(
+            (got.nat_addr, got.nat_port, got.flags, got.created_ns),
+            (want.nat_addr, want.nat_port, want.flags, want.created_ns)
+        );
         assert!(got.last_seen_ns > 1, "last_seen reset to the migration time, so GC does not remove it at once");
     }
     // The migrated flow survives the GC pass every apply runs.

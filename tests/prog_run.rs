@@ -7,17 +7,17 @@ mod common;
 
 use std::net::Ipv4Addr;
 
+use common::packet::*;
+use edgeplane::datapath::ct_gc::{self, CtTimeouts};
 use edgeplane::datapath::{self, Capacities, object_map};
 use edgeplane::drop_reason::DropReason;
+use edgeplane::drop_reason::StatId;
 use edgeplane::maps::layout::{
     Backend, CT_DIR_FORWARD, CT_DIR_REPLY, Config, CtKey, SCOPE_CLUSTER, SVC_F_AFFINITY, SvcKey, SvcValue,
     backend_id_key,
 };
-use edgeplane::datapath::ct_gc::{self, CtTimeouts};
-use edgeplane::drop_reason::StatId;
 use edgeplane::maps::layout::{CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CtValue};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
-use common::packet::*;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -47,7 +47,14 @@ impl Fixture {
 
     /// `entries` conntrack entries (a flow takes two).
     fn with_conntrack(entries: u32) -> Fixture {
-        let caps = Capacities { services: 1024, backends: 1024, conntrack: entries, affinity: 1024, sknat: 1024, ..Capacities::default() };
+        let caps = Capacities {
+            services: 1024,
+            backends: 1024,
+            conntrack: entries,
+            affinity: 1024,
+            sknat: 1024,
+            ..Capacities::default()
+        };
         let obj = datapath::load_unpinned(&caps).expect("tc object loads (verifier accepts it)");
         let svc = object_map(&obj, "ep_svc_v1").expect("ep_svc_v1");
         let be = object_map(&obj, "ep_be_v1").expect("ep_be_v1");
@@ -1084,7 +1091,10 @@ fn gc_removes_expired_and_closed_flows_and_keeps_live_ones() {
     f.service_at(Ipv4Addr::new(198, 19, 0, 53), 2, 53, UDP, 0, 0, &[(2, BE2, 5353)]);
     let dns = Ipv4Addr::new(198, 19, 0, 53);
     let keys = |proto: u8, sport: u16, vip: Ipv4Addr, vport: u16, be: Ipv4Addr, bport: u16| {
-        [ct_key(CLIENT, sport, vip, vport, proto, CT_DIR_FORWARD), ct_key(be, bport, CLIENT, sport, proto, CT_DIR_REPLY)]
+        [
+            ct_key(CLIENT, sport, vip, vport, proto, CT_DIR_FORWARD),
+            ct_key(be, bport, CLIENT, sport, proto, CT_DIR_REPLY),
+        ]
     };
     // An idle established TCP flow (1 h), a closed one (RST, 11 s ago), a
     // one-way UDP flow idle 31 s and one idle 5 s.

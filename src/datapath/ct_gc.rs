@@ -27,8 +27,10 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::mapio;
 use crate::drop_reason::StatId;
-use crate::maps::layout::{CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN,
-    CT_F_SERVICE, CtKey, CtValue};
+use crate::maps::layout::{
+    CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN, CT_F_SERVICE, CtKey,
+    CtValue,
+};
 
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
@@ -189,7 +191,10 @@ pub fn is_pair(fkey: &CtKey, fval: &CtValue, rkey: &CtKey, rval: &CtValue) -> bo
     }
     if fval.flags & CT_F_SERVICE != 0 {
         let alt = if fval.alt_port != [0, 0] { fkey.sport } else { [0, 0] };
-        rval.nat_addr == fkey.daddr && rval.nat_port == fkey.dport && rval.hairpin_addr == fkey.saddr && rval.alt_port == alt
+        rval.nat_addr == fkey.daddr
+            && rval.nat_port == fkey.dport
+            && rval.hairpin_addr == fkey.saddr
+            && rval.alt_port == alt
     } else {
         rval.nat_addr == fkey.saddr && rval.nat_port == fkey.sport
     }
@@ -236,10 +241,7 @@ pub fn plan(
                 let last = fval.last_seen_ns.max(rval.last_seen_ns);
                 let (timeout, closed) = t.for_flow(fkey.proto, fval.flags, rval.flags);
                 if expired(now_ns, last, timeout) {
-                    out.push(Removal {
-                        entries: vec![(*fkey, fval.last_seen_ns), (rkey, rval.last_seen_ns)],
-                        closed,
-                    });
+                    out.push(Removal { entries: vec![(*fkey, fval.last_seen_ns), (rkey, rval.last_seen_ns)], closed });
                 }
             }
             _ => {
@@ -293,9 +295,8 @@ pub fn run(ct: &MapHandle, stats: &MapHandle, t: &CtTimeouts, now_ns: u64) -> Re
         }
     })
     .context("reading the conntrack map")?;
-    let lookup = |k: &CtKey| {
-        ct.lookup(&k.to_bytes(), MapFlags::ANY).ok().flatten().and_then(|b| CtValue::from_bytes(&b))
-    };
+    let lookup =
+        |k: &CtKey| ct.lookup(&k.to_bytes(), MapFlags::ANY).ok().flatten().and_then(|b| CtValue::from_bytes(&b));
     let removals = plan(t, now_ns, &candidates, lookup);
     drop(candidates);
     'flows: for r in removals {
@@ -424,7 +425,8 @@ mod tests {
         let t = CtTimeouts::default();
         let now = 100_000 * S;
         // RST seen by the backend side, 11 s ago.
-        let rst = service_flow(PROTO_TCP, 2, 0, CT_F_ESTABLISHED | CT_F_CLOSING | CT_F_CLOSED, now - 11 * S, now - 11 * S);
+        let rst =
+            service_flow(PROTO_TCP, 2, 0, CT_F_ESTABLISHED | CT_F_CLOSING | CT_F_CLOSED, now - 11 * S, now - 11 * S);
         assert_eq!(gc(&t, now, &rst), (0, 1));
         // FIN both ways, 11 s ago: closed.
         let fin = service_flow(PROTO_TCP, 3, CT_F_CLOSING, CT_F_ESTABLISHED | CT_F_CLOSING, now - 11 * S, now - 11 * S);
@@ -446,9 +448,13 @@ mod tests {
         assert_eq!(gc(&t, now, &service_flow(PROTO_UDP, 1, 0, CT_F_ESTABLISHED, now - 31 * S, now - 31 * S)), (0, 0));
         assert_eq!(gc(&t, now, &service_flow(PROTO_UDP, 1, 0, CT_F_ESTABLISHED, now - 121 * S, now - 121 * S)), (1, 0));
         assert_eq!(gc(&t, now, &service_flow(PROTO_ICMP, 7, 0, CT_F_ESTABLISHED, now - 31 * S, now - 31 * S)), (1, 0));
-        assert_eq!(gc(&t, now, &service_flow(PROTO_SCTP, 1, 0, CT_F_ESTABLISHED, now - 200 * S, now - 200 * S)), (0, 0));
+        assert_eq!(
+            gc(&t, now, &service_flow(PROTO_SCTP, 1, 0, CT_F_ESTABLISHED, now - 200 * S, now - 200 * S)),
+            (0, 0)
+        );
         assert_eq!(gc(&t, now, &service_flow(PROTO_SCTP, 1, 0, 0, now - 31 * S, now - 31 * S)), (1, 0));
-        let abort = service_flow(PROTO_SCTP, 1, CT_F_CLOSING | CT_F_CLOSED, CT_F_ESTABLISHED, now - 11 * S, now - 11 * S);
+        let abort =
+            service_flow(PROTO_SCTP, 1, CT_F_CLOSING | CT_F_CLOSED, CT_F_ESTABLISHED, now - 11 * S, now - 11 * S);
         assert_eq!(gc(&t, now, &abort), (0, 1));
     }
 
@@ -469,7 +475,12 @@ mod tests {
         let t = CtTimeouts::default();
         let now = 100_000 * S;
         let fkey = k(CLIENT, 1234, BE, 8080, PROTO_TCP, CT_DIR_FORWARD);
-        let fval = CtValue { nat_addr: BE, nat_port: 8080u16.to_be_bytes(), last_seen_ns: now - 7200 * S, ..Default::default() };
+        let fval = CtValue {
+            nat_addr: BE,
+            nat_port: 8080u16.to_be_bytes(),
+            last_seen_ns: now - 7200 * S,
+            ..Default::default()
+        };
         let rkey = reply_key_of(&fkey, &fval);
         assert_eq!(rkey, k(BE, 8080, CLIENT, 1234, PROTO_TCP, CT_DIR_REPLY));
         let rval = CtValue {

@@ -32,8 +32,8 @@ pub use attach::{TcMode, glob_match, interfaces};
 pub use mapio::{PinnedMaps, errno_name};
 pub use netlink::LinkEvents;
 pub use status::{
-    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, conntrack_insert_failed, read_status,
-    recent_drops, reset,
+    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, conntrack_insert_failed,
+    read_status, recent_drops, reset,
 };
 
 /// Generated skeletons; the `types` modules are the BTF-derived Rust layouts
