@@ -299,8 +299,10 @@ pub fn run(ct: &MapHandle, stats: &MapHandle, t: &CtTimeouts, now_ns: u64) -> Re
         |k: &CtKey| ct.lookup(&k.to_bytes(), MapFlags::ANY).ok().flatten().and_then(|b| CtValue::from_bytes(&b));
     let removals = plan(t, now_ns, &candidates, lookup);
     drop(candidates);
+    // A packet since the scan refreshed the flow: keep it. The rest goes in
+    // batched deletes.
+    let mut doomed = Vec::new();
     'flows: for r in removals {
-        // A packet since the scan refreshed the flow: keep it.
         for (k, seen) in &r.entries {
             if lookup(k).is_some_and(|v| v.last_seen_ns != *seen) {
                 report.kept_refreshed += 1;
@@ -308,8 +310,7 @@ pub fn run(ct: &MapHandle, stats: &MapHandle, t: &CtTimeouts, now_ns: u64) -> Re
             }
         }
         for (k, _) in &r.entries {
-            // ENOENT: the datapath removed it meanwhile; nothing to do.
-            let _ = mapio::delete(ct.as_fd(), &k.to_bytes());
+            doomed.extend_from_slice(&k.to_bytes());
         }
         if r.closed {
             report.deleted_closed += 1;
@@ -317,6 +318,8 @@ pub fn run(ct: &MapHandle, stats: &MapHandle, t: &CtTimeouts, now_ns: u64) -> Re
             report.deleted_expired += 1;
         }
     }
+    // Keys the datapath removed meanwhile are skipped.
+    mapio::delete_many(ct.as_fd(), CtKey::SIZE, &doomed).context("deleting expired conntrack entries")?;
     add_stat(stats, StatId::CtGcRuns, 1)?;
     add_stat(stats, StatId::CtGcExpired, report.deleted_expired)?;
     add_stat(stats, StatId::CtGcClosed, report.deleted_closed)?;

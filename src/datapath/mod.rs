@@ -254,7 +254,8 @@ fn load_object(bytes: &[u8], state_dir: &Path, caps: &Capacities, share: Option<
 }
 
 /// Copy the entries of the pinned LRU conntrack map `v1` into `v2`, with
-/// `last_seen_ns` = now (the LRU kept no usable idle time). `only_new`: keep
+/// `last_seen_ns` = now (the LRU kept no usable idle time) and marked
+/// established. `only_new`: keep
 /// what v2 already has. Refuses a v1 whose layout is not the one this code
 /// knows, rather than guessing. Returns the number of entries copied.
 fn migrate_ct_v1(v1: &Path, v2: &MapHandle, only_new: bool) -> Result<u64> {
@@ -285,6 +286,9 @@ fn migrate_ct_v1(v1: &Path, v2: &MapHandle, only_new: bool) -> Result<u64> {
             return;
         }
         val.last_seen_ns = now;
+        // v1 did not record whether a reply was seen: assume it was, so an idle
+        // established connection gets its long timeout rather than tcp-syn's.
+        val.flags |= crate::maps::layout::CT_F_ESTABLISHED;
         match mapio::update(v2.as_fd(), k, &val.to_bytes()) {
             Ok(()) => copied += 1,
             Err(libc::E2BIG) | Err(libc::ENOMEM) => full += 1,
