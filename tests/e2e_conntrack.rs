@@ -287,3 +287,32 @@ fn an_lru_conntrack_map_with_an_unexpected_layout_is_refused() {
     assert!(t.state.path.join("ep_ct4_v1").exists(), "the old map is left as it was");
     assert!(!t.state.path.join("links").read_dir().is_ok_and(|mut d| d.next().is_some()), "nothing attached");
 }
+
+// ---- the daemon's GC timer ---------------------------------------------------
+
+#[test]
+fn run_collects_expired_flows_on_its_interval() {
+    need_root!();
+    let t = Topo::new(1, true);
+    std::fs::write(
+        t.settings.path.join("edgeplane.yaml"),
+        "maps:\n  services: 4096\n  backends: 4096\n  conntrack: 4096\n  affinity: 4096\n  sknat: 4096\n\
+         conntrack-timeouts:\n  udp: 1\n  udp-stream: 1\nconntrack-gc-interval-seconds: 1\n",
+    )
+    .expect("settings");
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n---\n{}",
+        service_yaml("web", VIP, &[ready(backend_ip(0))], None)
+    );
+    std::fs::write(t.cfg.path.join("services.yaml"), text).expect("yaml");
+    let mut d = Daemon::spawn(t.edgeplane("run"));
+    d.wait_for("running:");
+    t.ask("udp", vip(53)).expect("udp through the ClusterIP");
+    assert_eq!(stat(&t.status(), "entries"), 1, "one UDP flow tracked");
+    // No apply, no file change: only the timer can remove it.
+    d.wait_for("conntrack gc: 1 flows expired");
+    let s = t.status();
+    assert_eq!(stat(&s, "entries"), 0, "{s}");
+    assert!(stat(&s, "gc_runs") >= 2, "{s}");
+    assert_eq!(stat(&s, "gc_deleted_expired"), 1, "{s}");
+}
