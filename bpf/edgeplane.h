@@ -16,7 +16,8 @@
 /* ---- pinned map names (<= 15 chars, versioned) -------------------------- */
 #define EP_MAP_SVC     "ep_svc_v1"
 #define EP_MAP_BE      "ep_be_v1"
-#define EP_MAP_CT      "ep_ct4_v1"
+#define EP_MAP_CT      "ep_ct4_v2"
+#define EP_MAP_CT_V1   "ep_ct4_v1"     /* LRU predecessor: migrated into ep_ct4_v2, then unpinned */
 #define EP_MAP_AFF     "ep_aff_v1"
 #define EP_MAP_SKNAT   "ep_sknat_v1"
 #define EP_MAP_DROPS   "ep_drops_v1"
@@ -80,7 +81,16 @@ struct ep_backend {
 };
 _Static_assert(sizeof(struct ep_backend) == 8, "ep_backend layout is ABI");
 
-/* ---- ep_ct4_v1: connection tracking (LRU) ------------------------------ */
+/* ---- ep_ct4_v2: connection tracking (hash, garbage-collected) ---------- */
+/*
+ * A plain hash: a full table refuses the NEW flow (EP_DROP_CT_FULL and
+ * EP_STAT_CT_INSERT_FAILED) instead of evicting a live one. Entries leave
+ * when the datapath deletes them or when the daemon's garbage collector
+ * (src/datapath/ct_gc.rs) finds them idle longer than the timeout of their
+ * protocol and state, judged on both entries of the flow together:
+ * last_seen_ns is refreshed by packets of its direction, the flags below
+ * accumulate what that direction saw. ep_ct4_v1 had the same key and value.
+ */
 struct ep_ct_key {
 	__be32 saddr;
 	__be32 daddr;
@@ -115,7 +125,11 @@ _Static_assert(sizeof(struct ep_ct_value) == 48, "ep_ct_value layout is ABI");
 
 #define EP_CT_F_SERVICE 0x0001  /* the flow was load-balanced (NAT applies) */
 #define EP_CT_F_HAIRPIN 0x0002  /* client == backend: source NATed to the hairpin address */
-#define EP_CT_F_CLOSING 0x0004  /* TCP FIN or RST seen in this direction: the tuple may be reused */
+#define EP_CT_F_CLOSING 0x0004  /* TCP FIN or RST (SCTP SHUTDOWN, ABORT) seen in this direction: the tuple may be reused */
+#define EP_CT_F_ESTABLISHED 0x0008  /* a reply was seen (set on the reply entry): TCP established, UDP stream */
+#define EP_CT_F_CLOSED  0x0010  /* TCP RST (SCTP ABORT, SHUTDOWN COMPLETE) seen: removed after the closing timeout */
+/* last_seen_ns is refreshed at most once per EP_CT_TOUCH_NS (one write, not one per packet). */
+#define EP_CT_TOUCH_NS  1000000000ULL
 
 #define EP_POLICY_UNKNOWN 0
 #define EP_POLICY_ALLOW   1
@@ -237,6 +251,11 @@ enum ep_stat {
 	EP_STAT_POLICY_EVAL = 7,
 	EP_STAT_DROPEV_SEQ = 8,   /* drop events written so far (not per-CPU meaningful: summed) */
 	EP_STAT_CT_REUSED = 9,    /* new flows that took over the reply tuple of a closed or stale flow */
+	EP_STAT_CT_INSERT_FAILED = 10, /* conntrack inserts refused: the table was full */
+	/* Written by the daemon's conntrack garbage collector (CPU 0's slot), not by programs. */
+	EP_STAT_CT_GC_RUNS = 11,
+	EP_STAT_CT_GC_EXPIRED = 12,    /* flows removed because idle longer than their timeout */
+	EP_STAT_CT_GC_CLOSED = 13,     /* closed flows removed (TCP RST or FIN both ways, SCTP end) */
 	EP_STAT__MAX = 16,
 };
 

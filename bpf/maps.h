@@ -34,13 +34,17 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } ep_be_v1 SEC(".maps");
 
-/* Conntrack: LRU, so a full table evicts the least recently used flow. */
+/*
+ * Conntrack: a plain (preallocated) hash, never LRU: the kernel never evicts a
+ * tracked flow; a full table refuses new flows, and the daemon's garbage
+ * collector removes expired ones (see ep_ct4_v2 in edgeplane.h).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ep_ct_key);
 	__type(value, struct ep_ct_value);
 	__uint(max_entries, EP_DEFAULT_CT_ENTRIES);
-} ep_ct4_v1 SEC(".maps");
+} ep_ct4_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -70,8 +70,8 @@ static __always_inline int ep_pick_alt_port(const struct ep_ctx *ctx, struct ep_
 	other = ep_ct_lookup(rkey);
 	/*
 	 * Free: no entry, the stale reply entry of this same flow, or the entry
-	 * of a TCP flow the backend already closed (conntrack has no timers, so
-	 * closed flows must not hold their tuple until LRU eviction).
+	 * of a TCP flow the backend already closed (closed flows must not hold
+	 * their tuple until the garbage collector removes them).
 	 */
 	if (!other)
 		return 0;
@@ -292,7 +292,7 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 			}
 			/*
 			 * A new connection reusing a tracked tuple (TIME_WAIT reuse): its
-			 * reply entry must still be ours, or the LRU evicted it or it went
+			 * reply entry must still be ours, or it was removed or it went
 			 * to a clashing flow. Then balance afresh. Only SYNs pay this lookup.
 			 */
 			if (ctx->proto == EP_PROTO_TCP &&
@@ -305,19 +305,19 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 				 * connection on a closed tuple is balanced afresh, as
 				 * Linux conntrack does after TIME_WAIT).
 				 */
-				if (r != EP_CT_REPLY_OK) {
-					bpf_map_delete_elem(&ep_ct4_v1, &key);
+				if (r == EP_CT_REPLY_MISSING || r == EP_CT_REPLY_FOREIGN) {
+					bpf_map_delete_elem(&ep_ct4_v2, &key);
 					goto new_flow;
 				}
-				if (ct->flags & EP_CT_F_CLOSING) {
+				if (r == EP_CT_REPLY_CLOSING || (ct->flags & EP_CT_F_CLOSING)) {
 					ep_ct_delete(&key, ct);
 					goto new_flow;
 				}
 			}
-			if (ctx->proto == EP_PROTO_TCP && (ctx->tcp_flags & (EP_TCP_FIN | EP_TCP_RST)) &&
-			    !(ct->flags & EP_CT_F_CLOSING))
-				ct->flags |= EP_CT_F_CLOSING;
 		}
+		ep_ct_touch(ct, ep_ct_close_seen(ctx), 0,
+			    ctx->proto == EP_PROTO_TCP &&
+			    (ctx->tcp_flags & (EP_TCP_SYN | EP_TCP_ACK)) == EP_TCP_SYN);
 		ctx->ct = ct;
 		ret = ep_fwd_policy(ctx, ct);
 		if (ret)
@@ -333,11 +333,10 @@ translate:
 	ct = ep_ct_lookup(&key);
 	if (ct) {
 		ctx->is_reply = 1;
+		/* A reply: established; a backend's FIN/RST frees its tuple for reuse. */
+		ep_ct_touch(ct, ep_ct_close_seen(ctx), 1, 0);
 		if (!(ct->flags & EP_CT_F_SERVICE))
 			return EP_ACT_PASS;
-		if (ctx->proto == EP_PROTO_TCP && (ctx->tcp_flags & (EP_TCP_FIN | EP_TCP_RST)) &&
-		    !(ct->flags & EP_CT_F_CLOSING))
-			ct->flags |= EP_CT_F_CLOSING;  /* the backend closed: its tuple may be reused */
 		ep_frag_remember(ctx);
 		if (ct->flags & EP_CT_F_HAIRPIN) {
 			ret = ep_nat_addr(ctx, EP_NAT_DST, ct->hairpin_addr);
@@ -419,8 +418,12 @@ static __always_inline int ep_icmp_echo_stage(struct ep_ctx *ctx)
 	if (echo.type == 0) {
 		ep_ct_key_fill(&key, ctx->saddr, ctx->daddr, echo.id, echo.id, EP_PROTO_ICMP,
 			       EP_CT_DIR_REPLY);
-		if (ep_ct_lookup(&key))
+		struct ep_ct_value *r = ep_ct_lookup(&key);
+
+		if (r) {
+			ep_ct_touch(r, 0, 1, 0);
 			return EP_ACT_PASS;
+		}
 	}
 	return EP_ACT_UNTRACKED;
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::datapath::Capacities;
+use crate::datapath::ct_gc::CtTimeouts;
 use crate::diag::Diagnostic;
 use crate::parse::yaml::{self, Node, Value};
 
@@ -34,6 +35,10 @@ pub struct Settings {
     pub allow_mass_delete: bool,
     /// Follow symlinks that leave the config directory (normally refused).
     pub allow_external_symlinks: bool,
+    /// Conntrack idle timeouts per protocol and state.
+    pub conntrack_timeouts: CtTimeouts,
+    /// How often `run` garbage-collects conntrack.
+    pub conntrack_gc_interval: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +59,8 @@ impl Default for Settings {
             settle: Duration::from_millis(1000),
             allow_mass_delete: false,
             allow_external_symlinks: false,
+            conntrack_timeouts: CtTimeouts::default(),
+            conntrack_gc_interval: Duration::from_secs(15),
         }
     }
 }
@@ -96,9 +103,17 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
             }
             "allow-mass-delete" => boolean(value).map(|b| settings.allow_mass_delete = b),
             "allow-external-symlinks" => boolean(value).map(|b| settings.allow_external_symlinks = b),
+            "conntrack-timeouts" => {
+                apply_ct_timeouts(&mut settings.conntrack_timeouts, value, &mut errors);
+                Ok(())
+            }
+            "conntrack-gc-interval-seconds" => {
+                number(value, 1, 86_400).map(|n| settings.conntrack_gc_interval = Duration::from_secs(n))
+            }
             _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
                  host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
-                 settle-milliseconds, allow-mass-delete, allow-external-symlinks)"
+                 settle-milliseconds, allow-mass-delete, allow-external-symlinks, conntrack-timeouts, \
+                 conntrack-gc-interval-seconds)"
                 .to_string()),
         };
         if let Err(msg) = result {
@@ -138,6 +153,26 @@ fn apply_maps(sizes: &mut Capacities, node: &Node, errors: &mut Vec<Diagnostic>)
         match number(value, 1, u64::from(u32::MAX)) {
             Ok(n) => *slot = u32::try_from(n).unwrap_or(u32::MAX),
             Err(msg) => errors.push(err(value, &format!("maps.{name}"), msg)),
+        }
+    }
+}
+
+fn apply_ct_timeouts(t: &mut CtTimeouts, node: &Node, errors: &mut Vec<Diagnostic>) {
+    let Some(entries) = node.as_map() else {
+        errors.push(err(node, "conntrack-timeouts", format!("expected a mapping, found {}", node.describe())));
+        return;
+    };
+    for (key, value) in entries {
+        let name = key.as_str().unwrap_or_default();
+        let field = format!("conntrack-timeouts.{name}");
+        let Some(slot) = t.field_mut(name) else {
+            errors.push(err(key, &field, format!("unknown timeout (expected one of {})", CtTimeouts::KEYS.join(", "))));
+            continue;
+        };
+        // Seconds, up to a week.
+        match number(value, 1, 604_800) {
+            Ok(n) => *slot = n,
+            Err(msg) => errors.push(err(value, &field, msg)),
         }
     }
 }
@@ -198,6 +233,25 @@ mod tests {
         assert!(s.allow_mass_delete && s.allow_external_symlinks);
         let errs = apply_file(&mut s, "e.yaml", "allow-mass-delete: yes please\n").expect_err("not a bool");
         assert!(errs[0].to_string().contains("expected true or false"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn conntrack_timeouts_and_gc_interval() {
+        let mut s = Settings::default();
+        assert_eq!(s.conntrack_timeouts.tcp_established, 21_600);
+        assert_eq!(s.conntrack_gc_interval, Duration::from_secs(15));
+        let text = "conntrack-timeouts:\n  udp: 5\n  tcp-closing: 2\nconntrack-gc-interval-seconds: 3\n";
+        apply_file(&mut s, "e.yaml", text).expect("valid config");
+        assert_eq!((s.conntrack_timeouts.udp, s.conntrack_timeouts.tcp_closing), (5, 2));
+        assert_eq!(s.conntrack_timeouts.udp_stream, 120);
+        assert_eq!(s.conntrack_gc_interval, Duration::from_secs(3));
+        let bad = "conntrack-timeouts:\n  tcp-fin: 5\n  udp: 0\n";
+        let errs = apply_file(&mut s, "e.yaml", bad).expect_err("invalid");
+        let rendered: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(rendered.len(), 2, "{rendered:?}");
+        let (unknown, zero) = (&rendered[0], &rendered[1]);
+        assert!(unknown.contains("conntrack-timeouts.tcp-fin") && unknown.contains("tcp-established"), "{unknown}");
+        assert!(zero.starts_with("e.yaml:3:") && zero.contains("conntrack-timeouts.udp"), "{zero}");
     }
 
     #[test]

@@ -332,6 +332,21 @@ impl Engine {
         Ok(engine)
     }
 
+    /// One conntrack garbage-collection pass; failures are logged (the next pass retries).
+    fn gc(&self) {
+        match self.dp.gc_conntrack(&self.settings.conntrack_timeouts) {
+            Ok(r) if r.deleted_expired + r.deleted_closed > 0 => log::info!(
+                "conntrack gc: {} flows expired, {} closed removed ({} entries scanned in {:?})",
+                r.deleted_expired,
+                r.deleted_closed,
+                r.scanned,
+                r.elapsed
+            ),
+            Ok(r) => log::debug!("conntrack gc: nothing to remove ({} entries scanned in {:?})", r.scanned, r.elapsed),
+            Err(e) => log::error!("conntrack gc: {e:#}"),
+        }
+    }
+
     /// Reads, validates, plans and applies. `force` re-plans even when the
     /// directory is unchanged (periodic resync: repairs drift in the maps).
     fn pass(&mut self, force: bool) -> Pass {
@@ -525,6 +540,7 @@ pub fn apply(settings: &Settings) -> u8 {
         }
     };
     let pass = engine.pass_inner(true, true);
+    engine.gc();
     // The maps are applied for the interfaces that are attached; one that could
     // not be (its previous link, if any, keeps forwarding) still fails the command.
     if !engine.dp.failures().is_empty() {
@@ -633,8 +649,13 @@ fn run_loop(settings: &Settings) -> Result<()> {
         settings.state_dir.display()
     );
     let mut next_resync = Instant::now() + settings.resync_interval;
+    let mut next_gc = Instant::now();
     loop {
-        let timeout = next_resync.saturating_duration_since(Instant::now());
+        if Instant::now() >= next_gc {
+            engine.gc();
+            next_gc = Instant::now() + settings.conntrack_gc_interval;
+        }
+        let timeout = next_resync.min(next_gc).saturating_duration_since(Instant::now());
         match rx.recv_timeout(timeout) {
             Ok(Event::Files) => {
                 engine.pass(false);
@@ -656,6 +677,7 @@ fn run_loop(settings: &Settings) -> Result<()> {
                 log::info!("stopping; programs, links and maps stay pinned and keep forwarding");
                 return Ok(());
             }
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_resync => {} // gc is due
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 next_resync = Instant::now() + settings.resync_interval;
                 if let Err(e) = engine.dp.sync_interfaces() {
@@ -736,6 +758,9 @@ pub fn drops(settings: &Settings, json: bool, count: usize) -> u8 {
                 for e in &events {
                     println!("{e}");
                 }
+            }
+            if !json && let Ok(n @ 1..) = datapath::conntrack_insert_failed(&settings.state_dir) {
+                println!("conntrack-insert-failed: {n} new flows found the conntrack table full (see `status`)");
             }
             0
         }

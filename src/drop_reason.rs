@@ -68,6 +68,10 @@ impl StatId {
             StatId::PolicyEval => "policy-evaluations",
             StatId::DropevSeq => "drop-events",
             StatId::CtReused => "conntrack-tuple-reused",
+            StatId::CtInsertFailed => "conntrack-insert-failed",
+            StatId::CtGcRuns => "conntrack-gc-runs",
+            StatId::CtGcExpired => "conntrack-gc-deleted-expired",
+            StatId::CtGcClosed => "conntrack-gc-deleted-closed",
         }
     }
 }

@@ -79,7 +79,7 @@ fn reopen_reuses_maps_replaces_programs_and_refuses_incompatible_maps() {
     bigger.capacities.conntrack = 16384;
     let err = node.within(move || Datapath::open(&bigger).map(|_| ()).expect_err("incompatible map refused"));
     let msg = format!("{err:#}");
-    assert!(msg.contains("ep_ct4_v1") && msg.contains("max_entries 8192 pinned, 16384 configured"), "{msg}");
+    assert!(msg.contains("ep_ct4_v2") && msg.contains("max_entries 8192 pinned, 16384 configured"), "{msg}");
 }
 
 #[test]

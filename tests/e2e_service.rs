@@ -92,7 +92,7 @@ fn no_endpoints_reject(tx_offload: bool) {
     });
     assert!(hit, "a no-endpoints event for the client and the empty ClusterIP: {events}");
     let text = String::from_utf8_lossy(&sh(&mut t.edgeplane("status")).stdout).to_string();
-    assert!(text.contains("no-endpoints") && text.contains("ep_ct4_v1") && text.contains("conntrack:"), "{text}");
+    assert!(text.contains("no-endpoints") && text.contains("ep_ct4_v2") && text.contains("conntrack:"), "{text}");
     let snmp = String::from_utf8_lossy(&t.client.run("cat", &["/proc/net/snmp"]).stdout).to_string();
     assert_eq!(csum_errors(&snmp), 0, "reject packets carry valid checksums: {snmp}");
 }

@@ -249,6 +249,8 @@ fn shipped_settings_file_is_valid_and_documents_the_real_defaults() {
     assert_eq!(documented.max_file_size, defaults.max_file_size);
     assert_eq!(documented.resync_interval, defaults.resync_interval);
     assert_eq!(documented.maps, defaults.maps, "documented map capacities differ from the defaults");
+    assert_eq!(documented.conntrack_timeouts, defaults.conntrack_timeouts, "documented conntrack timeouts differ");
+    assert_eq!(documented.conntrack_gc_interval, defaults.conntrack_gc_interval);
 }
 
 /// The keys config.rs accepts (its "unknown setting" message lists the same).
@@ -263,6 +265,8 @@ const SETTINGS: &[&str] = &[
     "max-file-size",
     "resync-interval-seconds",
     "maps",
+    "conntrack-timeouts",
+    "conntrack-gc-interval-seconds",
 ];
 
 fn is_key(k: &str) -> bool {

@@ -7,14 +7,17 @@ mod common;
 
 use std::net::Ipv4Addr;
 
+use common::packet::*;
+use edgeplane::datapath::ct_gc::{self, CtTimeouts};
 use edgeplane::datapath::{self, Capacities, object_map};
 use edgeplane::drop_reason::DropReason;
+use edgeplane::drop_reason::StatId;
 use edgeplane::maps::layout::{
     Backend, CT_DIR_FORWARD, CT_DIR_REPLY, Config, CtKey, SCOPE_CLUSTER, SVC_F_AFFINITY, SvcKey, SvcValue,
     backend_id_key,
 };
+use edgeplane::maps::layout::{CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CtValue};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
-use common::packet::*;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -39,11 +42,23 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let caps = Capacities { services: 1024, backends: 1024, conntrack: 4096, affinity: 1024, sknat: 1024, ..Capacities::default() };
+        Fixture::with_conntrack(4096)
+    }
+
+    /// `entries` conntrack entries (a flow takes two).
+    fn with_conntrack(entries: u32) -> Fixture {
+        let caps = Capacities {
+            services: 1024,
+            backends: 1024,
+            conntrack: entries,
+            affinity: 1024,
+            sknat: 1024,
+            ..Capacities::default()
+        };
         let obj = datapath::load_unpinned(&caps).expect("tc object loads (verifier accepts it)");
         let svc = object_map(&obj, "ep_svc_v1").expect("ep_svc_v1");
         let be = object_map(&obj, "ep_be_v1").expect("ep_be_v1");
-        let ct = object_map(&obj, "ep_ct4_v1").expect("ep_ct4_v1");
+        let ct = object_map(&obj, "ep_ct4_v2").expect("ep_ct4_v2");
         let drops = object_map(&obj, "ep_drops_v1").expect("ep_drops_v1");
         let cfg = object_map(&obj, "ep_cfg_v1").expect("ep_cfg_v1");
         let c = Config { hairpin_addr: HAIRPIN.octets(), ..Config::default() };
@@ -780,12 +795,12 @@ fn reply_tuple_clash_remaps_the_client_port() {
 }
 
 #[test]
-fn syn_reusing_a_tuple_whose_reply_entry_was_evicted_is_balanced_afresh() {
+fn syn_reusing_a_tuple_whose_reply_entry_is_gone_is_balanced_afresh() {
     need_root!();
     let f = Fixture::new();
     f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
     f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
-    // The LRU evicts the reply half only.
+    // The reply half only is gone (removed, or lost in an upgrade).
     f.ct.delete(&ct_key(BE1, 8080, CLIENT, 40000, TCP, CT_DIR_REPLY).to_bytes()).expect("evict reply");
     let (ret, out) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
     assert_eq!(ret, TC_ACT_OK);
@@ -895,4 +910,274 @@ fn per_packet_cost() {
         let o = prog.test_run(inp).expect("test_run");
         println!("{name}: {} ns/packet", o.duration.as_nanos());
     }
+}
+
+// ---- conntrack lifetimes: state flags, last_seen, a full table, GC ---------
+
+impl Fixture {
+    fn ct_value(&self, k: CtKey) -> CtValue {
+        let b = self.ct.lookup(&k.to_bytes(), MapFlags::ANY).expect("ct lookup").expect("entry present");
+        CtValue::from_bytes(&b).expect("48-byte value")
+    }
+
+    fn set_ct(&self, k: CtKey, v: CtValue) {
+        self.ct.update(&k.to_bytes(), &v.to_bytes(), MapFlags::EXIST).expect("ct update");
+    }
+
+    fn stat(&self, id: StatId) -> u64 {
+        let stats = object_map(&self.obj, "ep_stats_v1").expect("ep_stats_v1");
+        let v = stats.lookup_percpu(&(id as u32).to_ne_bytes(), MapFlags::ANY).expect("stats").unwrap_or_default();
+        v.iter().map(|b| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes"))).sum()
+    }
+
+    /// Age both entries of a flow: last_seen = `secs` seconds before now.
+    fn age(&self, keys: &[CtKey], secs: u64) {
+        for k in keys {
+            let mut v = self.ct_value(*k);
+            v.last_seen_ns = monotonic_ns().saturating_sub(secs * 1_000_000_000);
+            self.set_ct(*k, v);
+        }
+    }
+
+    fn gc(&self, t: &CtTimeouts) -> edgeplane::datapath::ct_gc::GcReport {
+        let stats = object_map(&self.obj, "ep_stats_v1").expect("ep_stats_v1");
+        ct_gc::run(&self.ct, &stats, t, monotonic_ns()).expect("gc pass")
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn tcp_from_backend(be: Ipv4Addr, dport: u16, flags: u8) -> Pkt {
+    Pkt::new(be, CLIENT, L4::Tcp { sport: 8080, dport, seq: 1, ack: 1001, flags, payload: vec![] })
+}
+
+#[test]
+fn tcp_state_follows_flags_in_both_directions() {
+    need_root!();
+    let f = Fixture::new();
+    f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    let fkey = ct_key(CLIENT, 40000, VIP, 80, TCP, CT_DIR_FORWARD);
+    let rkey = ct_key(BE1, 8080, CLIENT, 40000, TCP, CT_DIR_REPLY);
+    let before = monotonic_ns();
+    f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
+    let (fv, rv) = (f.ct_value(fkey), f.ct_value(rkey));
+    assert_eq!(fv.flags, CT_F_SERVICE, "SYN: tracked, not established");
+    assert_eq!(rv.flags & CT_F_ESTABLISHED, 0);
+    assert!(fv.last_seen_ns >= before && rv.last_seen_ns >= before, "last_seen_ns set at creation");
+    let t = CtTimeouts::default();
+    assert_eq!(t.for_flow(TCP, fv.flags, rv.flags), (t.tcp_syn, false), "syn timeout");
+    // The backend answers: established.
+    f.run(&tcp_from_backend(BE1, 40000, SYN | ACK).build());
+    let rv = f.ct_value(rkey);
+    assert_eq!(rv.flags & CT_F_ESTABLISHED, CT_F_ESTABLISHED, "a reply marks the flow established");
+    assert_eq!(t.for_flow(TCP, f.ct_value(fkey).flags, rv.flags), (t.tcp_established, false));
+    // Client FIN: closing on the forward side only (half-closed stays established).
+    f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, FIN | ACK).build());
+    let fv = f.ct_value(fkey);
+    assert_eq!(fv.flags & (CT_F_CLOSING | CT_F_CLOSED), CT_F_CLOSING);
+    assert_eq!(t.for_flow(TCP, fv.flags, f.ct_value(rkey).flags), (t.tcp_established, false), "half-closed");
+    // Backend FIN: closed both ways.
+    let (_, out) = f.run(&tcp_from_backend(BE1, 40000, FIN | ACK).build());
+    assert_eq!(Parsed::parse(&out).saddr, VIP, "the FIN is still reverse-translated");
+    let rv = f.ct_value(rkey);
+    assert_eq!(rv.flags & CT_F_CLOSING, CT_F_CLOSING);
+    assert_eq!(t.for_flow(TCP, fv.flags, rv.flags), (t.tcp_closing, true), "FIN both ways: closed");
+    // The last ACK still finds the flow and is translated.
+    let (_, out) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, ACK).build());
+    assert_eq!(Parsed::parse(&out).daddr, BE1);
+}
+
+#[test]
+fn rst_closes_a_flow_at_once() {
+    need_root!();
+    let f = Fixture::new();
+    f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    f.run(&Pkt::tcp(CLIENT, 40001, VIP, 80, SYN).build());
+    f.run(&tcp_from_backend(BE1, 40001, SYN | ACK).build());
+    f.run(&tcp_from_backend(BE1, 40001, RST | ACK).build());
+    let rv = f.ct_value(ct_key(BE1, 8080, CLIENT, 40001, TCP, CT_DIR_REPLY));
+    assert_eq!(rv.flags & (CT_F_CLOSING | CT_F_CLOSED), CT_F_CLOSING | CT_F_CLOSED, "RST: closed");
+    // A client RST marks its own side the same way.
+    f.run(&Pkt::tcp(CLIENT, 40002, VIP, 80, SYN).build());
+    f.run(&Pkt::tcp(CLIENT, 40002, VIP, 80, RST).build());
+    let fv = f.ct_value(ct_key(CLIENT, 40002, VIP, 80, TCP, CT_DIR_FORWARD));
+    assert_eq!(fv.flags & CT_F_CLOSED, CT_F_CLOSED);
+    // A new SYN on the tuple the backend reset is balanced afresh: fresh entries.
+    f.run(&Pkt::tcp(CLIENT, 40001, VIP, 80, SYN).build());
+    let rv = f.ct_value(ct_key(BE1, 8080, CLIENT, 40001, TCP, CT_DIR_REPLY));
+    assert_eq!(rv.flags & (CT_F_CLOSING | CT_F_CLOSED | CT_F_ESTABLISHED), 0, "new connection, new state");
+}
+
+#[test]
+fn udp_answered_is_a_stream_and_last_seen_is_refreshed() {
+    need_root!();
+    let f = Fixture::new();
+    f.service(1, 53, UDP, 0, 0, &[(1, BE1, 5353)]);
+    let fkey = ct_key(CLIENT, 5000, VIP, 53, UDP, CT_DIR_FORWARD);
+    let rkey = ct_key(BE1, 5353, CLIENT, 5000, UDP, CT_DIR_REPLY);
+    f.run(&Pkt::udp(CLIENT, 5000, VIP, 53, b"q").build());
+    let t = CtTimeouts::default();
+    assert_eq!(t.for_flow(UDP, f.ct_value(fkey).flags, f.ct_value(rkey).flags), (t.udp, false), "one way");
+    f.run(&Pkt::udp(BE1, 5353, CLIENT, 5000, b"a").build());
+    assert_eq!(t.for_flow(UDP, f.ct_value(fkey).flags, f.ct_value(rkey).flags), (t.udp_stream, false), "both ways");
+    // An idle flow's next packet refreshes last_seen_ns of its own direction.
+    f.age(&[fkey, rkey], 100);
+    let old = f.ct_value(rkey).last_seen_ns;
+    let before = monotonic_ns();
+    f.run(&Pkt::udp(CLIENT, 5000, VIP, 53, b"q").build());
+    assert!(f.ct_value(fkey).last_seen_ns >= before, "forward refreshed");
+    assert_eq!(f.ct_value(rkey).last_seen_ns, old, "reply side untouched by a forward packet");
+    f.run(&Pkt::udp(BE1, 5353, CLIENT, 5000, b"a").build());
+    assert!(f.ct_value(rkey).last_seen_ns >= before, "reply refreshed");
+}
+
+#[test]
+fn sctp_abort_and_shutdown_close_the_flow() {
+    need_root!();
+    let f = Fixture::new();
+    f.service(1, 9000, SCTP, 0, 0, &[(1, BE1, 9443)]);
+    let chunk = |typ: u8| vec![typ, 0, 0, 4];
+    let fkey = ct_key(CLIENT, 40010, VIP, 9000, SCTP, CT_DIR_FORWARD);
+    let rkey = ct_key(BE1, 9443, CLIENT, 40010, SCTP, CT_DIR_REPLY);
+    f.run(&Pkt::new(CLIENT, VIP, L4::Sctp { sport: 40010, dport: 9000, payload: chunk(1) }).build()); // INIT
+    f.run(&Pkt::new(BE1, CLIENT, L4::Sctp { sport: 9443, dport: 40010, payload: chunk(2) }).build()); // INIT ACK
+    let t = CtTimeouts::default();
+    assert_eq!(t.for_flow(SCTP, f.ct_value(fkey).flags, f.ct_value(rkey).flags), (t.sctp_established, false));
+    f.run(&Pkt::new(CLIENT, VIP, L4::Sctp { sport: 40010, dport: 9000, payload: chunk(7) }).build()); // SHUTDOWN
+    assert_eq!(f.ct_value(fkey).flags & (CT_F_CLOSING | CT_F_CLOSED), CT_F_CLOSING);
+    f.run(&Pkt::new(BE1, CLIENT, L4::Sctp { sport: 9443, dport: 40010, payload: chunk(6) }).build()); // ABORT
+    assert_eq!(t.for_flow(SCTP, f.ct_value(fkey).flags, f.ct_value(rkey).flags), (t.sctp_closing, true));
+}
+
+#[test]
+fn a_full_table_refuses_new_flows_and_keeps_the_tracked_ones() {
+    need_root!();
+    // Room for 2 flows (4 entries): a hash, not an LRU.
+    let f = Fixture::with_conntrack(4);
+    f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    f.service_at(Ipv4Addr::new(198, 19, 0, 53), 2, 53, UDP, 0, 0, &[(2, BE2, 5353)]);
+    for port in [40000, 40001] {
+        f.run(&Pkt::tcp(CLIENT, port, VIP, 80, SYN).build());
+        f.run(&tcp_from_backend(BE1, port, SYN | ACK).build());
+    }
+    let full_before = f.drops(DropReason::CtFull);
+    let failed_before = f.stat(StatId::CtInsertFailed);
+    for port in 0..10u16 {
+        let (ret, _) = f.run(&Pkt::udp(CLIENT, 6000 + port, Ipv4Addr::new(198, 19, 0, 53), 53, b"q").build());
+        assert_eq!(ret, TC_ACT_SHOT, "no room: the new flow is dropped");
+    }
+    assert_eq!(f.drops(DropReason::CtFull) - full_before, 10, "counted as conntrack-full");
+    assert_eq!(f.stat(StatId::CtInsertFailed) - failed_before, 10, "and as conntrack-insert-failed");
+    // Both TCP flows are still tracked and translated: nothing was evicted.
+    for port in [40000, 40001] {
+        assert!(f.ct_has(ct_key(BE1, 8080, CLIENT, port, TCP, CT_DIR_REPLY)), "flow {port} kept");
+        let (ret, out) = f.run(&Pkt::tcp(CLIENT, port, VIP, 80, ACK).build());
+        assert_eq!((ret, Parsed::parse(&out).daddr), (TC_ACT_OK, BE1));
+        let (_, out) = f.run(&tcp_from_backend(BE1, port, ACK).build());
+        assert_eq!(Parsed::parse(&out).saddr, VIP);
+    }
+}
+
+#[test]
+fn gc_removes_expired_and_closed_flows_and_keeps_live_ones() {
+    need_root!();
+    let f = Fixture::new();
+    f.service(1, 80, TCP, 0, 0, &[(1, BE1, 8080)]);
+    f.service_at(Ipv4Addr::new(198, 19, 0, 53), 2, 53, UDP, 0, 0, &[(2, BE2, 5353)]);
+    let dns = Ipv4Addr::new(198, 19, 0, 53);
+    let keys = |proto: u8, sport: u16, vip: Ipv4Addr, vport: u16, be: Ipv4Addr, bport: u16| {
+        [
+            ct_key(CLIENT, sport, vip, vport, proto, CT_DIR_FORWARD),
+            ct_key(be, bport, CLIENT, sport, proto, CT_DIR_REPLY),
+        ]
+    };
+    // An idle established TCP flow (1 h), a closed one (RST, 11 s ago), a
+    // one-way UDP flow idle 31 s and one idle 5 s.
+    let idle_tcp = keys(TCP, 40000, VIP, 80, BE1, 8080);
+    f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, SYN).build());
+    f.run(&tcp_from_backend(BE1, 40000, SYN | ACK).build());
+    f.age(&idle_tcp, 3600);
+    let closed = keys(TCP, 40001, VIP, 80, BE1, 8080);
+    f.run(&Pkt::tcp(CLIENT, 40001, VIP, 80, SYN).build());
+    f.run(&tcp_from_backend(BE1, 40001, RST | ACK).build());
+    f.age(&closed, 11);
+    let old_udp = keys(UDP, 5000, dns, 53, BE2, 5353);
+    f.run(&Pkt::udp(CLIENT, 5000, dns, 53, b"q").build());
+    f.age(&old_udp, 31);
+    let new_udp = keys(UDP, 5001, dns, 53, BE2, 5353);
+    f.run(&Pkt::udp(CLIENT, 5001, dns, 53, b"q").build());
+    f.age(&new_udp, 5);
+    let runs = f.stat(StatId::CtGcRuns);
+    let r = f.gc(&CtTimeouts::default());
+    assert_eq!((r.scanned, r.deleted_expired, r.deleted_closed), (8, 1, 1), "{r:?}");
+    for k in idle_tcp.iter().chain(&new_udp) {
+        assert!(f.ct_has(*k), "{k:?} kept");
+    }
+    for k in closed.iter().chain(&old_udp) {
+        assert!(!f.ct_has(*k), "{k:?} removed");
+    }
+    assert_eq!(f.stat(StatId::CtGcRuns), runs + 1);
+    assert_eq!(f.stat(StatId::CtGcExpired), 1);
+    assert_eq!(f.stat(StatId::CtGcClosed), 1);
+    // The idle TCP flow still forwards after the pass.
+    let (_, out) = f.run(&Pkt::tcp(CLIENT, 40000, VIP, 80, ACK).build());
+    assert_eq!(Parsed::parse(&out).daddr, BE1);
+}
+
+/// Cost of a conntrack GC pass over a full 1M-entry map (not a test of speed:
+/// prints numbers for the report / docs).
+/// `cargo test --release --test prog_run -- --ignored --nocapture gc_cost`
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn gc_cost() {
+    need_root!();
+    const ENTRIES: u32 = 1 << 20;
+    let caps = Capacities { conntrack: ENTRIES, ..Capacities::default() };
+    let obj = datapath::load_unpinned(&caps).expect("tc object loads");
+    let ct = object_map(&obj, "ep_ct4_v2").expect("ct");
+    let stats = object_map(&obj, "ep_stats_v1").expect("stats");
+    let fill = |last_seen_ns: u64| {
+        let started = std::time::Instant::now();
+        for i in 0..ENTRIES / 2 {
+            let client = Ipv4Addr::from(0xc612_0000u32 + (i >> 14)); // 198.18.x.y
+            let sport = (i & 0x3fff) as u16 + 1024;
+            let fkey = ct_key(client, sport, VIP, 80, TCP, CT_DIR_FORWARD);
+            let fval = CtValue {
+                nat_addr: BE1.octets(),
+                nat_port: 8080u16.to_be_bytes(),
+                flags: CT_F_SERVICE,
+                last_seen_ns,
+                ..CtValue::default()
+            };
+            let rkey = ct_gc::reply_key_of(&fkey, &fval);
+            let rval = CtValue {
+                nat_addr: VIP.octets(),
+                nat_port: 80u16.to_be_bytes(),
+                hairpin_addr: client.octets(),
+                flags: CT_F_SERVICE | CT_F_ESTABLISHED,
+                last_seen_ns,
+                ..CtValue::default()
+            };
+            ct.update(&fkey.to_bytes(), &fval.to_bytes(), MapFlags::ANY).expect("fwd");
+            ct.update(&rkey.to_bytes(), &rval.to_bytes(), MapFlags::ANY).expect("reply");
+        }
+        println!("filled {ENTRIES} entries in {:?}", started.elapsed());
+    };
+    let t = CtTimeouts::default();
+    // Every flow live (idle 1 s): the pass only reads.
+    fill(monotonic_ns() - 1_000_000_000);
+    let r = ct_gc::run(&ct, &stats, &t, monotonic_ns()).expect("gc");
+    println!("1M entries, all live: {} scanned, {} removed in {:?}", r.scanned, r.deleted_expired, r.elapsed);
+    // Every flow idle 5 s with 1 s timeouts (the monotonic clock starts at
+    // boot, so "7 h ago" may not exist): the pass removes all.
+    let short = CtTimeouts { tcp_established: 1, tcp_syn: 1, tcp_closing: 1, ..CtTimeouts::default() };
+    fill(monotonic_ns() - 5_000_000_000);
+    let r = ct_gc::run(&ct, &stats, &short, monotonic_ns()).expect("gc");
+    println!("1M entries, all expired: {} scanned, {} flows removed in {:?}", r.scanned, r.deleted_expired, r.elapsed);
+    assert_eq!(r.deleted_expired, u64::from(ENTRIES / 2));
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * ct.h: connection tracking. A translated flow has two entries in the LRU
- * map ep_ct4_v1: FORWARD, keyed by the tuple the client sends (dst = VIP),
+ * ct.h: connection tracking. A translated flow has two entries in the hash
+ * map ep_ct4_v2: FORWARD, keyed by the tuple the client sends (dst = VIP),
  * and REPLY, keyed by the tuple the reply arrives with (src = backend, dst =
- * client or the hairpin address). An established packet costs one lookup.
+ * client or the hairpin address). An established packet costs one lookup,
+ * plus ep_ct_touch (state flags, last_seen_ns) for the garbage collector.
  */
 #ifndef EP_CT_H
 #define EP_CT_H
@@ -27,26 +28,80 @@ static __always_inline void ep_ct_key_fill(struct ep_ct_key *k, __be32 saddr, __
 
 static __always_inline struct ep_ct_value *ep_ct_lookup(const struct ep_ct_key *k)
 {
-	return bpf_map_lookup_elem(&ep_ct4_v1, k);
+	return bpf_map_lookup_elem(&ep_ct4_v2, k);
 }
 
-/* Insert both directions; a failure of either is EP_DROP_CT_FULL. */
+/*
+ * Insert both directions; a failure of either (the table is full: a hash
+ * never evicts) is EP_DROP_CT_FULL and counts EP_STAT_CT_INSERT_FAILED.
+ */
 static __always_inline int ep_ct_create(const struct ep_ct_key *fkey, const struct ep_ct_value *fval,
 					const struct ep_ct_key *rkey, const struct ep_ct_value *rval)
 {
-	if (bpf_map_update_elem(&ep_ct4_v1, rkey, rval, BPF_ANY))
+	if (bpf_map_update_elem(&ep_ct4_v2, rkey, rval, BPF_ANY)) {
+		ep_stat_inc(EP_STAT_CT_INSERT_FAILED);
 		return -EP_DROP_CT_FULL;
-	if (bpf_map_update_elem(&ep_ct4_v1, fkey, fval, BPF_ANY)) {
-		bpf_map_delete_elem(&ep_ct4_v1, rkey);
+	}
+	if (bpf_map_update_elem(&ep_ct4_v2, fkey, fval, BPF_ANY)) {
+		bpf_map_delete_elem(&ep_ct4_v2, rkey);
+		ep_stat_inc(EP_STAT_CT_INSERT_FAILED);
 		return -EP_DROP_CT_FULL;
 	}
 	ep_stat_inc(EP_STAT_CT_CREATED);
 	return EP_CONTINUE;
 }
 
+/*
+ * A packet of a tracked flow: accumulate the state it shows in its own
+ * direction's entry and refresh last_seen_ns (at most once per
+ * EP_CT_TOUCH_NS, so a busy flow does not write the entry on every packet).
+ * `close` is what the packet says about the end of the flow: 0,
+ * EP_CT_F_CLOSING (TCP FIN, SCTP SHUTDOWN) or EP_CT_F_CLOSING|EP_CT_F_CLOSED
+ * (TCP RST, SCTP ABORT / SHUTDOWN COMPLETE). A reply marks the flow
+ * established. A TCP SYN (without ACK) starts a new connection on the tuple:
+ * the old connection's end state is forgotten.
+ */
+static __always_inline void ep_ct_touch(struct ep_ct_value *ct, __u16 close, int reply, int syn)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u16 flags = ct->flags;
+	__u16 want = flags | close;
+
+	if (reply)
+		want |= EP_CT_F_ESTABLISHED;
+	else if (syn)
+		want = (flags & ~(EP_CT_F_CLOSING | EP_CT_F_CLOSED | EP_CT_F_ESTABLISHED)) | close;
+	if (want != flags)
+		ct->flags = want;
+	if (now - ct->last_seen_ns >= EP_CT_TOUCH_NS)
+		ct->last_seen_ns = now;
+}
+
+/* What a packet says about the end of its flow: 0, or EP_CT_F_CLOSING[|EP_CT_F_CLOSED]. */
+static __always_inline __u16 ep_ct_close_seen(const struct ep_ctx *ctx)
+{
+	__u8 chunk = 0;
+
+	if (ctx->proto == EP_PROTO_TCP) {
+		if (ctx->tcp_flags & EP_TCP_RST)
+			return EP_CT_F_CLOSING | EP_CT_F_CLOSED;
+		return (ctx->tcp_flags & EP_TCP_FIN) ? EP_CT_F_CLOSING : 0;
+	}
+	/* SCTP: the first chunk's type, after the 12-byte common header. */
+	if (ctx->proto != EP_PROTO_SCTP || ctx->is_fragment ||
+	    bpf_skb_load_bytes(ctx->skb, ctx->l4_off + 12, &chunk, 1))
+		return 0;
+	if (chunk == 6 || chunk == 14)  /* ABORT, SHUTDOWN COMPLETE */
+		return EP_CT_F_CLOSING | EP_CT_F_CLOSED;
+	if (chunk == 7 || chunk == 8)   /* SHUTDOWN, SHUTDOWN ACK */
+		return EP_CT_F_CLOSING;
+	return 0;
+}
+
 #define EP_CT_REPLY_OK      0
 #define EP_CT_REPLY_MISSING 1
 #define EP_CT_REPLY_FOREIGN 2
+#define EP_CT_REPLY_CLOSING 3  /* ours, but the backend side already closed (FIN/RST) */
 
 /* Whether the reply entry of a translated flow still exists and points back to it. */
 static __always_inline int ep_ct_reply_state(const struct ep_ct_key *fkey,
@@ -64,6 +119,8 @@ static __always_inline int ep_ct_reply_state(const struct ep_ct_key *fkey,
 	if (r->nat_addr != fkey->daddr || r->nat_port != fkey->dport || r->hairpin_addr != fkey->saddr ||
 	    r->alt_port != (fval->alt_port ? fkey->sport : 0))
 		return EP_CT_REPLY_FOREIGN;
+	if (r->flags & EP_CT_F_CLOSING)
+		return EP_CT_REPLY_CLOSING;
 	return EP_CT_REPLY_OK;
 }
 
@@ -75,8 +132,8 @@ static __always_inline void ep_ct_delete(const struct ep_ct_key *fkey, const str
 
 	ep_ct_key_fill(&rkey, fval->nat_addr, rdst, fval->nat_port,
 		       fval->alt_port ? fval->alt_port : fkey->sport, fkey->proto, EP_CT_DIR_REPLY);
-	bpf_map_delete_elem(&ep_ct4_v1, &rkey);
-	bpf_map_delete_elem(&ep_ct4_v1, fkey);
+	bpf_map_delete_elem(&ep_ct4_v2, &rkey);
+	bpf_map_delete_elem(&ep_ct4_v2, fkey);
 	ep_stat_inc(EP_STAT_CT_DELETED);
 }
 

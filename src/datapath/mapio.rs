@@ -165,6 +165,44 @@ pub fn delete(fd: BorrowedFd<'_>, key: &[u8]) -> Result<(), i32> {
     if ret < 0 { Err(last_errno(ret)) } else { Ok(()) }
 }
 
+/// Delete `keys` (concatenated, `key_size` bytes each) with BPF_MAP_DELETE_BATCH,
+/// skipping keys that are already gone; falls back to one delete per key
+/// where batching is unsupported. Returns how many were deleted.
+pub fn delete_many(fd: BorrowedFd<'_>, key_size: usize, keys: &[u8]) -> io::Result<u64> {
+    let total = keys.len() / key_size;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    };
+    let (mut at, mut deleted) = (0usize, 0u64);
+    while at < total {
+        let mut count = u32::try_from(total - at).unwrap_or(u32::MAX);
+        // SAFETY: `keys` holds `total` keys of key_size bytes; count <= total - at.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_delete_batch(fd.as_raw_fd(), keys[at * key_size..].as_ptr().cast(), &mut count, &opts)
+        };
+        deleted += u64::from(count);
+        at += count as usize;
+        if ret >= 0 {
+            continue;
+        }
+        match last_errno(ret) {
+            // The key at `at` is gone already (the datapath removed it): skip it.
+            libc::ENOENT => at += 1,
+            libc::EINVAL | libc::ENOTSUP | 524 => {
+                for k in keys[at * key_size..].chunks_exact(key_size) {
+                    if delete(fd, k).is_ok() {
+                        deleted += 1;
+                    }
+                }
+                return Ok(deleted);
+            }
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+    Ok(deleted)
+}
+
 /// Sum of a per-CPU u64 array slot over all CPUs.
 pub fn percpu_sum(map: &MapHandle, index: u32) -> Result<u64> {
     let vals = map

@@ -11,6 +11,7 @@
 //! `links/cg_<program>` cgroup links.
 
 mod attach;
+pub mod ct_gc;
 mod mapio;
 mod netlink;
 pub mod routes;
@@ -32,7 +33,8 @@ pub use attach::{TcMode, glob_match, interfaces};
 pub use mapio::{PinnedMaps, errno_name};
 pub use netlink::LinkEvents;
 pub use status::{
-    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, read_status, recent_drops, reset,
+    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, conntrack_insert_failed,
+    read_status, recent_drops, reset,
 };
 pub use trust::{DEFAULT_LOCK_WAIT, LockWait};
 
@@ -58,7 +60,9 @@ pub const TC_PROG: &str = "ep_tc_ingress";
 pub const SOCK_PROGS: [&str; 4] = ["ep_sock_connect4", "ep_sock_sendmsg4", "ep_sock_recvmsg4", "ep_sock_getpeername4"];
 
 pub const MAP_CFG: &str = "ep_cfg_v1";
-pub const MAP_CT: &str = "ep_ct4_v1";
+pub const MAP_CT: &str = "ep_ct4_v2";
+/// The LRU conntrack map of earlier releases: migrated into MAP_CT at open.
+pub const MAP_CT_V1: &str = "ep_ct4_v1";
 pub const MAP_DROPS: &str = "ep_drops_v1";
 pub const MAP_STATS: &str = "ep_stats_v1";
 pub const MAP_DROPEV: &str = "ep_dropev_v1";
@@ -259,6 +263,58 @@ fn load_object(bytes: &[u8], state_dir: &Path, caps: &Capacities, share: Option<
     open.load().map_err(|e| anyhow!("loading BPF programs (verifier): {e:#}"))
 }
 
+/// Copy the entries of the pinned LRU conntrack map `v1` into `v2`, with
+/// `last_seen_ns` = now (the LRU kept no usable idle time) and marked
+/// established. `only_new`: keep
+/// what v2 already has. Refuses a v1 whose layout is not the one this code
+/// knows, rather than guessing. Returns the number of entries copied.
+fn migrate_ct_v1(v1: &Path, v2: &MapHandle, only_new: bool) -> Result<u64> {
+    use crate::maps::layout::{CtKey, CtValue};
+    let old = MapHandle::from_pinned_path(v1).with_context(|| format!("opening {}", v1.display()))?;
+    let info = libbpf_rs::MapInfo::new(old.as_fd()).with_context(|| format!("reading info of {}", v1.display()))?;
+    if info.map_type() != libbpf_rs::MapType::LruHash
+        || info.info.key_size as usize != CtKey::SIZE
+        || info.info.value_size as usize != CtValue::SIZE
+    {
+        bail!(
+            "pinned {} has an unexpected layout (type {:?}, key {} B, value {} B; expected lru_hash, {} B, {} B): \
+             not migrating it into {MAP_CT}. Run `edgeplane reset` (drops all state, including conntrack) and start again",
+            v1.display(),
+            info.map_type(),
+            info.info.key_size,
+            info.info.value_size,
+            CtKey::SIZE,
+            CtValue::SIZE
+        );
+    }
+    let now = status::monotonic_ns();
+    let (mut copied, mut full) = (0u64, 0u64);
+    let mut failure = None;
+    mapio::for_each(old.as_fd(), CtKey::SIZE, CtValue::SIZE, |k, v| {
+        let Some(mut val) = CtValue::from_bytes(v) else { return };
+        if only_new && v2.lookup(k, libbpf_rs::MapFlags::ANY).ok().flatten().is_some() {
+            return;
+        }
+        val.last_seen_ns = now;
+        // v1 did not record whether a reply was seen: assume it was, so an idle
+        // established connection gets its long timeout rather than tcp-syn's.
+        val.flags |= crate::maps::layout::CT_F_ESTABLISHED;
+        match mapio::update(v2.as_fd(), k, &val.to_bytes()) {
+            Ok(()) => copied += 1,
+            Err(libc::E2BIG) | Err(libc::ENOMEM) => full += 1,
+            Err(e) => failure = Some(e),
+        }
+    })
+    .with_context(|| format!("reading {}", v1.display()))?;
+    if let Some(e) = failure {
+        bail!("copying {} into {MAP_CT}: {}", v1.display(), errno_name(e));
+    }
+    if full > 0 {
+        log::warn!("conntrack migration: {full} entries of {MAP_CT_V1} did not fit in {MAP_CT} (maps.conntrack)");
+    }
+    Ok(copied)
+}
+
 /// Load the tc object with fresh, unpinned maps (tests: BPF_PROG_TEST_RUN).
 pub fn load_unpinned(caps: &Capacities) -> Result<Object> {
     load_object(TC_OBJECT, Path::new("/nonexistent"), caps, None)
@@ -328,6 +384,11 @@ impl Datapath {
             Some(_) => Some(load_object(SOCK_OBJECT, dir, &settings.capacities, Some(&tc))?),
             None => None,
         };
+        // Flows of an earlier release's LRU map: copied before the new programs
+        // attach (so established flows keep their backend), again after (flows the
+        // old programs created meanwhile), then the old map is unpinned.
+        let v1 = dir.join(MAP_CT_V1);
+        let migrating = if v1.exists() { Some(migrate_ct_v1(&v1, &object_map(&tc, MAP_CT)?, false)?) } else { None };
         let mut handles = BTreeMap::new();
         for id in MapId::ALL {
             handles.insert(id, object_map(&tc, id.pin_name())?);
@@ -355,6 +416,16 @@ impl Datapath {
         // The socket hooks have one cgroup, named in the settings: failing
         // there is a configuration error, and the open fails.
         dp.sync_cgroup()?;
+        if let Some(first) = migrating {
+            let late = migrate_ct_v1(&v1, &dp.map(MAP_CT)?, true)?;
+            std::fs::remove_file(&v1).with_context(|| format!("unpinning {}", v1.display()))?;
+            log::info!(
+                "conntrack migrated from {MAP_CT_V1} (LRU) to {MAP_CT} (hash with timeouts): {} flows entries copied, \
+                 {} more created during the upgrade; {MAP_CT_V1} unpinned",
+                first,
+                late
+            );
+        }
         Ok(dp)
     }
 
@@ -362,6 +433,11 @@ impl Datapath {
     /// The interfaces concerned keep whatever link they had before.
     pub fn failures(&self) -> &[String] {
         &self.failures
+    }
+
+    /// One conntrack garbage-collection pass (see `ct_gc`).
+    pub fn gc_conntrack(&self, timeouts: &ct_gc::CtTimeouts) -> Result<ct_gc::GcReport> {
+        ct_gc::run(&self.map(MAP_CT)?, &self.map(MAP_STATS)?, timeouts, status::monotonic_ns())
     }
 
     pub fn settings(&self) -> &DatapathSettings {

@@ -49,11 +49,16 @@ pub struct ConntrackStatus {
     pub capacity: u32,
     pub fill_percent: f64,
     pub flows_created: u64,
+    /// Flows the datapath removed (endpoint gone, tuple reused after close).
     pub flows_deleted: u64,
-    /// Entries created but neither present nor deleted by us: the LRU evicted
-    /// them (an estimate: counters survive restarts; forward entries of flows
-    /// whose reply tuple was reused linger until the LRU takes them).
-    pub evictions_estimate: u64,
+    /// Garbage-collection passes, and the flows they removed: idle longer
+    /// than their timeout, or closed (TCP RST / FIN both ways, SCTP end).
+    pub gc_runs: u64,
+    pub gc_deleted_expired: u64,
+    pub gc_deleted_closed: u64,
+    /// New flows refused because the table was full (never an eviction: the
+    /// map does not evict; service flows are dropped as `conntrack-full`).
+    pub insert_failed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,18 +154,16 @@ pub fn read_status(state_dir: &Path) -> Result<Status> {
         let entries = m.entries.unwrap_or(0);
         let created = stat(StatId::CtCreated);
         let deleted = stat(StatId::CtDeleted);
-        // A flow that reused a closed flow's reply tuple added one entry, not two.
-        let reused = stat(StatId::CtReused);
         ConntrackStatus {
             entries: entries / 2,
             capacity: m.capacity / 2,
             fill_percent: m.fill_percent.unwrap_or(0.0),
             flows_created: created,
             flows_deleted: deleted,
-            evictions_estimate: (created * 2)
-                .saturating_sub(deleted * 2)
-                .saturating_sub(reused)
-                .saturating_sub(entries),
+            gc_runs: stat(StatId::CtGcRuns),
+            gc_deleted_expired: stat(StatId::CtGcExpired),
+            gc_deleted_closed: stat(StatId::CtGcClosed),
+            insert_failed: stat(StatId::CtInsertFailed),
         }
     });
     Ok(Status {
@@ -222,8 +225,13 @@ impl fmt::Display for Status {
         if let Some(ct) = &self.conntrack {
             writeln!(
                 f,
-                "\nconntrack: {} flows of {} ({:.1}%), {} created, {} deleted, ~{} evicted",
-                ct.entries, ct.capacity, ct.fill_percent, ct.flows_created, ct.flows_deleted, ct.evictions_estimate
+                "\nconntrack: {} flows of {} ({:.1}%), {} created, {} deleted by the datapath",
+                ct.entries, ct.capacity, ct.fill_percent, ct.flows_created, ct.flows_deleted
+            )?;
+            writeln!(
+                f,
+                "  gc: {} runs, {} expired and {} closed flows removed; insert_failed (table full): {}",
+                ct.gc_runs, ct.gc_deleted_expired, ct.gc_deleted_closed, ct.insert_failed
             )?;
         }
         writeln!(f, "\ndrops:")?;
@@ -285,11 +293,18 @@ impl fmt::Display for DropEvent {
     }
 }
 
-fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime into a zeroed timespec.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Conntrack inserts refused because the table was full (`drops` shows it
+/// next to the events: a refused plain flow records no drop event).
+pub fn conntrack_insert_failed(state_dir: &Path) -> Result<u64> {
+    let h = open_ro(&state_dir.join(MAP_STATS))?;
+    percpu_sum(&h, StatId::CtInsertFailed as u32)
 }
 
 /// The `n` most recent drop events, newest first.

@@ -107,7 +107,7 @@ pub fn backend_id_from_key(b: &[u8]) -> Option<u32> {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct CtKey {
     pub saddr: [u8; 4],
     pub daddr: [u8; 4],
@@ -120,6 +120,11 @@ pub struct CtKey {
 pod_bytes!(CtKey, 16);
 
 pub const CT_DIR_FORWARD: u8 = 0;
+pub const CT_F_SERVICE: u16 = 0x0001;
+pub const CT_F_HAIRPIN: u16 = 0x0002;
+pub const CT_F_CLOSING: u16 = 0x0004;
+pub const CT_F_ESTABLISHED: u16 = 0x0008;
+pub const CT_F_CLOSED: u16 = 0x0010;
 pub const CT_DIR_REPLY: u8 = 1;
 
 #[repr(C)]
