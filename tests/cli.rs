@@ -120,3 +120,32 @@ fn check_applies_the_configured_map_sizes() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("ep_svc_v1") && stderr.contains("maps.services"), "{stderr}");
 }
+
+#[test]
+fn as_root_input_others_can_write_is_refused_with_the_fix() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (the ownership rules apply to root only)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmpdir("trust");
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: demo}\nspec:\n  clusterIP: 198.19.0.10\n  ports: [{port: 80}]\n";
+    std::fs::write(dir.join("svc.yaml"), svc).expect("write");
+    std::fs::set_permissions(dir.join("svc.yaml"), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = edgeplane(&["check", dir.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("svc.yaml:1:1: refused: this file is writable by group or others (mode 0666)"), "{stderr}");
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    // A symlink to a root-only file elsewhere: refused, its content never shown.
+    let secret = tmpdir("secret").join("secret.yaml");
+    std::fs::write(&secret, "password: hunter2\n").expect("write");
+    std::fs::set_permissions(dir.join("svc.yaml"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::os::unix::fs::symlink(&secret, dir.join("leak.yaml")).expect("symlink");
+    let out = edgeplane(&["check", dir.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("leak.yaml:1:1: refused: symlink leads outside the config directory"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
