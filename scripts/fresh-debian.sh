@@ -90,6 +90,13 @@ deb $MIRROR bookworm-updates main
 deb $security bookworm-security main
 EOF
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# This machine's site-local CAs (e.g. a TLS-inspecting egress proxy's): a new
+# machine in the same network is provisioned with them too. ca-certificates
+# itself is not installed: the Quick start has to do that (cargo needs it).
+if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
+    mkdir -p "$ROOT/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
+fi
 for t in procps ca-certificates build-essential; do
     ! chroot "$ROOT" dpkg-query -W -f='${Status}' "$t" 2>/dev/null | grep -q "install ok installed" ||
         ep_die "$t is in the minbase root; it would not show what a minimal Debian lacks"
@@ -97,7 +104,7 @@ done
 
 ep_log "copying the working tree to $ROOT/root/edgeplane"
 mkdir -p "$ROOT/root/edgeplane" "$ROOT/root/.cargo/bin" "$ROOT/root/.rustup"
-if [[ -d .git || -f .git ]]; then
+if [[ -e .git ]] && command -v git >/dev/null; then
     git ls-files -z --cached --others --exclude-standard | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
         tar --null -T - -cf - | tar -C "$ROOT/root/edgeplane" -xf -
 else
@@ -117,6 +124,8 @@ done < <(find -L "$(dirname "$RUSTUP_BIN")" -maxdepth 1 -samefile "$RUSTUP_BIN" 
 inner() {
     set -euo pipefail
     mount --make-rprivate /
+    # The root must be a mount point: `ip netns add` runs mount --make-rslave /.
+    mount --bind "$ROOT" "$ROOT"
     mount -t proc proc "$ROOT/proc"
     mount --rbind /dev "$ROOT/dev"
     mount --rbind /sys "$ROOT/sys"
