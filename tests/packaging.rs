@@ -335,6 +335,7 @@ fn quick_start_scripts_and_tests_run_no_procps_tool() {
     assert_eq!(procps_in_shell("timeout --signal=TERM --kill-after=60 75m cargo nextest run"), None);
     assert_eq!(procps_in_rust(r#"        self.run("sysctl", &["-q", "-w", &kv]);"#), Some("sysctl"));
     assert_eq!(procps_in_rust(r#"    let out = Command::new("pidof").arg("edgeplane").output();"#), Some("pidof"));
+    assert_eq!(procps_in_rust(r#"    Command::new("/bin/kill").args(["-HUP", &pid])"#), Some("/bin/kill"));
     assert_eq!(procps_in_rust(r#"            .expect("watch")"#), None);
 }
 
@@ -374,19 +375,20 @@ fn procps_in_shell(line: &str) -> Option<&'static str> {
     })
 }
 
-/// A procps tool run from Rust: `Command::new("T")`, the harness's
-/// `.run("T", …)`/`.cmd("T")`, or a path to the procps `kill`.
+/// A procps tool run from Rust: `Command::new("T")` or the harness's
+/// `.run("T", …)`/`.cmd("T")`, T one of the tools or a path to one (or to
+/// the procps `kill`).
 fn procps_in_rust(line: &str) -> Option<&'static str> {
     if line.trim_start().starts_with("//") {
         return None;
-    }
-    if line.contains("\"/bin/kill") || line.contains("\"/usr/bin/kill") {
-        return Some("/bin/kill");
     }
     ["Command::new(\"", ".run(\"", ".cmd(\""].iter().find_map(|call| {
         line.split(call).skip(1).find_map(|rest| {
             let program = rest.split('"').next().unwrap_or_default();
             let base = program.rsplit('/').next().unwrap_or(program);
+            if program.contains('/') && base == "kill" {
+                return Some("/bin/kill");
+            }
             PROCPS.iter().copied().find(|t| *t == base)
         })
     })
