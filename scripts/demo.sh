@@ -91,7 +91,9 @@ pod_link() { # node-ifname pod-ns pod-ip gateway-ip
 pod_link veth-client "$NS_CLIENT" 198.18.0.2 198.18.0.1
 pod_link veth-web1 "$NS_WEB1" 198.18.1.10 198.18.1.1
 pod_link veth-web2 "$NS_WEB2" 198.18.1.11 198.18.1.1
-in_ns "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1
+# /proc/sys/net is the namespace of the writer: write it from inside (no
+# procps sysctl needed, a minimal Debian has none).
+in_ns "$NS_NODE" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
 
 # backends: TCP 8080 answers one line naming the pod; UDP 5353 likewise
 cat >"$WORK/server.py" <<'PY'

@@ -3,9 +3,14 @@
 
 # Packages both quick-start commands need: the BPF toolchain (clang, llvm,
 # libelf, zlib, UAPI headers), the static-link archives (libelf-dev,
-# zlib1g-dev), and the network tools the demo and the e2e tests drive.
+# zlib1g-dev), and the network tools the demo and the e2e tests drive;
+# ca-certificates for cargo's HTTPS to crates.io and mount for bpffs. Written
+# for a minimal Debian 12 (debootstrap --variant=minbase, what
+# scripts/fresh-debian.sh checks): nothing here or in the tests runs procps
+# tools (sysctl, ps, pgrep, pkill, /bin/kill); sysctls are written to
+# /proc/sys from inside the namespace and kill is the shell builtin.
 EP_APT_PACKAGES=(build-essential gcc clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev
-    iproute2 iptables nftables ethtool python3 iperf3 util-linux file)
+    iproute2 iptables nftables ethtool python3 iperf3 util-linux mount file ca-certificates)
 
 ep_log() { echo "[${EP_SCRIPT:-edgeplane}] $*" >&2; }
 ep_die() { echo "[${EP_SCRIPT:-edgeplane}] error: $*" >&2; exit 1; }

@@ -99,6 +99,9 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     assert!(conffiles.lines().any(|l| l == "/etc/edgeplane/edgeplane.yaml"), "conffiles: {conffiles}");
     let depends = run(Command::new("dpkg-deb").args(["-f"]).arg(&pkgs.deb).arg("Depends"));
     assert!(!depends.contains("libc6") && !depends.contains("libelf"), "static binary, yet Depends: {depends}");
+    // What the unit runs: deb-systemd-helper (scripts) and mount (ExecStartPre).
+    let deps: Vec<&str> = depends.trim().split(", ").collect();
+    assert_eq!(deps, ["init-system-helpers (>= 1.54~)", "mount"], "Depends: {depends}");
 
     let x = tempfile::tempdir().expect("tempdir");
     run(Command::new("dpkg-deb").arg("-x").arg(&pkgs.deb).arg(x.path()));
@@ -142,6 +145,9 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     );
     let requires = run(Command::new("rpm").arg("-qpR").arg(&pkgs.rpm));
     assert!(!requires.contains(".so"), "static binary, yet shared-library requirements:\n{requires}");
+    for tool in ["/bin/sh", "/usr/bin/mount", "/usr/bin/mountpoint"] {
+        assert!(requires.lines().any(|l| l.trim() == tool), "the unit runs {tool}, not required:\n{requires}");
+    }
     let scripts = run(Command::new("rpm").args(["-qp", "--scripts"]).arg(&pkgs.rpm));
     assert!(scripts.contains("/usr/bin/edgeplane reset"), "{scripts}");
     for forbidden in ["systemctl enable", "systemctl start", "systemctl preset"] {
@@ -185,7 +191,8 @@ fn unit_runs_the_daemon_with_reload_restart_bpffs_and_only_the_needed_capabiliti
         unit.lines().filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::to_string).collect()
     };
     assert_eq!(values("ExecStart"), ["/usr/bin/edgeplane run"]);
-    assert_eq!(values("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    // The shell's kill builtin: /bin/kill is procps, absent on minimal systems.
+    assert_eq!(values("ExecReload"), ["/bin/sh -c 'kill -HUP ${MAINPID}'"]);
     assert_eq!(values("Restart"), ["on-failure"]);
     assert!(values("After").iter().any(|v| v.split_whitespace().any(|u| u == "sys-fs-bpf.mount")));
     assert_eq!(values("ReadWritePaths"), ["/sys/fs/bpf"]);
@@ -295,4 +302,101 @@ fn readme_quick_start_is_two_commands_and_ci_runs_the_test_one() {
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd "))
         .collect();
     assert_eq!(ci_commands, ["exec ./scripts/test.sh"]);
+}
+
+/// procps (sysctl, ps, pgrep, pkill, pidof, /bin/kill, …) is not in a minimal
+/// Debian 12 (debootstrap --variant=minbase; scripts/fresh-debian.sh), and
+/// the Quick start does not install it: no script, maintainer script, unit,
+/// test or source file may run one of its tools. (`kill` itself is fine: the
+/// shell builtin; sysctls are written to /proc/sys from inside the namespace.)
+#[test]
+fn quick_start_scripts_and_tests_run_no_procps_tool() {
+    let mut files: Vec<PathBuf> = vec![repo().join(".ci/run"), repo().join("systemd/edgeplane.service")];
+    for dir in ["scripts", "packaging/debian", "packaging/rpm", "tests", "src"] {
+        collect_files(&repo().join(dir), &mut files);
+    }
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for file in &files {
+        let name = file.strip_prefix(repo()).unwrap_or(file).display().to_string();
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        scanned += 1;
+        let rust = file.extension().is_some_and(|e| e == "rs");
+        // (Lines that call the checkers are this test's own samples below.)
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.contains("procps_in_")) {
+            let hit = if rust { procps_in_rust(line) } else { procps_in_shell(line) };
+            if let Some(tool) = hit {
+                found.push(format!("{name}:{}: runs {tool}: {}", i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(scanned > 20, "only {scanned} files scanned");
+    assert!(found.is_empty(), "procps tools used (a minimal Debian has none):\n{}", found.join("\n"));
+
+    // The checks are not vacuous: what the Quick start used to run is caught.
+    assert_eq!(procps_in_shell(r#"in_ns "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1"#), Some("sysctl"));
+    assert_eq!(procps_in_shell("ExecReload=/bin/kill -HUP $MAINPID"), Some("/bin/kill"));
+    assert_eq!(procps_in_shell("n=$(pgrep -c edgeplane)"), Some("pgrep"));
+    assert_eq!(procps_in_shell("ps -o rss= -p \"$pid\" | tail -1"), Some("ps"));
+    assert_eq!(procps_in_shell("kill -TERM \"$pid\"  # the builtin; mentions sysctl"), None);
+    assert_eq!(procps_in_shell("timeout --signal=TERM --kill-after=60 75m cargo nextest run"), None);
+    assert_eq!(procps_in_rust(r#"        self.run("sysctl", &["-q", "-w", &kv]);"#), Some("sysctl"));
+    assert_eq!(procps_in_rust(r#"    let out = Command::new("pidof").arg("edgeplane").output();"#), Some("pidof"));
+    assert_eq!(procps_in_rust(r#"    Command::new("/bin/kill").args(["-HUP", &pid])"#), Some("/bin/kill"));
+    assert_eq!(procps_in_rust(r#"            .expect("watch")"#), None);
+}
+
+const PROCPS: &[&str] = &[
+    "sysctl", "ps", "pgrep", "pkill", "pidof", "pwait", "pmap", "pwdx", "top", "free", "vmstat", "watch", "uptime",
+    "slabtop", "skill", "snice", "tload",
+];
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// A procps tool run by this shell (or unit, or maintainer script) line: a
+/// word, outside a comment, that is one of the tools or a path to one, or a
+/// path to the procps `kill`.
+fn procps_in_shell(line: &str) -> Option<&'static str> {
+    let code = line.trim_start();
+    if code.starts_with('#') {
+        return None;
+    }
+    let code = code.split(" #").next().unwrap_or_default();
+    code.split(|c: char| c.is_whitespace() || ";|&()`=".contains(c)).find_map(|word| {
+        let word = word.trim_matches(|c| c == '"' || c == '\'' || c == '\\' || c == '$');
+        let base = word.rsplit('/').next().unwrap_or(word);
+        if word.contains('/') && base == "kill" {
+            return Some("/bin/kill");
+        }
+        PROCPS.iter().copied().find(|t| *t == base && (word == base || word.starts_with('/')))
+    })
+}
+
+/// A procps tool run from Rust: `Command::new("T")` or the harness's
+/// `.run("T", …)`/`.cmd("T")`, T one of the tools or a path to one (or to
+/// the procps `kill`).
+fn procps_in_rust(line: &str) -> Option<&'static str> {
+    if line.trim_start().starts_with("//") {
+        return None;
+    }
+    ["Command::new(\"", ".run(\"", ".cmd(\""].iter().find_map(|call| {
+        line.split(call).skip(1).find_map(|rest| {
+            let program = rest.split('"').next().unwrap_or_default();
+            let base = program.rsplit('/').next().unwrap_or(program);
+            if program.contains('/') && base == "kill" {
+                return Some("/bin/kill");
+            }
+            PROCPS.iter().copied().find(|t| *t == base)
+        })
+    })
 }

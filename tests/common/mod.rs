@@ -93,8 +93,15 @@ impl NetNs {
         sh(self.cmd(program).args(args))
     }
 
+    /// Sets a sysctl of this namespace: writes /proc/sys/KEY (dots as
+    /// slashes) from a thread that entered it, as sysctl(8) would, without
+    /// needing procps (a minimal Debian lacks it).
     pub fn sysctl(&self, key: &str, value: &str) {
-        self.run("sysctl", &["-q", "-w", &format!("{key}={value}")]);
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        let value = value.to_string();
+        self.within(move || {
+            std::fs::write(&path, &value).unwrap_or_else(|e| panic!("write {value} to {}: {e}", path.display()))
+        });
     }
 
     /// Create a veth pair here (`local`) whose peer goes straight into `peer_ns` as `peer`.
