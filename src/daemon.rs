@@ -64,7 +64,7 @@ pub fn enter_netns(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn limits(settings: &Settings) -> LoadLimits {
+pub(crate) fn limits(settings: &Settings) -> LoadLimits {
     LoadLimits {
         max_file_size: settings.max_file_size,
         allow_external_symlinks: settings.allow_external_symlinks,

@@ -16,6 +16,7 @@ pub mod datapath;
 pub mod diag;
 pub mod drop_reason;
 pub mod guard;
+pub mod inspect;
 pub mod maps;
 pub mod model;
 pub mod parse;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use edgeplane::config::{self, Settings};
-use edgeplane::daemon;
+use edgeplane::{daemon, inspect};
 
 #[derive(Parser)]
 #[command(name = "edgeplane", version, about = "eBPF service load balancing and NetworkPolicy from a directory of Kubernetes YAML")]
@@ -79,17 +79,54 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        output: Output,
     },
     /// Show the most recent drops with their 5-tuple and reason.
     Drops {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        output: Output,
         /// How many of the most recent drops.
         #[arg(long, default_value_t = 50)]
         count: usize,
     },
     /// Detach every program and unpin every map, program and link.
     Reset,
+    /// List the service frontends as programmed, with their backends and names.
+    Services {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List tracked flows: state, age, translation (at most --limit).
+    Conntrack {
+        #[command(flatten)]
+        output: Output,
+        /// Only flows with this address on either side (client, VIP or backend).
+        #[arg(long, value_name = "IP")]
+        addr: Option<std::net::Ipv4Addr>,
+        /// Only flows with this port on either side.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// Most flows printed.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+/// `-o/--output`, the same on every read-only command.
+#[derive(Args)]
+struct Output {
+    /// Output format: text for people, json for scripts.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: Format,
+}
+
+impl Output {
+    fn json(&self) -> bool {
+        matches!(self.output, Format::Json)
+    }
 }
 
 fn settings(global: &Global) -> Result<Settings, String> {
@@ -157,9 +194,13 @@ fn main() -> ExitCode {
         Command::Plan => daemon::plan(&settings),
         Command::Apply => daemon::apply(&settings),
         Command::Run => daemon::run(&settings),
-        Command::Status { json } => daemon::status(&settings, json),
-        Command::Drops { json, count } => daemon::drops(&settings, json, count),
+        Command::Status { json, output } => daemon::status(&settings, json || output.json()),
+        Command::Drops { json, output, count } => daemon::drops(&settings, json || output.json(), count),
         Command::Reset => daemon::reset(&settings),
+        Command::Services { output } => inspect::services(&settings, output.json()),
+        Command::Conntrack { output, addr, port, limit } => {
+            inspect::conntrack(&settings, output.json(), &inspect::CtFilter { addr, port }, limit)
+        }
     };
     ExitCode::from(code)
 }

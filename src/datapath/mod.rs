@@ -12,6 +12,7 @@
 
 mod attach;
 pub mod ct_gc;
+mod inspect;
 mod mapio;
 mod netlink;
 pub mod routes;
@@ -30,6 +31,7 @@ use crate::maps::layout::Config;
 use crate::maps::{Entries, MapBackend, MapError, MapId};
 
 pub use attach::{TcMode, glob_match, interfaces};
+pub use inspect::{read_conntrack, read_service_maps};
 pub use mapio::{PinnedMaps, errno_name};
 pub use netlink::LinkEvents;
 pub use status::{
