@@ -13,9 +13,8 @@ use serde::Serialize;
 use crate::compile::{self, Frontend, NodeContext, ServiceEntry};
 use crate::datapath::ct_gc::{is_pair, reply_key_of};
 use crate::maps::layout::{
-    Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN, CT_F_SERVICE, CtKey,
-    CtValue, SCOPE_CLUSTER, SCOPE_NODEPORT, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue,
-    backend_id_from_key,
+    Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN, CT_F_SERVICE, CtKey, CtValue,
+    SCOPE_CLUSTER, SCOPE_NODEPORT, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
 };
 use crate::maps::{Entries, proto_name};
 
@@ -81,10 +80,8 @@ pub type ServiceNames = BTreeMap<Frontend, ServiceEntry>;
 /// ep_svc_v1 + ep_be_v1 (+ what the config dir compiles to, for names and
 /// draining backends) → one view per frontend, sorted by VIP, port, proto.
 pub fn services_from_maps(svc: &Entries, be: &Entries, names: &ServiceNames) -> Vec<ServiceView> {
-    let backends: BTreeMap<u32, Backend> = be
-        .iter()
-        .filter_map(|(k, v)| Some((backend_id_from_key(k)?, Backend::from_bytes(v)?)))
-        .collect();
+    let backends: BTreeMap<u32, Backend> =
+        be.iter().filter_map(|(k, v)| Some((backend_id_from_key(k)?, Backend::from_bytes(v)?))).collect();
     let mut heads: BTreeMap<Frontend, SvcValue> = BTreeMap::new();
     let mut slots: BTreeMap<Frontend, BTreeMap<u16, u32>> = BTreeMap::new();
     for (k, v) in svc {
@@ -169,7 +166,11 @@ pub struct ServicesTable<'a>(pub &'a [ServiceView]);
 
 impl fmt::Display for ServicesTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<22} {:<5} {:<8} {:<32} {:<20} {:>8}", "FRONTEND", "PROTO", "ID", "SERVICE", "FLAGS", "BACKENDS")?;
+        writeln!(
+            f,
+            "{:<22} {:<5} {:<8} {:<32} {:<20} {:>8}",
+            "FRONTEND", "PROTO", "ID", "SERVICE", "FLAGS", "BACKENDS"
+        )?;
         if self.0.is_empty() {
             writeln!(f, "(no services programmed)")?;
         }
@@ -415,8 +416,8 @@ impl fmt::Display for CtListing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<5} {:<12} {:>9} {:<8} {:<22} {:<22} {}",
-            "PROTO", "STATE", "AGE", "DIR", "SOURCE", "DESTINATION", "TRANSLATION"
+            "{:<5} {:<12} {:>9} {:<8} {:<22} {:<22} TRANSLATION",
+            "PROTO", "STATE", "AGE", "DIR", "SOURCE", "DESTINATION"
         )?;
         for c in &self.flows {
             let mut t = match &c.translation {

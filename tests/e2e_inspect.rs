@@ -1,0 +1,198 @@
+//! `edgeplane services` and `edgeplane conntrack` end to end (root only), with
+//! the built binary as a user runs it: a Service with two backends, real TCP
+//! (held open) and UDP traffic from the client pod, then what the two
+//! commands print, as JSON and as text, with and without filters.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::topo::*;
+use common::*;
+
+const HOLD_PORT: u16 = 9090;
+
+/// A TCP server that answers each connection with its name and keeps it open
+/// until dropped (so the flow stays established).
+struct HoldServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HoldServer {
+    fn start(ns: &NetNs, name: &str) -> HoldServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s, name) = (stop.clone(), name.to_string());
+        let thread = ns.spawn(move || {
+            let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, HOLD_PORT)).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            tx.send(()).ok();
+            let held = Mutex::new(Vec::new());
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).ok();
+                        let _ = conn.write_all(format!("{name}\n").as_bytes());
+                        held.lock().expect("lock").push(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        rx.recv().expect("server started");
+        HoldServer { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for HoldServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Service e2e/web: 81/TCP -> 9090 ("tcp") and 53/UDP -> 5353 ("dns") on every backend.
+fn web_service(t: &Topo) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: e2e\nspec:\n  clusterIP: {VIP}\n  ports:\n  - name: tcp\n    protocol: TCP\n    port: 81\n    targetPort: {HOLD_PORT}\n  - name: dns\n    protocol: UDP\n    port: 53\n    targetPort: 5353\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: e2e\n  labels:\n    kubernetes.io/service-name: web\naddressType: IPv4\nendpoints:\n"
+    );
+    for i in 0..t.backends.len() {
+        y.push_str(&format!("- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n", backend_ip(i)));
+    }
+    y.push_str(&format!(
+        "ports:\n- name: tcp\n  protocol: TCP\n  port: {HOLD_PORT}\n- name: dns\n  protocol: UDP\n  port: 5353\n"
+    ));
+    y
+}
+
+fn run(t: &Topo, args: &[&str]) -> String {
+    let out = sh(t.edgeplane(args[0]).args(&args[1..]));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn json(t: &Topo, args: &[&str]) -> serde_json::Value {
+    let text = run(t, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+}
+
+fn addr_of(v: &serde_json::Value) -> String {
+    format!("{}:{}", v["addr"].as_str().unwrap_or("?"), v["port"])
+}
+
+#[test]
+fn services_and_conntrack_show_real_flows() {
+    need_root!();
+    let t = Topo::new(2, true);
+    let _servers: Vec<HoldServer> =
+        t.backends.iter().enumerate().map(|(i, b)| HoldServer::start(b, &format!("be{i}"))).collect();
+    t.apply(&[web_service(&t)]);
+    let backends: Vec<String> = (0..2).map(|i| format!("{}:{HOLD_PORT}", backend_ip(i))).collect();
+
+    // ---- services ----
+    let svcs = json(&t, &["services", "-o", "json"]);
+    let list = svcs.as_array().expect("services -o json is a list");
+    let tcp = list
+        .iter()
+        .find(|s| s["vip"] == VIP.to_string() && s["port"] == 81 && s["proto"] == "tcp")
+        .unwrap_or_else(|| panic!("no {VIP}:81/tcp in {svcs:#}"));
+    assert_eq!(tcp["name"], "e2e/web:tcp", "{tcp:#}");
+    assert_eq!(tcp["backend_count"], 2);
+    let mut got: Vec<String> = tcp["backends"].as_array().expect("backends").iter().map(addr_of).collect();
+    got.sort();
+    assert_eq!(got, backends, "{tcp:#}");
+    assert!(tcp["backends"].as_array().expect("backends").iter().all(|b| b["weight"] == 1 && b["draining"] == false));
+    let udp = list.iter().find(|s| s["port"] == 53 && s["proto"] == "udp").expect("53/udp frontend");
+    assert_eq!(udp["name"], "e2e/web:dns");
+    let text = run(&t, &["services"]);
+    eprintln!("{text}");
+    assert!(text.starts_with("FRONTEND"), "{text}");
+    assert!(text.contains(&format!("{VIP}:81")) && text.contains("e2e/web:tcp"), "{text}");
+
+    // ---- traffic: one TCP connection held open, one UDP exchange ----
+    let started = Instant::now();
+    let vip81 = vip(81);
+    let (conn, server) = t.client.within(move || {
+        let c = TcpStream::connect_timeout(&vip81.into(), T).expect("connect to the VIP");
+        c.set_read_timeout(Some(T)).expect("timeout");
+        let mut line = String::new();
+        BufReader::new(c.try_clone().expect("clone")).read_line(&mut line).expect("answer");
+        (c, line.trim().to_string())
+    });
+    assert!(server.starts_with("be"), "answer {server:?}");
+    let udp_answer = t.ask("udp", vip(53)).expect("udp through the VIP");
+    assert!(udp_answer.server.starts_with("be"));
+
+    // ---- conntrack ----
+    let ct = json(&t, &["conntrack", "-o", "json"]);
+    let elapsed = started.elapsed().as_secs_f64();
+    let flows = ct["flows"].as_array().expect("flows");
+    let local = conn.local_addr().expect("local addr");
+    let flow = flows
+        .iter()
+        .find(|f| {
+            f["proto"] == "tcp"
+                && f["src"]["addr"] == CLIENT_IP.to_string()
+                && f["src"]["port"] == local.port()
+                && f["dst"]["addr"] == VIP.to_string()
+                && f["dst"]["port"] == 81
+        })
+        .unwrap_or_else(|| panic!("no flow from {local} to {VIP}:81 in {ct:#}"));
+    assert_eq!(flow["state"], "established", "{flow:#}");
+    assert_eq!(flow["direction"], "forward");
+    assert_eq!(flow["paired"], true);
+    let backend = addr_of(&flow["translation"]["backend"]);
+    assert!(backends.contains(&backend), "translated to {backend}, not a backend: {flow:#}");
+    let age = flow["age_s"].as_f64().expect("age");
+    // The flow was created after `started`: its last packet is younger than that.
+    assert!((0.0..=elapsed).contains(&age), "age {age} s, but the flow is at most {elapsed} s old");
+    let udp_flow = flows
+        .iter()
+        .find(|f| f["proto"] == "udp" && f["src"]["addr"] == CLIENT_IP.to_string() && f["dst"]["port"] == 53)
+        .unwrap_or_else(|| panic!("no UDP flow to {VIP}:53 in {ct:#}"));
+    assert_eq!(udp_flow["state"], "established", "a reply was seen: {udp_flow:#}");
+    assert!(backends.iter().any(|b| b.starts_with(udp_flow["translation"]["backend"]["addr"].as_str().unwrap_or("?"))));
+
+    // ---- filters ----
+    let by_client = json(&t, &["conntrack", "-o", "json", "--addr", &CLIENT_IP.to_string()]);
+    assert!(by_client["matched"].as_u64().expect("matched") >= 2, "{by_client:#}");
+    let by_backend_addr = json(&t, &["conntrack", "-o", "json", "--addr", backend.split(':').next().expect("addr")]);
+    assert!(
+        by_backend_addr["flows"]
+            .as_array()
+            .expect("flows")
+            .iter()
+            .any(|f| f["src"] == flow["src"] && f["dst"] == flow["dst"]),
+        "the backend side matches: {by_backend_addr:#}"
+    );
+    let none = json(&t, &["conntrack", "-o", "json", "--addr", "198.18.99.99"]);
+    assert_eq!(none["matched"], 0, "{none:#}");
+    let by_port = json(&t, &["conntrack", "-o", "json", "--port", "81"]);
+    let ports: Vec<_> = by_port["flows"].as_array().expect("flows").iter().map(|f| f["proto"].clone()).collect();
+    assert!(!ports.is_empty() && ports.iter().all(|p| p == "tcp"), "{by_port:#}");
+    let limited = json(&t, &["conntrack", "-o", "json", "--limit", "1"]);
+    assert_eq!(limited["flows"].as_array().expect("flows").len(), 1);
+    assert_eq!(limited["more"].as_u64(), limited["matched"].as_u64().map(|m| m - 1));
+
+    let text = run(&t, &["conntrack", "--addr", &CLIENT_IP.to_string()]);
+    eprintln!("{text}");
+    assert!(text.starts_with("PROTO"), "{text}");
+    assert!(text.contains("established") && text.contains(&format!("-> {backend}")), "{text}");
+    let text = run(&t, &["conntrack", "--limit", "1"]);
+    assert!(text.contains("more matching flows not shown"), "{text}");
+
+    // ---- the same flag on status and drops; the old ones still work ----
+    let status = json(&t, &["status", "-o", "json"]);
+    assert!(status["conntrack"]["entries"].as_u64().expect("entries") >= 2);
+    assert!(json(&t, &["status", "--json"])["maps"].is_array());
+    assert!(json(&t, &["drops", "-o", "json"]).is_array());
+    assert!(json(&t, &["drops", "--json"]).is_array());
+    drop(conn);
+}
