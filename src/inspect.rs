@@ -273,7 +273,8 @@ pub struct Translation {
 pub struct CtFlow {
     pub proto: String,
     pub state: CtState,
-    /// Seconds since the last packet of either direction.
+    /// Seconds since the last packet of either direction (the datapath
+    /// refreshes last_seen_ns at most once a second, EP_CT_TOUCH_NS).
     pub age_s: f64,
     /// Seconds since the flow was created.
     pub lifetime_s: f64,

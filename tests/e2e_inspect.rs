@@ -196,3 +196,50 @@ fn services_and_conntrack_show_real_flows() {
     assert!(json(&t, &["drops", "--json"]).is_array());
     drop(conn);
 }
+
+#[test]
+fn services_mark_draining_backends_and_affinity() {
+    need_root!();
+    let t = Topo::new(2, true);
+    let leaving = Ep { ip: backend_ip(1), ready: false, serving: true, terminating: true };
+    t.apply(&[service_yaml("sticky", VIP, &[ready(backend_ip(0)), leaving], Some(30))]);
+    let svcs = json(&t, &["services", "--output", "json"]);
+    let http = svcs
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["port"] == 80 && s["proto"] == "tcp")
+        .unwrap_or_else(|| panic!("no 80/tcp in {svcs:#}"));
+    assert_eq!(http["name"], "e2e/sticky:http");
+    assert_eq!(http["flags"], serde_json::json!(["affinity"]));
+    assert_eq!(http["affinity_timeout"], 30);
+    assert_eq!(http["backend_count"], 1, "only the ready endpoint gets new flows: {http:#}");
+    let shown: Vec<(String, bool)> = http["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| (addr_of(b), b["draining"].as_bool().expect("draining")))
+        .collect();
+    assert_eq!(shown, vec![(format!("{}:8080", backend_ip(0)), false), (format!("{}:8080", backend_ip(1)), true)]);
+    let text = run(&t, &["services"]);
+    eprintln!("{text}");
+    assert!(text.contains("affinity=30s") && text.contains("draining"), "{text}");
+
+    // Without a readable config dir the ids stay and nothing fails.
+    std::fs::remove_file(t.cfg.path.join("services.yaml")).expect("remove yaml");
+    let svcs = json(&t, &["services", "-o", "json"]);
+    let http = svcs.as_array().expect("list").iter().find(|s| s["port"] == 80).expect("80/tcp still programmed");
+    assert!(http["name"].is_null() && http["svc_id"].as_u64().is_some(), "{http:#}");
+}
+
+#[test]
+fn nothing_pinned_is_an_error_not_an_empty_list() {
+    need_root!();
+    let t = Topo::new(1, true);
+    for cmd in ["services", "conntrack"] {
+        let out = t.edgeplane(cmd).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("nothing pinned"), "{cmd}: {err}");
+    }
+}
