@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::compile::{self, Frontend, NodeContext, ServiceEntry};
-use crate::datapath::ct_gc::{is_pair, reply_key_of};
+use crate::datapath::ct_gc::{forward_key_of, is_pair, reply_key_of};
 use crate::maps::layout::{
     Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN, CT_F_SERVICE, CtKey, CtValue,
     SCOPE_CLUSTER, SCOPE_NODEPORT, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
@@ -318,18 +318,22 @@ fn secs(now_ns: u64, then_ns: u64) -> f64 {
     now_ns.saturating_sub(then_ns) as f64 / 1e9
 }
 
-/// Conntrack entries → flows (forward entries joined with their reply entry;
-/// partnerless entries on their own), sorted by protocol and tuple.
-pub fn flows_from_entries(entries: &[(CtKey, CtValue)], now_ns: u64) -> Vec<CtFlow> {
-    let by_key: std::collections::HashMap<CtKey, &CtValue> = entries.iter().map(|(k, v)| (*k, v)).collect();
-    let mut paired_replies = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for (k, v) in entries.iter().filter(|(k, _)| k.dir == CT_DIR_FORWARD) {
+/// Order of the listing: protocol, then the tuple as the flow's first packet had it.
+fn tuple_order(k: &CtKey) -> (u8, [u8; 4], [u8; 2], [u8; 4], [u8; 2], u8) {
+    (k.proto, k.saddr, k.sport, k.daddr, k.dport, k.dir)
+}
+
+fn lookup<'a>(sorted: &'a [(CtKey, CtValue)], key: &CtKey) -> Option<&'a CtValue> {
+    let order = tuple_order(key);
+    sorted.binary_search_by(|(k, _)| tuple_order(k).cmp(&order)).ok().map(|i| &sorted[i].1)
+}
+
+/// The flow an entry stands for, or None for a reply entry that is shown
+/// with its forward entry. `sorted` is every entry, sorted by [`tuple_order`].
+fn flow_of(sorted: &[(CtKey, CtValue)], k: &CtKey, v: &CtValue, now_ns: u64) -> Option<CtFlow> {
+    if k.dir == CT_DIR_FORWARD {
         let rkey = reply_key_of(k, v);
-        let reply = by_key.get(&rkey).filter(|r| is_pair(k, v, &rkey, r));
-        if reply.is_some() {
-            paired_replies.insert(rkey);
-        }
+        let reply = lookup(sorted, &rkey).filter(|r| is_pair(k, v, &rkey, r));
         let rflags = reply.map_or(0, |r| r.flags);
         let last = reply.map_or(v.last_seen_ns, |r| r.last_seen_ns.max(v.last_seen_ns));
         let translation = (v.flags & CT_F_SERVICE != 0).then(|| Translation {
@@ -339,7 +343,7 @@ pub fn flows_from_entries(entries: &[(CtKey, CtValue)], now_ns: u64) -> Vec<CtFl
             hairpin_source: (v.flags & CT_F_HAIRPIN != 0).then(|| Ipv4Addr::from(v.hairpin_addr)),
             client_port: (v.alt_port != [0, 0]).then(|| u16::from_be_bytes(v.alt_port)),
         });
-        out.push(CtFlow {
+        return Some(CtFlow {
             proto: proto_name(k.proto),
             state: ct_state(k.proto, v.flags, rflags),
             age_s: secs(now_ns, last),
@@ -351,39 +355,30 @@ pub fn flows_from_entries(entries: &[(CtKey, CtValue)], now_ns: u64) -> Vec<CtFl
             translation,
         });
     }
-    for (k, v) in entries.iter().filter(|(k, _)| k.dir != CT_DIR_FORWARD && !paired_replies.contains(k)) {
-        // An orphan reply entry: shown as the reply packet's tuple, with the
-        // address it restores (the VIP) as its translation.
-        let translation = (v.flags & CT_F_SERVICE != 0).then(|| Translation {
-            backend: ep(k.saddr, k.sport),
-            backend_id: v.backend_id,
-            svc_id: v.svc_id,
-            hairpin_source: None,
-            client_port: None,
-        });
-        out.push(CtFlow {
-            proto: proto_name(k.proto),
-            state: ct_state(k.proto, 0, v.flags),
-            age_s: secs(now_ns, v.last_seen_ns),
-            lifetime_s: secs(now_ns, v.created_ns),
-            direction: "reply",
-            paired: false,
-            src: ep(k.saddr, k.sport),
-            dst: ep(k.daddr, k.dport),
-            translation,
-        });
+    let fkey = forward_key_of(k, v);
+    if lookup(sorted, &fkey).is_some_and(|f| is_pair(&fkey, f, k, v)) {
+        return None;
     }
-    out.sort_by(|a, b| {
-        (&a.proto, a.src.addr, a.src.port, a.dst.addr, a.dst.port, a.direction).cmp(&(
-            &b.proto,
-            b.src.addr,
-            b.src.port,
-            b.dst.addr,
-            b.dst.port,
-            b.direction,
-        ))
+    // An orphan reply entry: shown as the reply packet's tuple, the backend
+    // (for a load-balanced flow) being its source.
+    let translation = (v.flags & CT_F_SERVICE != 0).then(|| Translation {
+        backend: ep(k.saddr, k.sport),
+        backend_id: v.backend_id,
+        svc_id: v.svc_id,
+        hairpin_source: None,
+        client_port: None,
     });
-    out
+    Some(CtFlow {
+        proto: proto_name(k.proto),
+        state: ct_state(k.proto, 0, v.flags),
+        age_s: secs(now_ns, v.last_seen_ns),
+        lifetime_s: secs(now_ns, v.created_ns),
+        direction: "reply",
+        paired: false,
+        src: ep(k.saddr, k.sport),
+        dst: ep(k.daddr, k.dport),
+        translation,
+    })
 }
 
 /// What `edgeplane conntrack` prints: the matching flows (at most `limit`).
@@ -396,11 +391,30 @@ pub struct CtListing {
     pub flows: Vec<CtFlow>,
 }
 
-pub fn conntrack_listing(flows: Vec<CtFlow>, filter: &CtFilter, limit: usize) -> CtListing {
-    let mut flows: Vec<CtFlow> = flows.into_iter().filter(|f| filter.matches(f)).collect();
-    let matched = flows.len();
-    flows.truncate(limit);
+/// Conntrack entries → the flows matching `filter` (forward entries joined
+/// with their reply entry; partnerless entries on their own), sorted by
+/// protocol and tuple, at most `limit` of them. Sorts `entries` in place and
+/// builds only the flows it returns (a full table is ~1M entries).
+pub fn conntrack_listing(entries: &mut [(CtKey, CtValue)], now_ns: u64, filter: &CtFilter, limit: usize) -> CtListing {
+    entries.sort_unstable_by_key(|(k, _)| tuple_order(k));
+    let sorted: &[(CtKey, CtValue)] = entries;
+    let mut flows = Vec::new();
+    let mut matched = 0;
+    for (k, v) in sorted {
+        let Some(flow) = flow_of(sorted, k, v, now_ns) else { continue };
+        if filter.matches(&flow) {
+            matched += 1;
+            if flows.len() < limit {
+                flows.push(flow);
+            }
+        }
+    }
     CtListing { matched, more: matched - flows.len(), flows }
+}
+
+/// Every flow of `entries` (no filter, no limit).
+pub fn flows_from_entries(entries: &[(CtKey, CtValue)], now_ns: u64) -> Vec<CtFlow> {
+    conntrack_listing(&mut entries.to_vec(), now_ns, &CtFilter::default(), usize::MAX).flows
 }
 
 fn state_name(s: CtState) -> &'static str {
@@ -469,14 +483,15 @@ pub fn service_names(settings: &crate::config::Settings) -> ServiceNames {
     compile::compile_services(&loaded.cluster, &node).0.services
 }
 
+/// Writes `v` as pretty JSON to stdout, streamed (a listing can be large).
 fn print_json<T: Serialize>(v: &T) -> u8 {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => {
-            println!("{s}");
-            0
-        }
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from);
+    match written.and_then(|()| writeln!(out)).and_then(|()| out.flush()) {
+        Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: writing the output: {e}");
             2
         }
     }
@@ -501,14 +516,14 @@ pub fn services(settings: &crate::config::Settings, json: bool) -> u8 {
 
 /// `edgeplane conntrack`
 pub fn conntrack(settings: &crate::config::Settings, json: bool, filter: &CtFilter, limit: usize) -> u8 {
-    let (entries, now) = match crate::datapath::read_conntrack(&settings.state_dir) {
+    let (mut entries, now) = match crate::datapath::read_conntrack(&settings.state_dir) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e:#}");
             return 2;
         }
     };
-    let listing = conntrack_listing(flows_from_entries(&entries, now), filter, limit);
+    let listing = conntrack_listing(&mut entries, now, filter, limit);
     if json {
         return print_json(&listing);
     }
@@ -653,7 +668,8 @@ mod tests {
         entries.push(orphan);
         // A plain (not load-balanced) flow between two pods, both entries.
         let fkey = key([198, 18, 0, 3], 5000, BACKEND, 9000, 17, CT_DIR_FORWARD);
-        let fval = CtValue { last_seen_ns: 5, ..CtValue::default() };
+        let fval =
+            CtValue { nat_addr: BACKEND, nat_port: 9000u16.to_be_bytes(), last_seen_ns: 5, ..CtValue::default() };
         let rkey = reply_key_of(&fkey, &fval);
         let rval = CtValue { nat_addr: fkey.saddr, nat_port: fkey.sport, last_seen_ns: 5, ..CtValue::default() };
         entries.extend([(fkey, fval), (rkey, rval)]);
@@ -662,14 +678,20 @@ mod tests {
         assert_eq!(flows.len(), 3, "{flows:#?}");
         let dirs: Vec<_> = flows.iter().map(|f| (f.proto.as_str(), f.direction, f.translation.is_some())).collect();
         assert_eq!(dirs, vec![("tcp", "forward", true), ("udp", "forward", false), ("udp", "reply", true)]);
+        assert!(flows[1].paired && !flows[2].paired, "the plain flow pairs by its swapped tuple");
 
-        let by_addr = conntrack_listing(flows.clone(), &CtFilter { addr: Some(VIP), port: None }, 1000);
+        let by_addr = conntrack_listing(&mut entries.clone(), 10, &CtFilter { addr: Some(VIP), port: None }, 1000);
         assert_eq!(by_addr.matched, 1);
-        let by_port = conntrack_listing(flows.clone(), &CtFilter { addr: None, port: Some(8080) }, 1000);
+        let by_port = conntrack_listing(&mut entries.clone(), 10, &CtFilter { addr: None, port: Some(8080) }, 1000);
         assert_eq!(by_port.matched, 2, "the backend port matches the translated side");
-        let both = conntrack_listing(flows.clone(), &CtFilter { addr: Some(BACKEND.into()), port: Some(9000) }, 1000);
+        let both = conntrack_listing(
+            &mut entries.clone(),
+            10,
+            &CtFilter { addr: Some(BACKEND.into()), port: Some(9000) },
+            1000,
+        );
         assert_eq!(both.matched, 1);
-        let limited = conntrack_listing(flows, &CtFilter::default(), 2);
+        let limited = conntrack_listing(&mut entries, 10, &CtFilter::default(), 2);
         assert_eq!((limited.matched, limited.flows.len(), limited.more), (3, 2, 1));
         let text = limited.to_string();
         assert!(text.starts_with("PROTO"), "{text}");

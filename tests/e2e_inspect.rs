@@ -243,3 +243,69 @@ fn nothing_pinned_is_an_error_not_an_empty_list() {
         assert!(err.contains("nothing pinned"), "{cmd}: {err}");
     }
 }
+
+/// Cost of listing a large table, for people (no threshold): fills ep_ct4_v2
+/// with FLOWS (default 200,000) synthetic service flows, then times three
+/// listings and prints wall time and peak RSS. Run with
+/// `FLOWS=200000 cargo nextest run --test e2e_inspect --run-ignored only --no-capture`.
+#[test]
+#[ignore = "measurement, prints only"]
+fn measure_large_table() {
+    use edgeplane::maps::layout::{CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_ESTABLISHED, CT_F_SERVICE, CtKey, CtValue};
+    use libbpf_rs::{MapCore, MapFlags, MapHandle};
+    need_root!();
+    let t = Topo::new(2, true);
+    std::fs::write(
+        t.settings.path.join("edgeplane.yaml"),
+        "maps:\n  services: 4096\n  backends: 4096\n  conntrack: 1048576\n  affinity: 4096\n  sknat: 4096\n",
+    )
+    .expect("settings");
+    t.apply(&[web_service(&t)]);
+    let ct = MapHandle::from_pinned_path(t.state.path.join("ep_ct4_v2")).expect("ct map");
+    let n: u32 = std::env::var("FLOWS").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let started = Instant::now();
+    let (be, vip) = (backend_ip(0).octets(), VIP.octets());
+    for i in 0..n {
+        let client = [198, 18, (i >> 16) as u8, (i >> 8) as u8];
+        let sport = (10000 + (i & 0xff) as u16).to_be_bytes();
+        let (p81, hold) = (81u16.to_be_bytes(), HOLD_PORT.to_be_bytes());
+        let fk = CtKey { saddr: client, daddr: vip, sport, dport: p81, proto: 6, dir: CT_DIR_FORWARD, _pad0: 0 };
+        let fv = CtValue {
+            nat_addr: be,
+            nat_port: hold,
+            backend_id: 1,
+            svc_id: 2,
+            flags: CT_F_SERVICE,
+            ..Default::default()
+        };
+        let rk = CtKey { saddr: be, daddr: client, sport: hold, dport: sport, proto: 6, dir: CT_DIR_REPLY, _pad0: 0 };
+        let rv = CtValue {
+            nat_addr: vip,
+            hairpin_addr: client,
+            nat_port: p81,
+            svc_id: 2,
+            flags: CT_F_SERVICE | CT_F_ESTABLISHED,
+            ..Default::default()
+        };
+        ct.update(&fk.to_bytes(), &fv.to_bytes(), MapFlags::ANY).expect("insert");
+        ct.update(&rk.to_bytes(), &rv.to_bytes(), MapFlags::ANY).expect("insert");
+    }
+    eprintln!("filled {n} flows ({} entries) in {:?}", 2 * n, started.elapsed());
+    let runs: [&[&str]; 3] =
+        [&["conntrack"], &["conntrack", "--addr", "198.18.0.1"], &["conntrack", "-o", "json", "--limit", "1000000"]];
+    for args in runs {
+        let started = Instant::now();
+        let out = sh(t.edgeplane(args[0]).args(&args[1..]));
+        let took = started.elapsed();
+        // SAFETY: getrusage into a zeroed struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+        eprintln!(
+            "{args:?}: {took:?}, {} bytes out, peak RSS of any child so far {} MiB",
+            out.stdout.len(),
+            ru.ru_maxrss / 1024
+        );
+    }
+    let all = json(&t, &["conntrack", "-o", "json", "--limit", "0"]);
+    assert_eq!(all["matched"].as_u64(), Some(u64::from(n)), "every synthetic flow pairs into one row");
+}
