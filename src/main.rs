@@ -67,6 +67,8 @@ enum Command {
         dirs: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        #[command(flatten)]
+        output: Output,
     },
     /// Print the map writes that applying --config-dir would make.
     Plan,
@@ -190,7 +192,9 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Check { dirs, format } => daemon::check(&dirs, &settings, matches!(format, Format::Json)),
+        Command::Check { dirs, format, output } => {
+            daemon::check(&dirs, &settings, matches!(format, Format::Json) || output.json())
+        }
         Command::Plan => daemon::plan(&settings),
         Command::Apply => daemon::apply(&settings),
         Command::Run => daemon::run(&settings),

@@ -149,3 +149,29 @@ fn as_root_input_others_can_write_is_refused_with_the_fix() {
     assert!(stderr.contains("leak.yaml:1:1: refused: symlink leads outside the config directory"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn dash_o_json_is_accepted_like_the_older_flags() {
+    let dir = examples();
+    let dir = dir.to_str().expect("utf-8");
+    let new = edgeplane(&["check", "-o", "json", dir]);
+    let old = edgeplane(&["check", "--format", "json", dir]);
+    assert_eq!(new.status.code(), Some(0));
+    assert_eq!(new.stdout, old.stdout);
+    serde_json::from_slice::<serde_json::Value>(&new.stdout).expect("check -o json is JSON");
+    // The read-only commands take it too (no usage error); with nothing
+    // pinned, services and conntrack say so and exit 2.
+    let state = tmpdir("nothing-pinned");
+    let none = state.join("none");
+    for cmd in ["status", "drops", "services", "conntrack"] {
+        let out = edgeplane(&[cmd, "-o", "json", "--state-dir", none.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("Usage:"), "{cmd} -o json: {stderr}");
+        if matches!(cmd, "services" | "conntrack") {
+            assert_eq!(out.status.code(), Some(2), "{cmd}: {out:?}");
+            assert!(stderr.contains("nothing pinned"), "{cmd}: {stderr}");
+        }
+    }
+    let bad = edgeplane(&["services", "-o", "yaml"]);
+    assert_eq!(bad.status.code(), Some(2), "an unknown format is a usage error");
+}
