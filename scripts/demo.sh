@@ -131,7 +131,12 @@ done
 echo
 echo "== edgeplane apply --config /dev/null --config-dir examples-config --netns $NS_NODE --state-dir $STATE --workload-interfaces '$WORKLOAD_GLOB'"
 APPLIED=1
-if ! "$EP" apply --config /dev/null --config-dir "$CONFIG" --netns "$NS_NODE" --state-dir "$STATE" \
+# As root, edgeplane applies only input that root owns and nobody else can write
+# (docs/SECURITY.md): apply a root-owned copy, whoever owns this checkout.
+cp -r "$CONFIG" "$WORK/config"
+chown -R 0:0 "$WORK/config"
+chmod -R go-w "$WORK/config"
+if ! "$EP" apply --config /dev/null --config-dir "$WORK/config" --netns "$NS_NODE" --state-dir "$STATE" \
     --workload-interfaces "$WORKLOAD_GLOB" 2>"$WORK/apply.err"; then
     cat "$WORK/apply.err" >&2
     if grep -qiE 'not (built|implemented)|not yet' "$WORK/apply.err"; then

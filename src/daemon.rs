@@ -133,7 +133,9 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 
 /// `edgeplane check DIR…`
 pub fn check(dirs: &[PathBuf], settings: &Settings, json: bool) -> u8 {
-    let loaded = match model::load_dirs(dirs, &limits(settings)) {
+    // check validates content and applies nothing: ownership problems warn.
+    let limits = LoadLimits { untrusted_warns: true, ..limits(settings) };
+    let loaded = match model::load_dirs(dirs, &limits) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");

@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 use common::topo::*;
 use common::*;
 
-/// Writes the directory (a Namespace plus `docs`) without applying it.
-fn write_dir(t: &Topo, docs: &[String]) {
-    let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
-    for d in docs {
-        text.push_str("---\n");
-        text.push_str(d);
-    }
-    // Write-then-rename, as editors and git-sync do.
-    let tmp = t.cfg.path.join(".services.yaml.tmp");
-    std::fs::write(&tmp, text).expect("write yaml");
-    std::fs::rename(&tmp, t.cfg.path.join("services.yaml")).expect("rename yaml");
-}
 
 fn terminating(ip: Ipv4Addr) -> Ep {
     Ep { ip, ready: false, serving: true, terminating: true }
@@ -57,7 +45,7 @@ fn sigkill_in_the_middle_of_a_large_apply_converges_after_restart() {
             service_yaml(&format!("s{i}"), vip, &[ready(backend_ip(0)), ready(backend_ip(1))], None)
         })
         .collect();
-    write_dir(&t, &docs);
+    t.write_dir(&docs);
     let total = 90_000;
     let mut d = Daemon::spawn(t.edgeplane("run"));
     // Kill as soon as the service map holds some entries: mid-apply, not before it.
@@ -83,7 +71,7 @@ fn sigkill_in_the_middle_of_a_large_apply_converges_after_restart() {
 fn invalid_directory_keeps_the_last_good_state_forwarding() {
     need_root!();
     let t = Topo::new(2, true);
-    write_dir(&t, &[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
+    t.write_dir(&[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
     let mut d = Daemon::spawn(t.edgeplane("run"));
     d.wait_for("running:");
     let load = ConnectLoop::start(&t.client, vip(80));
@@ -91,7 +79,7 @@ fn invalid_directory_keeps_the_last_good_state_forwarding() {
     // One snapshot that turns be1 terminating AND holds an invalid file: none of it applies.
     let broken = "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\n  namespace: e2e\nspec:\n  clusterIP: 198.19.0.99\n  ports:\n  - port: 99999\n";
     std::fs::write(t.cfg.path.join("broken.yaml"), broken).expect("write");
-    write_dir(&t, &[service_yaml("web", VIP, &[ready(backend_ip(0)), terminating(backend_ip(1))], None)]);
+    t.write_dir(&[service_yaml("web", VIP, &[ready(backend_ip(0)), terminating(backend_ip(1))], None)]);
     d.wait_for("nothing applied");
     assert!(
         d.log.iter().any(|l| l.contains("broken.yaml:9:") && l.contains("spec.ports[0].port")),
@@ -118,7 +106,7 @@ fn invalid_directory_keeps_the_last_good_state_forwarding() {
 fn interfaces_that_appear_later_are_attached() {
     need_root!();
     let t = Topo::new(2, true);
-    write_dir(&t, &[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
+    t.write_dir(&[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
     let mut d = Daemon::spawn(t.edgeplane("run"));
     d.wait_for("running:");
     // A new pod appears: its veth is created after the daemon started.
@@ -142,7 +130,7 @@ fn interfaces_that_appear_later_are_attached() {
 fn drift_in_the_live_maps_is_repaired_and_logged() {
     need_root!();
     let t = Topo::new(2, true);
-    write_dir(&t, &[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
+    t.write_dir(&[service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None)]);
     let mut d = Daemon::spawn(t.edgeplane("run"));
     d.wait_for("running:");
     // Someone deletes the service's slot 0 behind the daemon's back: the VIP stops translating.

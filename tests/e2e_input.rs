@@ -132,3 +132,27 @@ fn apply_of_an_empty_directory_fails_and_says_how_to_clear() {
         .and_then(|m| m.iter().find(|m| m["name"] == "ep_svc_v1").and_then(|m| m["entries"].as_u64()));
     assert_eq!(svc, Some(0), "every service entry removed");
 }
+
+#[test]
+fn a_file_others_can_write_is_refused_and_the_last_state_keeps_forwarding() {
+    need_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let t = Topo::new(2, true);
+    let path = t.cfg.path.join("services.yaml");
+    std::fs::write(&path, full_text()).expect("write");
+    let mut d = Daemon::spawn(t.edgeplane("run"));
+    d.wait_for("running:");
+    // Made world-writable, and changed by "someone else": nothing of it applies.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let one: String = full_text().split("---\n").take(3).collect::<Vec<_>>().join("---\n");
+    std::fs::write(&path, one).expect("rewrite");
+    d.wait_for("refused: this file is writable by group or others (mode 0666)");
+    d.wait_for("nothing applied");
+    for i in 0..SERVICES {
+        let ip = Ipv4Addr::from(u32::from(VIP) + i);
+        t.ask("tcp", std::net::SocketAddrV4::new(ip, 80)).expect("every service still forwards");
+    }
+    d.wait_for_quiet(Duration::from_secs(2));
+    let refused_at = d.log.iter().position(|l| l.contains("refused:")).expect("refusal logged");
+    assert!(applied_lines(&d.log[refused_at..]).is_empty(), "applied after the refusal:\n{}", d.log.join("\n"));
+}

@@ -27,17 +27,6 @@ fn web2() -> String {
     service_yaml("web2", VIP2, &[ready(backend_ip(1))], None)
 }
 
-/// Writes the YAML directory without applying it.
-fn write_dir(t: &Topo, docs: &[String]) {
-    let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
-    for d in docs {
-        text.push_str("---\n");
-        text.push_str(d);
-    }
-    let tmp = t.cfg.path.join(".services.yaml.tmp");
-    std::fs::write(&tmp, text).expect("write yaml");
-    std::fs::rename(&tmp, t.cfg.path.join("services.yaml")).expect("rename yaml");
-}
 
 /// `t.edgeplane(sub)` with another --state-dir.
 fn with_state_dir(t: &Topo, sub: &str, state: &Path) -> Command {
@@ -104,7 +93,7 @@ impl Drop for Remove {
 fn state_dir_pre_created_by_another_user_is_refused() {
     need_root!();
     let t = Topo::new(2, true);
-    write_dir(&t, &[web()]);
+    t.write_dir(&[web()]);
     // An unprivileged user gets there first (bpffs mounted 1777, as the kernel
     // does by default). Where bpffs is 0700, nobody cannot: create it as root
     // and give it away, which is the same on-disk state.
@@ -183,7 +172,7 @@ fn concurrent_applies_wait_for_each_other_and_keep_every_link() {
     let dir = std::fs::File::open(&t.state.path).expect("open state dir");
     // SAFETY: flock on an open fd.
     assert_eq!(unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) }, 0);
-    write_dir(&t, &[web(), web2()]);
+    t.write_dir(&[web(), web2()]);
     let holder = format!("is in use by pid {}", std::process::id());
     let mut a = Daemon::spawn(t.edgeplane("apply"));
     let mut b = Daemon::spawn(t.edgeplane("apply"));
@@ -201,7 +190,7 @@ fn concurrent_applies_wait_for_each_other_and_keep_every_link() {
     // Unsynchronised: three applies at once, of alternating directories.
     for round in 0..4 {
         let docs = if round % 2 == 0 { vec![web()] } else { vec![web(), web2()] };
-        write_dir(&t, &docs);
+        t.write_dir(&docs);
         let children: Vec<_> = (0..3)
             .map(|_| {
                 t.edgeplane("apply").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn()
@@ -224,7 +213,7 @@ fn concurrent_applies_wait_for_each_other_and_keep_every_link() {
 fn a_second_run_is_refused_and_apply_waits_for_the_daemon() {
     need_root!();
     let t = Topo::new(2, true);
-    write_dir(&t, &[web()]);
+    t.write_dir(&[web()]);
     let mut d = Daemon::spawn(t.edgeplane("run"));
     d.wait_for("running:");
     let holder = format!("is in use by pid {}", d.child.id());
@@ -239,7 +228,7 @@ fn a_second_run_is_refused_and_apply_waits_for_the_daemon() {
     assert!(!status.success(), "the second run exits with a failure: {status}");
 
     // apply waits while the daemon runs, then applies once it has stopped.
-    write_dir(&t, &[web(), web2()]);
+    t.write_dir(&[web(), web2()]);
     let mut a = Daemon::spawn(t.edgeplane("apply"));
     a.wait_for(&holder);
     d.signal(libc::SIGTERM);
@@ -262,7 +251,7 @@ fn attach_failure_fails_apply_and_keeps_the_old_link_forwarding() {
     let client_if = format!("cl{}c", t.tag);
     let pin = t.state.path.join("links").join(format!("tcx_{client_if}"));
     std::os::unix::fs::chown(&pin, Some(NOBODY), Some(NOBODY)).expect("chown pin");
-    write_dir(&t, &[web(), web2()]);
+    t.write_dir(&[web(), web2()]);
     let out = t.edgeplane("apply").output().expect("apply");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "apply must fail: {err}");

@@ -41,6 +41,9 @@ pub struct LoadLimits {
     /// Follow symlinks that resolve outside the configured directory
     /// (default false: they are reported and never read).
     pub allow_external_symlinks: bool,
+    /// Report `trusted_owner` violations as warnings and read the input anyway
+    /// (`check`: it validates content and applies nothing).
+    pub untrusted_warns: bool,
 }
 
 impl Default for LoadLimits {
@@ -53,6 +56,7 @@ impl Default for LoadLimits {
             // SAFETY: geteuid has no preconditions and cannot fail.
             trusted_owner: (unsafe { libc::geteuid() } == 0).then_some(0),
             allow_external_symlinks: false,
+            untrusted_warns: false,
         }
     }
 }
@@ -236,11 +240,11 @@ impl Reader<'_> {
             };
             if let Some(why) = problem {
                 let parent = display(parent);
-                self.problem(
+                self.untrusted(
                     shown,
                     format!(
-                        "refused: the directory {parent} above the config directory is {why}; whoever can \
-                         write it can replace this node's configuration (fix: chown root {parent}; chmod go-w {parent})"
+                        "the directory {parent} above the config directory is {why}; whoever can write it can \
+                         replace this node's configuration (fix: chown root {parent}; chmod go-w {parent})"
                     ),
                 );
             }
@@ -258,13 +262,28 @@ impl Reader<'_> {
         } else {
             return false;
         };
-        self.problem(
+        self.untrusted(
             shown,
             format!(
-                "refused: this {kind} is {why}; whoever can write the configuration controls this node's \
-                 traffic (fix: chown root {shown}; chmod go-w {shown})"
+                "this {kind} is {why}; whoever can write the configuration controls this node's traffic \
+                 (fix: chown root {shown}; chmod go-w {shown})"
             ),
-        );
+        )
+    }
+
+    /// Reports an ownership or mode problem: an error that refuses the input,
+    /// or for `check` a warning (true when refused).
+    fn untrusted(&mut self, shown: &str, message: String) -> bool {
+        if self.limits.untrusted_warns {
+            self.snapshot.problems.push(Diagnostic::warning(
+                whole_file(shown),
+                None,
+                "",
+                format!("apply and run as root refuse this input: {message}"),
+            ));
+            return false;
+        }
+        self.problem(shown, format!("refused: {message}"));
         true
     }
 

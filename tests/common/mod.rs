@@ -481,26 +481,7 @@ impl Daemon {
 
     /// Wait until a log line contains `needle` (or the daemon exits: panic with its log).
     pub fn wait_for(&mut self, needle: &str) {
-        loop {
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    let hit = line.contains(needle);
-                    self.log.push(line);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!("edgeplane run exited ({status}) before {needle:?}:\n{}", self.log.join("\n"));
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait();
-                    panic!("edgeplane run closed stderr ({status:?}) before {needle:?}:\n{}", self.log.join("\n"));
-                }
-            }
-        }
+        self.wait_for_any(&[needle]);
     }
 
     /// Collect log lines until none came for `quiet`.

@@ -142,6 +142,19 @@ impl Topo {
         c
     }
 
+    /// Write the YAML directory (a Namespace plus `docs`) without applying it,
+    /// write-then-rename as editors and git-sync do.
+    pub fn write_dir(&self, docs: &[String]) {
+        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
+        for d in docs {
+            text.push_str("---\n");
+            text.push_str(d);
+        }
+        let tmp = self.cfg.path.join(".services.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write yaml");
+        std::fs::rename(&tmp, self.cfg.path.join("services.yaml")).expect("rename yaml");
+    }
+
     /// Write the YAML directory and apply it with the binary.
     pub fn apply(&self, docs: &[String]) {
         let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
