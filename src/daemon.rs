@@ -647,7 +647,7 @@ fn run_loop(settings: &Settings) -> Result<()> {
                 WatchEvent::Rescan => Event::Rescan,
                 WatchEvent::Timeout => continue,
             };
-            watch_metrics.files_changed();
+            watch_metrics.files_changed(watcher.burst_start());
             if fs_tx.send(event).is_err() {
                 break;
             }

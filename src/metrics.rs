@@ -188,9 +188,10 @@ impl Metrics {
         }
     }
 
-    /// The watcher saw the directory change (the start of the programming latency).
-    pub fn files_changed(&self) {
-        self.health().pending_change.get_or_insert_with(Instant::now);
+    /// The watcher saw the directory change, first `at` (the start of the
+    /// programming latency; now if unknown).
+    pub fn files_changed(&self, at: Option<Instant>) {
+        self.health().pending_change.get_or_insert_with(|| at.unwrap_or_else(Instant::now));
     }
 
     /// A pass starts: it takes the pending file change, if any.
@@ -616,12 +617,12 @@ mod tests {
     #[test]
     fn programming_latency_counts_applied_changes_only() {
         let m = metrics();
-        m.files_changed();
+        m.files_changed(None);
         let change = m.pass_started();
         assert!(change.is_some());
         m.pass_done(Outcome::Unchanged, Instant::now(), change, false);
         assert!(m.pass_started().is_none(), "taken by the first pass");
-        m.files_changed();
+        m.files_changed(None);
         let change = m.pass_started();
         m.pass_done(Outcome::Applied, Instant::now(), change, false);
         assert!(m.render(Path::new("/nonexistent")).contains("edgeplane_network_programming_duration_seconds_count 1"));
