@@ -429,8 +429,10 @@ fn parse_request(head: &[u8]) -> Result<Request, u16> {
     Ok(Request { head, path: path.to_string() })
 }
 
-/// Reads a request head: up to the blank line, at most MAX_REQUEST bytes.
-fn read_head(stream: &mut impl Read) -> Result<Vec<u8>, u16> {
+/// Reads a request head: up to the blank line, at most MAX_REQUEST bytes,
+/// none read after `deadline` (a client sending a byte at a time cannot
+/// hold the only serving thread longer than that and one read timeout).
+fn read_head(stream: &mut impl Read, deadline: Instant) -> Result<Vec<u8>, u16> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -440,6 +442,9 @@ fn read_head(stream: &mut impl Read) -> Result<Vec<u8>, u16> {
         }
         if buf.len() >= MAX_REQUEST {
             return Err(431);
+        }
+        if Instant::now() >= deadline {
+            return Err(0);
         }
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return Err(0),
@@ -491,7 +496,8 @@ fn route(metrics: &Metrics, state_dir: &Path, path: &str) -> Response {
 fn handle(metrics: &Metrics, state_dir: &Path, stream: &mut TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let (head, response) = match read_head(stream).and_then(|h| parse_request(&h)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (head, response) = match read_head(stream, deadline).and_then(|h| parse_request(&h)) {
         Ok(req) => (req.head, route(metrics, state_dir, &req.path)),
         Err(0) => return, // closed or timed out before a whole head
         Err(status) => (false, Response { status, content_type: "text/plain; charset=utf-8", body: String::new() }),
@@ -570,12 +576,16 @@ mod tests {
 
     #[test]
     fn request_head_is_bounded() {
+        let later = Instant::now() + Duration::from_secs(60);
         let mut ok: &[u8] = b"GET / HTTP/1.1\r\n\r\nbody";
-        assert_eq!(read_head(&mut ok).as_deref(), Ok(&b"GET / HTTP/1.1\r\n\r\n"[..]));
+        assert_eq!(read_head(&mut ok, later).as_deref(), Ok(&b"GET / HTTP/1.1\r\n\r\n"[..]));
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_REQUEST * 4));
-        assert_eq!(read_head(&mut big.as_bytes()), Err(431));
+        assert_eq!(read_head(&mut big.as_bytes(), later), Err(431));
         let mut cut: &[u8] = b"GET / HTTP/1.1\r\n";
-        assert_eq!(read_head(&mut cut), Err(0));
+        assert_eq!(read_head(&mut cut, later), Err(0));
+        // Past the deadline nothing more is read (a slow client is dropped).
+        let mut slow = std::io::Read::chain(&b"GET / HT"[..], &b"TP/1.1\r\n\r\n"[..]);
+        assert_eq!(read_head(&mut slow, Instant::now()), Err(0));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `edgeplane run`'s /metrics, /healthz and /livez (root only), on the shared
 //! harness: the daemon serves inside the node namespace; a thread that
 //! entered it scrapes, with real traffic through a ClusterIP and a rejected
-//! connection to a service without endpoints; then a broken input file turns
-//! /healthz to 503 while /livez stays 200.
+//! connection to a service without endpoints; then a broken input file, and
+//! later an input the mass-deletion guard holds, turn /healthz to 503 while
+//! /livez stays 200.
 
 mod common;
 
@@ -165,5 +166,14 @@ fn metrics_and_health_follow_traffic_and_input() {
     // Fixed again: healthy.
     std::fs::remove_file(t.cfg.path.join("broken.yaml")).expect("remove");
     until(&t, "/healthz", "healthy again once the input is valid", |s, _| s == 200);
+
+    // An input without objects would remove every service: held, and /healthz says so.
+    write_dir(&t, &[]);
+    let (_, body) = until(&t, "/healthz", "unhealthy while the input is held", |s, _| s == 503);
+    assert!(body.contains("held"), "{body}");
+    let m = scrape(&t);
+    assert_eq!(value(&m, "edgeplane_input_held"), 1.0);
+    assert!(value(&m, "edgeplane_passes_total{outcome=\"held\"}") >= 1.0);
+    assert!(value(&m, "edgeplane_map_entries{map=\"ep_svc_v1\"}") > 0.0, "nothing removed");
     d.signal(libc::SIGTERM);
 }
