@@ -3,7 +3,7 @@
 //! Parsing is pure (text in, settings or diagnostics out); the caller reads
 //! the file through `source`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use crate::parse::yaml::{self, Node, Value};
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/edgeplane/edgeplane.yaml";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/edgeplane/config.d";
 pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/edgeplane";
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9964";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -39,6 +40,8 @@ pub struct Settings {
     pub conntrack_timeouts: CtTimeouts,
     /// How often `run` garbage-collects conntrack.
     pub conntrack_gc_interval: Duration,
+    /// Where `run` serves /metrics, /healthz and /livez (None: not served).
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             allow_external_symlinks: false,
             conntrack_timeouts: CtTimeouts::default(),
             conntrack_gc_interval: Duration::from_secs(15),
+            metrics_address: parse_metrics_address(DEFAULT_METRICS_ADDRESS).unwrap_or_default(),
         }
     }
 }
@@ -110,10 +114,13 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
             "conntrack-gc-interval-seconds" => {
                 number(value, 1, 86_400).map(|n| settings.conntrack_gc_interval = Duration::from_secs(n))
             }
+            "metrics-address" => {
+                string(value).and_then(|s| parse_metrics_address(&s)).map(|a| settings.metrics_address = a)
+            }
             _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
                  host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
                  settle-milliseconds, allow-mass-delete, allow-external-symlinks, conntrack-timeouts, \
-                 conntrack-gc-interval-seconds)"
+                 conntrack-gc-interval-seconds, metrics-address)"
                 .to_string()),
         };
         if let Err(msg) = result {
@@ -121,6 +128,18 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// `metrics-address` / `--metrics-address`: `ADDRESS:PORT`, or empty to disable.
+pub fn parse_metrics_address(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!(
+            "expected ADDRESS:PORT such as {DEFAULT_METRICS_ADDRESS} or [::1]:9964, or \"\" to disable; found {s:?}"
+        )
+    })
 }
 
 fn apply_maps(sizes: &mut Capacities, node: &Node, errors: &mut Vec<Diagnostic>) {
@@ -252,6 +271,18 @@ mod tests {
         let (unknown, zero) = (&rendered[0], &rendered[1]);
         assert!(unknown.contains("conntrack-timeouts.tcp-fin") && unknown.contains("tcp-established"), "{unknown}");
         assert!(zero.starts_with("e.yaml:3:") && zero.contains("conntrack-timeouts.udp"), "{zero}");
+    }
+
+    #[test]
+    fn metrics_address() {
+        let mut s = Settings::default();
+        assert_eq!(s.metrics_address, Some(SocketAddr::from(([127, 0, 0, 1], 9964))));
+        apply_file(&mut s, "e.yaml", "metrics-address: \"[::1]:9100\"\n").expect("valid");
+        assert_eq!(s.metrics_address, "[::1]:9100".parse().ok());
+        apply_file(&mut s, "e.yaml", "metrics-address: \"\"\n").expect("valid");
+        assert_eq!(s.metrics_address, None);
+        let errs = apply_file(&mut s, "e.yaml", "metrics-address: localhost\n").expect_err("not an address");
+        assert!(errs[0].to_string().contains("metrics-address") && errs[0].to_string().contains("ADDRESS:PORT"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::diag::{self, Diagnostic};
 use crate::maps::fake::FakeMaps;
 use crate::maps::layout::{CFG_F_POLICY, Config};
 use crate::maps::{Entries, MapBackend, MapId};
+use crate::metrics::{self, ErrorKind, Metrics};
 use crate::model::{self, Loaded};
 use crate::plan::{self, Plan};
 use crate::guard;
@@ -309,6 +310,8 @@ struct Engine {
     held: bool,
     /// Set by SIGTERM/SIGINT: a load in progress stops at once.
     cancel: Arc<AtomicBool>,
+    /// What `run` serves on metrics-address.
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -323,8 +326,9 @@ enum Pass {
 impl Engine {
     fn open(settings: &Settings, wait: datapath::LockWait) -> Result<Engine> {
         let dp = Datapath::open_with(&datapath_settings(settings), wait)?;
+        let metrics = Arc::new(Metrics::new(settings));
         let mut engine =
-            Engine { settings: settings.clone(), dp, applied_hash: None, held: false, cancel: Arc::default() };
+            Engine { settings: settings.clone(), dp, applied_hash: None, held: false, cancel: Arc::default(), metrics };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
         if cfg.hairpin_addr != settings.hairpin_address.octets() {
@@ -352,7 +356,15 @@ impl Engine {
     /// Reads, validates, plans and applies. `force` re-plans even when the
     /// directory is unchanged (periodic resync: repairs drift in the maps).
     fn pass(&mut self, force: bool) -> Pass {
+        let (started, change) = (Instant::now(), self.metrics.pass_started());
         let outcome = self.pass_inner(force, false);
+        let m = match outcome {
+            Pass::Applied => metrics::Outcome::Applied,
+            Pass::Unchanged => metrics::Outcome::Unchanged,
+            Pass::Refused => metrics::Outcome::Refused,
+            Pass::Held => metrics::Outcome::Held,
+        };
+        self.metrics.pass_done(m, started, change, self.held);
         // A pass builds large transient structures (the parsed directory, live and
         // desired maps); hand the freed memory back so the idle daemon stays small.
         // SAFETY: malloc_trim only releases free heap pages.
@@ -363,9 +375,13 @@ impl Engine {
     /// `one_shot`: the `apply` command, which refuses an empty input outright.
     fn pass_inner(&mut self, force: bool, one_shot: bool) -> Pass {
         let started = Instant::now();
-        let mut stages = Stages::new();
-        let Some(loaded) = load_valid(&self.settings, &self.cancel) else { return Pass::Refused };
+        let mut stages = Stages::new(&self.metrics);
+        let Some(loaded) = load_valid(&self.settings, &self.cancel) else {
+            self.metrics.error(ErrorKind::InvalidInput);
+            return Pass::Refused;
+        };
         stages.mark("load");
+        self.metrics.set_objects(&loaded.cluster);
         // Unchanged since the last apply: nothing to do, unless an input was
         // held since (the held mark must be cleared).
         if !force && !self.held && self.applied_hash == Some(loaded.content_hash) {
@@ -414,6 +430,7 @@ impl Engine {
             for e in errors {
                 log::error!("{e}");
             }
+            self.metrics.error(ErrorKind::Capacity);
             return Pass::Refused;
         }
         let p: Plan = plan::plan(&desired.maps, &live);
@@ -506,18 +523,20 @@ impl Engine {
     }
 }
 
-/// Wall time per pipeline stage, for the debug log.
+/// Wall time per pipeline stage, for the debug log and the metrics.
 struct Stages {
     last: Instant,
     done: Vec<(&'static str, Duration)>,
+    metrics: Arc<Metrics>,
 }
 
 impl Stages {
-    fn new() -> Self {
-        Stages { last: Instant::now(), done: Vec::new() }
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        Stages { last: Instant::now(), done: Vec::new(), metrics: metrics.clone() }
     }
     fn mark(&mut self, stage: &'static str) {
         let now = Instant::now();
+        self.metrics.observe_stage(stage, now - self.last);
         self.done.push((stage, now - self.last));
         self.last = now;
     }
@@ -621,17 +640,21 @@ fn run_loop(settings: &Settings) -> Result<()> {
     let mut watcher = Watcher::new(std::slice::from_ref(&settings.config_dir))
         .with_context(|| format!("watching {}", settings.config_dir.display()))?;
     let fs_tx = tx.clone();
+    let watch_metrics = engine.metrics.clone();
     std::thread::spawn(move || {
         loop {
+            watch_metrics.watcher_beat();
             let event = match watcher.wait_for_change(Duration::from_secs(1)) {
                 WatchEvent::Changed => Event::Files,
                 WatchEvent::Rescan => Event::Rescan,
                 WatchEvent::Timeout => continue,
             };
+            watch_metrics.files_changed(watcher.burst_start());
             if fs_tx.send(event).is_err() {
                 break;
             }
         }
+        watch_metrics.watcher_stopped();
     });
 
     let mut links = datapath::LinkEvents::new().context("subscribing to netlink link events")?;
@@ -644,6 +667,13 @@ fn run_loop(settings: &Settings) -> Result<()> {
         }
     });
 
+    if !engine.dp.failures().is_empty() {
+        engine.metrics.error(ErrorKind::AttachFailed);
+    }
+    // Bound in the daemon's network namespace: main's --netns setns came first.
+    if let Some(addr) = settings.metrics_address {
+        metrics::serve(addr, engine.metrics.clone(), settings.state_dir.clone());
+    }
     engine.pass(true);
     log::info!(
         "running: watching {}, state in {}",
@@ -653,6 +683,7 @@ fn run_loop(settings: &Settings) -> Result<()> {
     let mut next_resync = Instant::now() + settings.resync_interval;
     let mut next_gc = Instant::now();
     loop {
+        engine.metrics.loop_beat();
         if Instant::now() >= next_gc {
             engine.gc();
             next_gc = Instant::now() + settings.conntrack_gc_interval;
@@ -669,7 +700,10 @@ fn run_loop(settings: &Settings) -> Result<()> {
             Ok(Event::Links) => match engine.dp.sync_interfaces() {
                 Ok(attached) if !attached.is_empty() => log::info!("attached to {}", attached.join(", ")),
                 Ok(_) => {}
-                Err(e) => log::error!("attaching to new interfaces: {e:#}"),
+                Err(e) => {
+                    log::error!("attaching to new interfaces: {e:#}");
+                    engine.metrics.error(ErrorKind::AttachFailed);
+                }
             },
             Ok(Event::Reload) => {
                 log::info!("SIGHUP: re-reading {}", settings.config_dir.display());
@@ -684,6 +718,7 @@ fn run_loop(settings: &Settings) -> Result<()> {
                 next_resync = Instant::now() + settings.resync_interval;
                 if let Err(e) = engine.dp.sync_interfaces() {
                     log::error!("attaching to interfaces: {e:#}");
+                    engine.metrics.error(ErrorKind::AttachFailed);
                 }
                 engine.pass(true);
             }

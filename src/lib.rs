@@ -18,6 +18,7 @@ pub mod drop_reason;
 pub mod guard;
 pub mod inspect;
 pub mod maps;
+pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod plan;

@@ -51,6 +51,9 @@ struct Global {
     /// held as a likely half-written file); same as `allow-mass-delete: true`.
     #[arg(long, global = true)]
     allow_mass_delete: bool,
+    /// `run`: serve /metrics, /healthz and /livez on ADDR ("" disables) [default: 127.0.0.1:9964]
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_address: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +168,9 @@ fn settings(global: &Global) -> Result<Settings, String> {
     }
     if global.allow_mass_delete {
         s.allow_mass_delete = true;
+    }
+    if let Some(v) = &global.metrics_address {
+        s.metrics_address = config::parse_metrics_address(v).map_err(|e| format!("--metrics-address: {e}"))?;
     }
     Ok(s)
 }

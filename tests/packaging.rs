@@ -258,6 +258,7 @@ fn shipped_settings_file_is_valid_and_documents_the_real_defaults() {
     assert_eq!(documented.maps, defaults.maps, "documented map capacities differ from the defaults");
     assert_eq!(documented.conntrack_timeouts, defaults.conntrack_timeouts, "documented conntrack timeouts differ");
     assert_eq!(documented.conntrack_gc_interval, defaults.conntrack_gc_interval);
+    assert_eq!(documented.metrics_address, defaults.metrics_address);
 }
 
 /// The keys config.rs accepts (its "unknown setting" message lists the same).
@@ -274,6 +275,7 @@ const SETTINGS: &[&str] = &[
     "maps",
     "conntrack-timeouts",
     "conntrack-gc-interval-seconds",
+    "metrics-address",
 ];
 
 fn is_key(k: &str) -> bool {

@@ -32,6 +32,8 @@ pub struct Watcher {
     /// (path, mode) pairs to (re-)install.
     targets: Vec<(PathBuf, RecursiveMode)>,
     debounce: Duration,
+    /// When the first event of the last reported burst arrived.
+    burst_start: Option<Instant>,
 }
 
 /// Quiet time that ends a burst of events.
@@ -65,6 +67,7 @@ impl Watcher {
             rx,
             targets,
             debounce: DEBOUNCE,
+            burst_start: None,
         };
         for (path, mode) in w.targets.clone() {
             w.watcher
@@ -91,6 +94,7 @@ impl Watcher {
             }
         };
         log::debug!("watch event: {first:?}");
+        self.burst_start = Some(Instant::now());
         let mut rescan = self.needs_rescan(&first);
         let start = Instant::now();
         while start.elapsed() < MAX_BURST {
@@ -142,6 +146,12 @@ fn is_read_only(ev: &notify::Result<notify::Event>) -> bool {
 }
 
 impl Watcher {
+    /// When the first event of the change last reported arrived (before the
+    /// debounce): the start of the file-change → maps latency.
+    pub fn burst_start(&self) -> Option<Instant> {
+        self.burst_start
+    }
+
     fn needs_rescan(&self, ev: &notify::Result<notify::Event>) -> bool {
         match ev {
             Err(e) => {
