@@ -22,7 +22,8 @@ ep_ensure_bpffs
 N=${1:-100000}
 EP=${EDGEPLANE:-${CARGO_TARGET_DIR:-target}/release/edgeplane}
 [[ -x $EP ]] || ep_die "$EP missing (cargo build --release, or set EDGEPLANE)"
-GEN=${EP_BENCH_GEN:-/work/shared/baseline/gen.py}
+# The shared harness sits beside this repository (EP_SHARED elsewhere).
+GEN=${EP_BENCH_GEN:-${EP_SHARED:-../shared}/baseline/gen.py}
 NS=epbd$$
 STATE=/sys/fs/bpf/ep-bench-daemon-$$
 WORK=$(mktemp -d "/tmp/ep-bench-daemon.XXXX")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --setup-cmd for /work/shared/baseline/bench.sh (custom mode; see
+# --setup-cmd for ../shared/baseline/bench.sh (custom mode; see
 # docs/BENCHMARKS.md): programs the harness's NODE namespace with edgeplane
 # from the generated Kubernetes YAML and returns once the data plane is in
 # place (`edgeplane apply` is one synchronous pass: when it exits 0 the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --teardown-cmd for /work/shared/baseline/bench.sh: detaches and unpins what
+# --teardown-cmd for ../shared/baseline/bench.sh: detaches and unpins what
 # scripts/bench-setup.sh created for this point (same variables, same state dir).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
