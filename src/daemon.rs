@@ -47,6 +47,7 @@ pub fn init_logging() {
             }
         })
         .init();
+    datapath::route_libbpf_output();
 }
 
 /// setns(2) into /run/netns/NAME for this thread; threads spawned later inherit it.
@@ -270,11 +271,11 @@ pub fn plan(settings: &Settings) -> u8 {
     let live_backend: Box<dyn MapBackend> = match datapath::open_pinned_maps(&settings.state_dir) {
         Ok(Some(maps)) => Box::new(maps),
         Ok(None) => {
-            log::info!("no pinned maps under {}: planning against empty maps", settings.state_dir.display());
+            log::info!("{}: planning against empty maps", datapath::nothing_pinned(&settings.state_dir));
             Box::new(FakeMaps::new())
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", datapath::explain(&e));
             return 2;
         }
     };
@@ -288,7 +289,7 @@ pub fn plan(settings: &Settings) -> u8 {
     let epoch = match datapath::read_pinned_config(&settings.state_dir) {
         Ok(cfg) => cfg.map(|c| c.policy_epoch).unwrap_or(0),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", datapath::explain(&e));
             return 2;
         }
     };
@@ -553,10 +554,14 @@ impl std::fmt::Display for Stages {
 
 /// `edgeplane apply`
 pub fn apply(settings: &Settings) -> u8 {
+    if let Err(e) = datapath::require_privileges("apply") {
+        log::error!("{e:#}");
+        return 2;
+    }
     let mut engine = match Engine::open(settings, datapath::LockWait::Upto(datapath::DEFAULT_LOCK_WAIT)) {
         Ok(e) => e,
         Err(e) => {
-            log::error!("{e:#}");
+            log::error!("{}", datapath::explain(&e));
             return 2;
         }
     };
@@ -590,10 +595,14 @@ enum Event {
 /// `edgeplane run`: apply, then follow the directory, interfaces and signals.
 /// SIGTERM/SIGINT exit leaving everything pinned: forwarding never stops.
 pub fn run(settings: &Settings) -> u8 {
+    if let Err(e) = datapath::require_privileges("run") {
+        log::error!("{e:#}");
+        return 2;
+    }
     match run_loop(settings) {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("{e:#}");
+            log::error!("{}", datapath::explain(&e));
             1
         }
     }
@@ -732,14 +741,14 @@ pub fn status(settings: &Settings, json: bool) -> u8 {
     let status = match datapath::read_status(&settings.state_dir) {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", datapath::explain(&e));
             return 2;
         }
     };
     let held = match datapath::read_pinned_config(&settings.state_dir) {
         Ok(cfg) => cfg.is_some_and(|c| c.flags & CFG_F_INPUT_HELD != 0),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", datapath::explain(&e));
             return 2;
         }
     };
@@ -802,7 +811,7 @@ pub fn drops(settings: &Settings, json: bool, count: usize) -> u8 {
             0
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", datapath::explain(&e));
             2
         }
     }
@@ -825,13 +834,17 @@ fn name_endpoints(settings: &Settings, events: &mut [datapath::DropEvent]) {
 
 /// `edgeplane reset`
 pub fn reset(settings: &Settings) -> u8 {
+    if let Err(e) = datapath::require_privileges("reset") {
+        log::error!("{e:#}");
+        return 2;
+    }
     match datapath::reset(&settings.state_dir) {
         Ok(()) => {
             log::info!("reset: detached and unpinned everything under {}", settings.state_dir.display());
             0
         }
         Err(e) => {
-            log::error!("{e:#}");
+            log::error!("{}", datapath::explain(&e));
             2
         }
     }

@@ -502,7 +502,7 @@ pub fn services(settings: &crate::config::Settings, json: bool) -> u8 {
     let (svc, be) = match crate::datapath::read_service_maps(&settings.state_dir) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::datapath::explain(&e));
             return 2;
         }
     };
@@ -519,7 +519,7 @@ pub fn conntrack(settings: &crate::config::Settings, json: bool, filter: &CtFilt
     let (mut entries, now) = match crate::datapath::read_conntrack(&settings.state_dir) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::datapath::explain(&e));
             return 2;
         }
     };

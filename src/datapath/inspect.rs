@@ -15,7 +15,7 @@ use crate::maps::{Entries, MapId};
 fn open_ro(state_dir: &Path, name: &str) -> Result<MapHandle> {
     let path = state_dir.join(name);
     if !path.exists() {
-        bail!("no data plane state under {} (nothing pinned: {name} missing)", state_dir.display());
+        bail!("{name} is not pinned under {} (pinned by another version?)", state_dir.display());
     }
     MapHandle::from_pinned_path_with_file_flags(&path, libbpf_sys::BPF_F_RDONLY)
         .with_context(|| format!("opening {} read-only", path.display()))
@@ -34,6 +34,7 @@ fn dump_sized(h: &MapHandle, name: &str, key: usize, value: usize) -> Result<Ent
 
 /// ep_svc_v1 and ep_be_v1 as raw entries.
 pub fn read_service_maps(state_dir: &Path) -> Result<(Entries, Entries)> {
+    super::ensure_pinned(state_dir)?;
     let mut out = Vec::new();
     for id in [MapId::Services, MapId::Backends] {
         let h = open_ro(state_dir, id.pin_name())?;
@@ -47,6 +48,7 @@ pub fn read_service_maps(state_dir: &Path) -> Result<(Entries, Entries)> {
 /// Every ep_ct4_v2 entry, and CLOCK_MONOTONIC (the clock of last_seen_ns)
 /// read just after the dump.
 pub fn read_conntrack(state_dir: &Path) -> Result<(Vec<(CtKey, CtValue)>, u64)> {
+    super::ensure_pinned(state_dir)?;
     let h = open_ro(state_dir, MAP_CT)?;
     if h.key_size() as usize != CtKey::SIZE || h.value_size() as usize != CtValue::SIZE {
         bail!("{MAP_CT}: key/value sizes {}/{} differ from this build's", h.key_size(), h.value_size());

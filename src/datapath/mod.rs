@@ -10,6 +10,7 @@
 //! program pinned as a marker for a clsact/cls_bpf fallback filter;
 //! `links/cg_<program>` cgroup links.
 
+mod access;
 mod attach;
 pub mod ct_gc;
 mod inspect;
@@ -30,6 +31,7 @@ use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program};
 use crate::maps::layout::Config;
 use crate::maps::{Entries, MapBackend, MapError, MapId};
 
+pub use access::{ROOT_HINT, ensure_pinned, explain, nothing_pinned, require_privileges, route_libbpf_output};
 pub use attach::{TcMode, glob_match, interfaces};
 pub use inspect::{read_conntrack, read_service_maps};
 pub use mapio::{PinnedMaps, errno_name};

@@ -110,8 +110,8 @@ fn count_entries(h: &MapHandle) -> Result<u64> {
 
 /// Status of the data plane pinned under `state_dir`, read without loading programs.
 pub fn read_status(state_dir: &Path) -> Result<Status> {
-    let rd = std::fs::read_dir(state_dir)
-        .with_context(|| format!("no data plane state under {} (nothing pinned)", state_dir.display()))?;
+    super::ensure_pinned(state_dir)?;
+    let rd = std::fs::read_dir(state_dir).with_context(|| format!("reading {}", state_dir.display()))?;
     let mut names: Vec<String> = rd
         .flatten()
         .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
@@ -120,7 +120,7 @@ pub fn read_status(state_dir: &Path) -> Result<Status> {
         .collect();
     names.sort();
     if names.is_empty() {
-        bail!("no data plane state under {} (nothing pinned)", state_dir.display());
+        return Err(super::nothing_pinned(state_dir));
     }
     let mut maps = Vec::new();
     for name in &names {
@@ -309,6 +309,7 @@ pub fn conntrack_insert_failed(state_dir: &Path) -> Result<u64> {
 
 /// The `n` most recent drop events, newest first.
 pub fn recent_drops(state_dir: &Path, n: usize) -> Result<Vec<DropEvent>> {
+    super::ensure_pinned(state_dir)?;
     let h = open_ro(&state_dir.join(MAP_DROPEV))?;
     let now = monotonic_ns();
     let mut out = Vec::new();
