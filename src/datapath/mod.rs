@@ -264,7 +264,8 @@ fn load_object(bytes: &[u8], state_dir: &Path, caps: &Capacities, share: Option<
             m.reuse_fd(pinned.as_fd()).with_context(|| format!("reusing {}", pin.display()))?;
         }
     }
-    open.load().map_err(|e| anyhow!("loading BPF programs (verifier): {e:#}"))
+    // Typed, not flattened: EPERM here gets the needs-root hint (access::explain).
+    open.load().context("loading BPF programs (verifier; RUST_LOG=debug shows libbpf's log)")
 }
 
 /// Copy the entries of the pinned LRU conntrack map `v1` into `v2`, with
