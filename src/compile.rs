@@ -89,6 +89,32 @@ pub struct NodeContext {
 /// Services + EndpointSlices → the frontends and their usable backends.
 /// Warnings are for input that is valid Kubernetes but that this data plane
 /// does not translate (IPv6 addresses).
+/// `internalTrafficPolicy: Local` keeps only this node's endpoints, which are
+/// known only by `node-name`: without it such services get no backends. One
+/// warning naming them all (at the first one's place), not one per service.
+fn local_without_node_name(cluster: &Cluster) -> Option<Diagnostic> {
+    let local: Vec<&Service> =
+        cluster.services.iter().filter(|s| s.internal_traffic_policy == TrafficPolicy::Local).collect();
+    let first = local.first()?;
+    const SHOWN: usize = 10;
+    let mut names: Vec<String> =
+        local.iter().take(SHOWN).map(|s| format!("{}/{}", s.meta.namespace, s.meta.name)).collect();
+    if local.len() > SHOWN {
+        names.push(format!("and {} more", local.len() - SHOWN));
+    }
+    Some(Diagnostic::warning(
+        first.meta.origin.clone(),
+        None,
+        "spec.internalTrafficPolicy",
+        format!(
+            "node-name is not set, so the {} service(s) with internalTrafficPolicy: Local get no endpoints \
+             here (as services without endpoints): {}; set node-name in the settings file or --node-name",
+            local.len(),
+            names.join(", ")
+        ),
+    ))
+}
+
 pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, Vec<Diagnostic>) {
     let mut warnings = Vec::new();
     let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
@@ -149,6 +175,11 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
                 );
             }
         }
+    }
+    if node.node_name.is_none()
+        && let Some(w) = local_without_node_name(cluster)
+    {
+        warnings.push(w);
     }
     (set, warnings)
 }

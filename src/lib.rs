@@ -18,6 +18,7 @@ pub mod drop_reason;
 pub mod guard;
 pub mod maps;
 pub mod model;
+pub mod notify;
 pub mod parse;
 pub mod plan;
 pub mod source;
