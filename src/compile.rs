@@ -18,8 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::diag::Diagnostic;
 use crate::maps::layout::{
-    Backend, SCOPE_CLUSTER, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
-    backend_id_key,
+    Backend, SCOPE_CLUSTER, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key, backend_id_key,
 };
 use crate::maps::{Entries, MapId};
 use crate::model::{AddressType, Cluster, EndpointSlice, Service, ServiceType, TrafficPolicy};
@@ -157,7 +156,8 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
                 flags |= SVC_F_AFFINITY;
             }
             for vip in &vips {
-                let frontend = Frontend { vip: *vip, port: port.port.get(), proto: port.protocol.number(), scope: SCOPE_CLUSTER };
+                let frontend =
+                    Frontend { vip: *vip, port: port.port.get(), proto: port.protocol.number(), scope: SCOPE_CLUSTER };
                 let name = if port.name.is_empty() {
                     format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port.port)
                 } else {
@@ -369,7 +369,13 @@ mod tests {
         ServiceSet {
             services: BTreeMap::from([(
                 fe,
-                ServiceEntry { name: "demo/web:http".into(), backends, draining: vec![], flags: 0, affinity_timeout: 0 },
+                ServiceEntry {
+                    name: "demo/web:http".into(),
+                    backends,
+                    draining: vec![],
+                    flags: 0,
+                    affinity_timeout: 0,
+                },
             )]),
         }
     }
@@ -404,5 +410,34 @@ mod tests {
         let old = BTreeMap::from([(1, 7), (2, 8), (3, 9)]);
         let slots = assign_slots(&[7, 9, 10], &old);
         assert_eq!(slots, BTreeMap::from([(1, 7), (2, 10), (3, 9)]));
+    }
+
+    #[test]
+    fn local_traffic_policy_without_node_name_is_one_warning_naming_the_services() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc = |name: &str, ip: &str, itp: &str| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  clusterIP: {ip}\n  \
+                 internalTrafficPolicy: {itp}\n  ports:\n  - port: 80\n---\n"
+            )
+        };
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n{}{}{}",
+            svc("a", "198.19.0.1", "Local"),
+            svc("b", "198.19.0.2", "Cluster"),
+            svc("c", "198.19.0.3", "Local")
+        );
+        std::fs::write(dir.path().join("s.yaml"), text).expect("write");
+        let loaded =
+            crate::model::load_dirs(&[dir.path().to_path_buf()], &crate::source::LoadLimits::default()).expect("load");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: None });
+        let local: Vec<String> =
+            warnings.iter().map(ToString::to_string).filter(|w| w.contains("internalTrafficPolicy")).collect();
+        assert_eq!(local.len(), 1, "{local:?}");
+        assert!(local[0].contains("demo/a, demo/c") && local[0].contains("node-name"), "{}", local[0]);
+        assert!(!local[0].contains("demo/b"), "{}", local[0]);
+        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()) });
+        assert!(warnings.iter().all(|w| !w.to_string().contains("internalTrafficPolicy")), "{warnings:?}");
     }
 }

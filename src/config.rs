@@ -98,9 +98,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 apply_maps(&mut settings.maps, value, &mut errors);
                 Ok(())
             }
-            "settle-milliseconds" => {
-                number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n))
-            }
+            "settle-milliseconds" => number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n)),
             "allow-mass-delete" => boolean(value).map(|b| settings.allow_mass_delete = b),
             "allow-external-symlinks" => boolean(value).map(|b| settings.allow_external_symlinks = b),
             "conntrack-timeouts" => {
@@ -377,8 +375,9 @@ mod tests {
             host_interfaces: vec!["up*".into()],
             ..Overrides::default()
         };
-        let first = build(Some(("e.yaml", "node-name: file-node\nhost-interfaces: eth1\nresync-interval-seconds: 30\n")), &cli)
-            .expect("valid");
+        let first =
+            build(Some(("e.yaml", "node-name: file-node\nhost-interfaces: eth1\nresync-interval-seconds: 30\n")), &cli)
+                .expect("valid");
         assert_eq!(first.node_name.as_deref(), Some("cli-node"));
         assert_eq!(first.host_interfaces, vec!["up*".to_string()]);
         assert_eq!(first.resync_interval, Duration::from_secs(30));

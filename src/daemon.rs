@@ -15,16 +15,16 @@ use crate::apply;
 use crate::compile::{self, NodeContext};
 use crate::compile_policy::{self, PolicyCompiled, PolicyNode};
 use crate::config::{self, Settings};
-use crate::notify::Notifier;
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
+use crate::guard;
 use crate::maps::fake::FakeMaps;
+use crate::maps::layout::CFG_F_INPUT_HELD;
 use crate::maps::layout::{CFG_F_POLICY, Config};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::model::{self, Loaded};
+use crate::notify::Notifier;
 use crate::plan::{self, Plan};
-use crate::guard;
-use crate::maps::layout::CFG_F_INPUT_HELD;
 use crate::source::{self, LoadLimits, Snapshot, SourceError, WatchEvent, Watcher};
 
 /// Logs to stderr; under systemd (JOURNAL_STREAM set) with `<N>` priority
@@ -324,8 +324,7 @@ enum Pass {
 impl Engine {
     fn open(settings: &Settings, wait: datapath::LockWait) -> Result<Engine> {
         let dp = Datapath::open_with(&datapath_settings(settings), wait)?;
-        let mut engine =
-            Engine {
+        let mut engine = Engine {
             settings: settings.clone(),
             dp,
             applied_hash: None,
@@ -597,11 +596,10 @@ fn status_line(engine: &Engine, pass: &Pass) -> String {
     let (services, backends) = engine.counts;
     match pass {
         Pass::Applied | Pass::Unchanged => format!("applied: {services} services, {backends} backends"),
-        Pass::Refused => {
-            "input invalid or not applied (see the log): the last good state keeps forwarding".to_string()
+        Pass::Refused => "input invalid or not applied (see the log): the last good state keeps forwarding".to_string(),
+        Pass::Held => {
+            "input held: it would remove most of the live state; the last applied state keeps forwarding".to_string()
         }
-        Pass::Held => "input held: it would remove most of the live state; the last applied state keeps forwarding"
-            .to_string(),
     }
 }
 
@@ -642,6 +640,11 @@ fn reload_settings(engine: &mut Engine, reload: &dyn Fn() -> Result<Settings, St
     let interfaces = r.changed.iter().any(|n| n.ends_with("-interfaces"));
     let hairpin = r.settings.hairpin_address != engine.settings.hairpin_address;
     engine.settings = r.settings;
+    if !r.changed.is_empty() {
+        // The pass that follows counts as a new input: its warnings (e.g. about
+        // node-name) are logged again under the new settings.
+        engine.applied_hash = None;
+    }
     if hairpin {
         let set = engine.dp.config().and_then(|cfg| {
             engine.dp.set_config(Config { hairpin_addr: engine.settings.hairpin_address.octets(), ..cfg })
@@ -763,11 +766,7 @@ fn run_loop(settings: &Settings, reload: &dyn Fn() -> Result<Settings, String>) 
     // a daemon whose data plane works.
     let status = pass_or_wait(&mut engine, true);
     notifier.ready(&status);
-    log::info!(
-        "running: watching {}, state in {}",
-        settings.config_dir.display(),
-        settings.state_dir.display()
-    );
+    log::info!("running: watching {}, state in {}", settings.config_dir.display(), settings.state_dir.display());
     let mut next_resync = Instant::now() + engine.settings.resync_interval;
     let mut next_gc = Instant::now();
     // Kicked from this loop only: a loop stuck in a pass misses its kicks and
