@@ -118,6 +118,7 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     assert!(!postinst.contains("#DEBHELPER#"), "token left unexpanded:\n{postinst}");
     assert!(!postinst.contains("deb-systemd-invoke start"), "postinst starts the service:\n{postinst}");
     assert!(postinst.contains("try-restart edgeplane.service"), "no restart on upgrade:\n{postinst}");
+    assert!(postinst.contains("mkdir -p -m 0755 /etc/edgeplane/config.d"), "{postinst}");
     let prerm = String::from_utf8_lossy(&read(&ctl.path().join("prerm"))).into_owned();
     assert!(prerm.contains("deb-systemd-invoke stop edgeplane.service"), "{prerm}");
     assert!(prerm.contains("/usr/bin/edgeplane reset"), "{prerm}");
