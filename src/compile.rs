@@ -18,7 +18,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::diag::Diagnostic;
 use crate::maps::layout::{
-    Backend, SCOPE_CLUSTER, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key, backend_id_key,
+    Backend, SCOPE_CLUSTER, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
+    backend_id_key,
 };
 use crate::maps::{Entries, MapId};
 use crate::model::{AddressType, Cluster, EndpointSlice, Service, ServiceType, TrafficPolicy};
@@ -85,9 +86,6 @@ pub struct NodeContext {
     pub node_name: Option<String>,
 }
 
-/// Services + EndpointSlices → the frontends and their usable backends.
-/// Warnings are for input that is valid Kubernetes but that this data plane
-/// does not translate (IPv6 addresses).
 /// `internalTrafficPolicy: Local` keeps only this node's endpoints, which are
 /// known only by `node-name`: without it such services get no backends. One
 /// warning naming them all (at the first one's place), not one per service.
@@ -114,6 +112,9 @@ fn local_without_node_name(cluster: &Cluster) -> Option<Diagnostic> {
     ))
 }
 
+/// Services + EndpointSlices → the frontends and their usable backends.
+/// Warnings are for input that is valid Kubernetes but that this data plane
+/// does not translate (IPv6 addresses), and `local_without_node_name`'s.
 pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, Vec<Diagnostic>) {
     let mut warnings = Vec::new();
     let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
@@ -156,8 +157,7 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
                 flags |= SVC_F_AFFINITY;
             }
             for vip in &vips {
-                let frontend =
-                    Frontend { vip: *vip, port: port.port.get(), proto: port.protocol.number(), scope: SCOPE_CLUSTER };
+                let frontend = Frontend { vip: *vip, port: port.port.get(), proto: port.protocol.number(), scope: SCOPE_CLUSTER };
                 let name = if port.name.is_empty() {
                     format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port.port)
                 } else {
@@ -369,13 +369,7 @@ mod tests {
         ServiceSet {
             services: BTreeMap::from([(
                 fe,
-                ServiceEntry {
-                    name: "demo/web:http".into(),
-                    backends,
-                    draining: vec![],
-                    flags: 0,
-                    affinity_timeout: 0,
-                },
+                ServiceEntry { name: "demo/web:http".into(), backends, draining: vec![], flags: 0, affinity_timeout: 0 },
             )]),
         }
     }

@@ -98,7 +98,9 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 apply_maps(&mut settings.maps, value, &mut errors);
                 Ok(())
             }
-            "settle-milliseconds" => number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n)),
+            "settle-milliseconds" => {
+                number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n))
+            }
             "allow-mass-delete" => boolean(value).map(|b| settings.allow_mass_delete = b),
             "allow-external-symlinks" => boolean(value).map(|b| settings.allow_external_symlinks = b),
             "conntrack-timeouts" => {

@@ -9,11 +9,7 @@ use edgeplane::config::{self, Settings};
 use edgeplane::daemon;
 
 #[derive(Parser)]
-#[command(
-    name = "edgeplane",
-    version,
-    about = "eBPF service load balancing and NetworkPolicy from a directory of Kubernetes YAML"
-)]
+#[command(name = "edgeplane", version, about = "eBPF service load balancing and NetworkPolicy from a directory of Kubernetes YAML")]
 struct Cli {
     #[command(flatten)]
     global: Global,

@@ -324,11 +324,7 @@ pod_bytes!(LepValue, 24);
 impl LepValue {
     /// (identity, isolation flags) in force at `epoch`.
     pub fn at(&self, epoch: u32) -> (u32, u16) {
-        if epoch_new(epoch, self.switch_epoch) {
-            (self.identity, self.flags)
-        } else {
-            (self.prev_identity, self.prev_flags)
-        }
+        if epoch_new(epoch, self.switch_epoch) { (self.identity, self.flags) } else { (self.prev_identity, self.prev_flags) }
     }
 }
 // ---- end NetworkPolicy ----
