@@ -544,6 +544,12 @@ impl std::fmt::Display for Stages {
 
 /// `edgeplane apply`
 pub fn apply(settings: &Settings) -> u8 {
+    // Unlike `run`, which waits for it: a one-shot command fails at once,
+    // before touching the node.
+    if !settings.config_dir.exists() {
+        log::error!("{}: no such directory; nothing applied", settings.config_dir.display());
+        return 2;
+    }
     let mut engine = match Engine::open(settings, datapath::LockWait::Upto(datapath::DEFAULT_LOCK_WAIT)) {
         Ok(e) => e,
         Err(e) => {
