@@ -86,9 +86,35 @@ pub struct NodeContext {
     pub node_name: Option<String>,
 }
 
+/// `internalTrafficPolicy: Local` keeps only this node's endpoints, which are
+/// known only by `node-name`: without it such services get no backends. One
+/// warning naming them all (at the first one's place), not one per service.
+fn local_without_node_name(cluster: &Cluster) -> Option<Diagnostic> {
+    let local: Vec<&Service> =
+        cluster.services.iter().filter(|s| s.internal_traffic_policy == TrafficPolicy::Local).collect();
+    let first = local.first()?;
+    const SHOWN: usize = 10;
+    let mut names: Vec<String> =
+        local.iter().take(SHOWN).map(|s| format!("{}/{}", s.meta.namespace, s.meta.name)).collect();
+    if local.len() > SHOWN {
+        names.push(format!("and {} more", local.len() - SHOWN));
+    }
+    Some(Diagnostic::warning(
+        first.meta.origin.clone(),
+        None,
+        "spec.internalTrafficPolicy",
+        format!(
+            "node-name is not set, so the {} service(s) with internalTrafficPolicy: Local get no endpoints \
+             here (as services without endpoints): {}; set node-name in the settings file or --node-name",
+            local.len(),
+            names.join(", ")
+        ),
+    ))
+}
+
 /// Services + EndpointSlices → the frontends and their usable backends.
 /// Warnings are for input that is valid Kubernetes but that this data plane
-/// does not translate (IPv6 addresses).
+/// does not translate (IPv6 addresses), and `local_without_node_name`'s.
 pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, Vec<Diagnostic>) {
     let mut warnings = Vec::new();
     let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
@@ -149,6 +175,11 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
                 );
             }
         }
+    }
+    if node.node_name.is_none()
+        && let Some(w) = local_without_node_name(cluster)
+    {
+        warnings.push(w);
     }
     (set, warnings)
 }
@@ -373,5 +404,34 @@ mod tests {
         let old = BTreeMap::from([(1, 7), (2, 8), (3, 9)]);
         let slots = assign_slots(&[7, 9, 10], &old);
         assert_eq!(slots, BTreeMap::from([(1, 7), (2, 10), (3, 9)]));
+    }
+
+    #[test]
+    fn local_traffic_policy_without_node_name_is_one_warning_naming_the_services() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc = |name: &str, ip: &str, itp: &str| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  clusterIP: {ip}\n  \
+                 internalTrafficPolicy: {itp}\n  ports:\n  - port: 80\n---\n"
+            )
+        };
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\n{}{}{}",
+            svc("a", "198.19.0.1", "Local"),
+            svc("b", "198.19.0.2", "Cluster"),
+            svc("c", "198.19.0.3", "Local")
+        );
+        std::fs::write(dir.path().join("s.yaml"), text).expect("write");
+        let loaded =
+            crate::model::load_dirs(&[dir.path().to_path_buf()], &crate::source::LoadLimits::default()).expect("load");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: None });
+        let local: Vec<String> =
+            warnings.iter().map(ToString::to_string).filter(|w| w.contains("internalTrafficPolicy")).collect();
+        assert_eq!(local.len(), 1, "{local:?}");
+        assert!(local[0].contains("demo/a, demo/c") && local[0].contains("node-name"), "{}", local[0]);
+        assert!(!local[0].contains("demo/b"), "{}", local[0]);
+        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()) });
+        assert!(warnings.iter().all(|w| !w.to_string().contains("internalTrafficPolicy")), "{warnings:?}");
     }
 }

@@ -142,6 +142,111 @@ pub fn parse_metrics_address(s: &str) -> Result<Option<SocketAddr>, String> {
     })
 }
 
+/// Command-line options that override the settings file. Kept apart from
+/// [`Settings`] so that `run` can rebuild defaults + file + these on SIGHUP
+/// and the command line keeps winning over a re-read file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub workload_interfaces: Vec<String>,
+    pub host_interfaces: Vec<String>,
+    pub cgroup: Option<PathBuf>,
+    pub config_dir: Option<PathBuf>,
+    pub max_file_size: Option<u64>,
+    pub allow_mass_delete: bool,
+}
+
+impl Overrides {
+    pub fn apply(&self, s: &mut Settings) {
+        if let Some(v) = &self.state_dir {
+            s.state_dir = v.clone();
+        }
+        if let Some(v) = &self.node_name {
+            s.node_name = Some(v.clone());
+        }
+        if !self.workload_interfaces.is_empty() {
+            s.workload_interfaces = self.workload_interfaces.clone();
+        }
+        if !self.host_interfaces.is_empty() {
+            s.host_interfaces = self.host_interfaces.clone();
+        }
+        if let Some(v) = &self.cgroup {
+            s.cgroup = Some(v.clone());
+        }
+        if let Some(v) = &self.config_dir {
+            s.config_dir = v.clone();
+        }
+        if let Some(v) = self.max_file_size {
+            s.max_file_size = v;
+        }
+        if self.allow_mass_delete {
+            s.allow_mass_delete = true;
+        }
+    }
+}
+
+/// Defaults, then the settings file's text (`(name, text)`, if any), then the
+/// command-line overrides.
+pub fn build(file: Option<(&str, &str)>, overrides: &Overrides) -> Result<Settings, Vec<Diagnostic>> {
+    let mut s = Settings::default();
+    if let Some((name, text)) = file {
+        apply_file(&mut s, name, text)?;
+    }
+    overrides.apply(&mut s);
+    Ok(s)
+}
+
+/// What a settings reload (SIGHUP) does with `new`: the settings to run with
+/// (`new`, except that what only a restart can change keeps its running
+/// value), the names of the settings that changed and take effect now, and of
+/// those that changed but need a restart.
+pub struct Reload {
+    pub settings: Settings,
+    pub changed: Vec<&'static str>,
+    pub needs_restart: Vec<&'static str>,
+}
+
+pub fn reload(old: &Settings, new: Settings) -> Reload {
+    let mut s = new;
+    let mut changed = Vec::new();
+    let mut needs_restart = Vec::new();
+    // Fixed for the life of the process: the pinned maps' location and sizes,
+    // the cgroup the socket programs are attached to, the watched directory.
+    macro_rules! fixed {
+        ($field:ident, $name:literal) => {
+            if s.$field != old.$field {
+                needs_restart.push($name);
+                s.$field = old.$field.clone();
+            }
+        };
+    }
+    fixed!(state_dir, "state-dir");
+    fixed!(maps, "maps");
+    fixed!(cgroup, "cgroup");
+    fixed!(config_dir, "config-dir");
+    fixed!(metrics_address, "metrics-address");
+    macro_rules! live {
+        ($field:ident, $name:literal) => {
+            if s.$field != old.$field {
+                changed.push($name);
+            }
+        };
+    }
+    live!(node_name, "node-name");
+    live!(workload_interfaces, "workload-interfaces");
+    live!(host_interfaces, "host-interfaces");
+    live!(hairpin_address, "hairpin-address");
+    live!(max_file_size, "max-file-size");
+    live!(resync_interval, "resync-interval-seconds");
+    live!(settle, "settle-milliseconds");
+    live!(allow_mass_delete, "allow-mass-delete");
+    live!(allow_external_symlinks, "allow-external-symlinks");
+    live!(conntrack_timeouts, "conntrack-timeouts");
+    live!(conntrack_gc_interval, "conntrack-gc-interval-seconds");
+    Reload { settings: s, changed, needs_restart }
+}
+
 fn apply_maps(sizes: &mut Capacities, node: &Node, errors: &mut Vec<Diagnostic>) {
     let Some(entries) = node.as_map() else {
         errors.push(err(node, "maps", format!("expected a mapping, found {}", node.describe())));
@@ -295,5 +400,39 @@ mod tests {
         assert!(rendered[0].starts_with("e.yaml:1:"), "{}", rendered[0]);
         assert!(rendered[1].starts_with("e.yaml:3:") && rendered[1].contains("maps.conntrack"), "{}", rendered[1]);
         assert!(rendered[2].starts_with("e.yaml:4:") && rendered[2].contains("hairpin-address"), "{}", rendered[2]);
+    }
+
+    #[test]
+    fn command_line_overrides_the_file_and_keeps_doing_so_on_reload() {
+        let cli = Overrides {
+            node_name: Some("cli-node".into()),
+            host_interfaces: vec!["up*".into()],
+            ..Overrides::default()
+        };
+        let first =
+            build(Some(("e.yaml", "node-name: file-node\nhost-interfaces: eth1\nresync-interval-seconds: 30\n")), &cli)
+                .expect("valid");
+        assert_eq!(first.node_name.as_deref(), Some("cli-node"));
+        assert_eq!(first.host_interfaces, vec!["up*".to_string()]);
+        assert_eq!(first.resync_interval, Duration::from_secs(30));
+        // The file changes: what it sets takes effect, the command line still wins.
+        let text = "node-name: other\nhost-interfaces: eth2\nresync-interval-seconds: 5\nallow-mass-delete: true\n\
+                    state-dir: /sys/fs/bpf/elsewhere\nmaps:\n  services: 10\n";
+        let second = build(Some(("e.yaml", text)), &cli).expect("valid");
+        let r = reload(&first, second);
+        assert_eq!(r.settings.node_name.as_deref(), Some("cli-node"));
+        assert_eq!(r.settings.host_interfaces, vec!["up*".to_string()]);
+        assert_eq!(r.settings.resync_interval, Duration::from_secs(5));
+        assert!(r.settings.allow_mass_delete);
+        assert_eq!(r.changed, ["resync-interval-seconds", "allow-mass-delete"]);
+        assert_eq!(r.needs_restart, ["state-dir", "maps"]);
+        // Restart-only settings keep their running value.
+        assert_eq!(r.settings.state_dir, first.state_dir);
+        assert_eq!(r.settings.maps, first.maps);
+        // An unchanged file changes nothing.
+        let same = reload(&r.settings, r.settings.clone());
+        assert!(same.changed.is_empty() && same.needs_restart.is_empty());
+        // An invalid file is an error, not a partial update.
+        assert!(build(Some(("e.yaml", "resync-interval-seconds: 0\n")), &cli).is_err());
     }
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::apply;
 use crate::compile::{self, NodeContext};
 use crate::compile_policy::{self, PolicyCompiled, PolicyNode};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
 use crate::maps::fake::FakeMaps;
@@ -22,6 +22,7 @@ use crate::maps::layout::{CFG_F_POLICY, Config};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::metrics::{self, ErrorKind, Metrics};
 use crate::model::{self, Loaded};
+use crate::notify::Notifier;
 use crate::plan::{self, Plan};
 use crate::guard;
 use crate::maps::layout::CFG_F_INPUT_HELD;
@@ -313,6 +314,8 @@ struct Engine {
     cancel: Arc<AtomicBool>,
     /// What `run` serves on metrics-address.
     metrics: Arc<Metrics>,
+    /// Services and backends of the last applied (or confirmed) input.
+    counts: (usize, usize),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -328,8 +331,15 @@ impl Engine {
     fn open(settings: &Settings, wait: datapath::LockWait) -> Result<Engine> {
         let dp = Datapath::open_with(&datapath_settings(settings), wait)?;
         let metrics = Arc::new(Metrics::new(settings));
-        let mut engine =
-            Engine { settings: settings.clone(), dp, applied_hash: None, held: false, cancel: Arc::default(), metrics };
+        let mut engine = Engine {
+            settings: settings.clone(),
+            dp,
+            applied_hash: None,
+            held: false,
+            cancel: Arc::default(),
+            metrics,
+            counts: (0, 0),
+        };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
         if cfg.hairpin_addr != settings.hairpin_address.octets() {
@@ -436,6 +446,7 @@ impl Engine {
         }
         let p: Plan = plan::plan(&desired.maps, &live);
         stages.mark("plan");
+        let counts = (desired.services, desired.backends);
         let policy_flag = if desired.policy.enabled { CFG_F_POLICY } else { 0 };
         let flags_stale = cfg.flags & CFG_F_POLICY != policy_flag;
         if p.is_empty() && desired.policy.switch_epoch.is_none() && !flags_stale {
@@ -444,6 +455,7 @@ impl Engine {
                 return Pass::Refused;
             }
             self.applied_hash = Some(loaded.content_hash);
+            self.counts = counts;
             return Pass::Unchanged;
         }
         let drift = self.applied_hash == Some(loaded.content_hash);
@@ -480,6 +492,7 @@ impl Engine {
         stages.mark("apply");
         log::debug!("pass stages: {stages}");
         self.applied_hash = Some(loaded.content_hash);
+        self.counts = counts;
         let what = if drift { "repaired drift in the live maps" } else { "applied" };
         let version = loaded.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
         log::info!(
@@ -558,6 +571,12 @@ pub fn apply(settings: &Settings) -> u8 {
         log::error!("{e:#}");
         return 2;
     }
+    // Unlike `run`, which waits for it: a one-shot command fails at once,
+    // before touching the node.
+    if !settings.config_dir.exists() {
+        log::error!("{}: no such directory; nothing applied", settings.config_dir.display());
+        return 2;
+    }
     let mut engine = match Engine::open(settings, datapath::LockWait::Upto(datapath::DEFAULT_LOCK_WAIT)) {
         Ok(e) => e,
         Err(e) => {
@@ -594,12 +613,13 @@ enum Event {
 
 /// `edgeplane run`: apply, then follow the directory, interfaces and signals.
 /// SIGTERM/SIGINT exit leaving everything pinned: forwarding never stops.
-pub fn run(settings: &Settings) -> u8 {
+/// `reload` rebuilds the settings (defaults + file + command line) on SIGHUP.
+pub fn run(settings: &Settings, reload: &dyn Fn() -> Result<Settings, String>) -> u8 {
     if let Err(e) = datapath::require_privileges("run") {
         log::error!("{e:#}");
         return 2;
     }
-    match run_loop(settings) {
+    match run_loop(settings, reload) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{}", datapath::explain(&e));
@@ -608,7 +628,85 @@ pub fn run(settings: &Settings) -> u8 {
     }
 }
 
-fn run_loop(settings: &Settings) -> Result<()> {
+/// The systemd STATUS= line for a pass's outcome.
+fn status_line(engine: &Engine, pass: &Pass) -> String {
+    let (services, backends) = engine.counts;
+    match pass {
+        Pass::Applied | Pass::Unchanged => format!("applied: {services} services, {backends} backends"),
+        Pass::Refused => "input invalid or not applied (see the log): the last good state keeps forwarding".to_string(),
+        Pass::Held => {
+            "input held: it would remove most of the live state; the last applied state keeps forwarding".to_string()
+        }
+    }
+}
+
+/// The watched directory does not exist (yet): git-sync may not have cloned.
+/// Nothing is applied; the pinned state keeps forwarding until it appears.
+fn waiting_line(settings: &Settings) -> String {
+    format!("waiting for {} to appear; the pinned state keeps forwarding", settings.config_dir.display())
+}
+
+/// One pass, unless the directory is missing; returns the STATUS= line.
+fn pass_or_wait(engine: &mut Engine, force: bool) -> String {
+    if !engine.settings.config_dir.exists() {
+        let line = waiting_line(&engine.settings);
+        log::warn!("{line}");
+        return line;
+    }
+    let pass = engine.pass(force);
+    status_line(engine, &pass)
+}
+
+/// SIGHUP: rebuild the settings; what can change at run time takes effect,
+/// what cannot is reported; an invalid file leaves the running settings as they are.
+fn reload_settings(engine: &mut Engine, reload: &dyn Fn() -> Result<Settings, String>) {
+    let new = match reload() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("SIGHUP: settings not re-read, the running settings stay in effect: {e}");
+            return;
+        }
+    };
+    let r = config::reload(&engine.settings, new);
+    for name in &r.needs_restart {
+        log::warn!(
+            "SIGHUP: {name} changed, which needs a restart (systemctl restart edgeplane); until then the \
+             running value stays in effect"
+        );
+    }
+    let interfaces = r.changed.iter().any(|n| n.ends_with("-interfaces"));
+    let hairpin = r.settings.hairpin_address != engine.settings.hairpin_address;
+    engine.settings = r.settings;
+    if !r.changed.is_empty() {
+        // The pass that follows counts as a new input: its warnings (e.g. about
+        // node-name) are logged again under the new settings.
+        engine.applied_hash = None;
+    }
+    if hairpin {
+        let set = engine.dp.config().and_then(|cfg| {
+            engine.dp.set_config(Config { hairpin_addr: engine.settings.hairpin_address.octets(), ..cfg })
+        });
+        if let Err(e) = set {
+            log::error!("SIGHUP: hairpin-address: {e:#}");
+        }
+    }
+    if interfaces {
+        let s = &engine.settings;
+        engine.dp.set_interfaces(s.workload_interfaces.clone(), s.host_interfaces.clone());
+        match engine.dp.sync_interfaces() {
+            Ok(attached) if !attached.is_empty() => log::info!("attached to {}", attached.join(", ")),
+            Ok(_) => {}
+            Err(e) => log::error!("attaching to interfaces: {e:#}"),
+        }
+    }
+    if r.changed.is_empty() {
+        log::info!("SIGHUP: settings re-read: nothing changed that applies at run time");
+    } else {
+        log::info!("SIGHUP: settings re-read: now in effect: {}", r.changed.join(", "));
+    }
+}
+
+fn run_loop(settings: &Settings, reload: &dyn Fn() -> Result<Settings, String>) -> Result<()> {
     // Signals first: a SIGHUP or SIGTERM during start-up must not kill the daemon
     // with its default action.
     let mut signals = signal_hook::iterator::Signals::new([
@@ -627,6 +725,7 @@ fn run_loop(settings: &Settings) -> Result<()> {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
+    let notifier = Notifier::from_env();
     // One daemon per state directory: a second `run` fails here at once.
     let mut engine = Engine::open(settings, datapath::LockWait::Fail)?;
     let (tx, rx) = mpsc::channel::<Event>();
@@ -646,11 +745,36 @@ fn run_loop(settings: &Settings) -> Result<()> {
         }
     });
 
-    let mut watcher = Watcher::new(std::slice::from_ref(&settings.config_dir))
-        .with_context(|| format!("watching {}", settings.config_dir.display()))?;
+    // A directory that does not exist yet (git-sync has not cloned) is waited
+    // for: checked every second, then watched; its appearance starts a pass.
+    let dir = settings.config_dir.clone();
+    let watcher = if dir.exists() {
+        Some(Watcher::new(std::slice::from_ref(&dir)).with_context(|| format!("watching {}", dir.display()))?)
+    } else {
+        None
+    };
     let fs_tx = tx.clone();
     let watch_metrics = engine.metrics.clone();
     std::thread::spawn(move || {
+        let mut watcher = match watcher {
+            Some(w) => w,
+            None => loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if !dir.exists() {
+                    continue;
+                }
+                match Watcher::new(std::slice::from_ref(&dir)) {
+                    Ok(w) => {
+                        log::info!("{} appeared: reading it", dir.display());
+                        if fs_tx.send(Event::Files).is_err() {
+                            return;
+                        }
+                        break w;
+                    }
+                    Err(e) => log::error!("watching {}: {e}; retrying in a second", dir.display()),
+                }
+            },
+        };
         loop {
             watch_metrics.watcher_beat();
             let event = match watcher.wait_for_change(Duration::from_secs(1)) {
@@ -683,56 +807,80 @@ fn run_loop(settings: &Settings) -> Result<()> {
     if let Some(addr) = settings.metrics_address {
         metrics::serve(addr, engine.metrics.clone(), settings.state_dir.clone());
     }
-    engine.pass(true);
-    log::info!(
-        "running: watching {}, state in {}",
-        settings.config_dir.display(),
-        settings.state_dir.display()
-    );
-    let mut next_resync = Instant::now() + settings.resync_interval;
+    // Ready once the first pass is over, whatever its outcome: the programs are
+    // attached and forward the pinned state (just applied, or the last good one
+    // when the input is invalid, held or not there yet); STATUS= says which.
+    // Waiting for a good input instead would let systemd's start timeout kill
+    // a daemon whose data plane works.
+    let status = pass_or_wait(&mut engine, true);
+    notifier.ready(&status);
+    log::info!("running: watching {}, state in {}", settings.config_dir.display(), settings.state_dir.display());
+    let mut next_resync = Instant::now() + engine.settings.resync_interval;
     let mut next_gc = Instant::now();
+    // Kicked from this loop only: a loop stuck in a pass misses its kicks and
+    // systemd restarts the daemon (the pinned state keeps forwarding meanwhile).
+    let kick = notifier.watchdog_interval();
+    let mut next_kick = Instant::now();
     loop {
         engine.metrics.loop_beat();
+        if let Some(every) = kick
+            && Instant::now() >= next_kick
+        {
+            notifier.watchdog();
+            next_kick = Instant::now() + every;
+        }
         if Instant::now() >= next_gc {
             engine.gc();
-            next_gc = Instant::now() + settings.conntrack_gc_interval;
+            next_gc = Instant::now() + engine.settings.conntrack_gc_interval;
         }
-        let timeout = next_resync.min(next_gc).saturating_duration_since(Instant::now());
-        match rx.recv_timeout(timeout) {
-            Ok(Event::Files) => {
-                engine.pass(false);
-            }
+        let mut wake = next_resync.min(next_gc);
+        if kick.is_some() {
+            wake = wake.min(next_kick);
+        }
+        let status = match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+            Ok(Event::Files) => pass_or_wait(&mut engine, false),
             Ok(Event::Rescan) => {
                 log::warn!("watch queue overflowed or failed: full rescan");
-                engine.pass(true);
+                pass_or_wait(&mut engine, true)
             }
-            Ok(Event::Links) => match engine.dp.sync_interfaces() {
-                Ok(attached) if !attached.is_empty() => log::info!("attached to {}", attached.join(", ")),
-                Ok(_) => {}
-                Err(e) => {
-                    log::error!("attaching to new interfaces: {e:#}");
-                    engine.metrics.error(ErrorKind::AttachFailed);
+            Ok(Event::Links) => {
+                match engine.dp.sync_interfaces() {
+                    Ok(attached) if !attached.is_empty() => log::info!("attached to {}", attached.join(", ")),
+                    Ok(_) => {}
+                    Err(e) => {
+                        log::error!("attaching to new interfaces: {e:#}");
+                        engine.metrics.error(ErrorKind::AttachFailed);
+                    }
                 }
-            },
+                continue;
+            }
             Ok(Event::Reload) => {
-                log::info!("SIGHUP: re-reading {}", settings.config_dir.display());
-                engine.pass(true);
+                notifier.send_reloading();
+                reload_settings(&mut engine, reload);
+                next_resync = next_resync.min(Instant::now() + engine.settings.resync_interval);
+                next_gc = next_gc.min(Instant::now() + engine.settings.conntrack_gc_interval);
+                log::info!("SIGHUP: re-reading {}", engine.settings.config_dir.display());
+                let status = pass_or_wait(&mut engine, true);
+                notifier.ready(&status);
+                continue;
             }
             Ok(Event::Stop) => {
+                notifier.stopping();
                 log::info!("stopping; programs, links and maps stay pinned and keep forwarding");
                 return Ok(());
             }
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_resync => {} // gc is due
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_resync => continue, // gc or kick due
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                next_resync = Instant::now() + settings.resync_interval;
+                next_resync = Instant::now() + engine.settings.resync_interval;
                 if let Err(e) = engine.dp.sync_interfaces() {
                     log::error!("attaching to interfaces: {e:#}");
                     engine.metrics.error(ErrorKind::AttachFailed);
                 }
-                engine.pass(true);
+                pass_or_wait(&mut engine, true)
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => bail!("event sources stopped"),
-        }
+        };
+        notifier.status(&status);
     }
 }
 

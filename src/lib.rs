@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod maps;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod parse;
 pub mod plan;
 pub mod source;

@@ -134,41 +134,32 @@ impl Output {
     }
 }
 
-fn settings(global: &Global) -> Result<Settings, String> {
-    let mut s = Settings::default();
+fn overrides(global: &Global) -> config::Overrides {
+    config::Overrides {
+        state_dir: global.state_dir.clone(),
+        node_name: global.node_name.clone(),
+        workload_interfaces: global.workload_interfaces.clone(),
+        host_interfaces: global.host_interfaces.clone(),
+        cgroup: global.cgroup.clone(),
+        config_dir: global.config_dir.clone(),
+        max_file_size: global.max_file_size,
+        allow_mass_delete: global.allow_mass_delete,
+    }
+}
+
+/// Defaults + settings file + command-line options; `run` calls it again on SIGHUP.
+fn build_settings(global: &Global) -> Result<Settings, String> {
     let file = global.config.clone().or_else(|| {
         let default = PathBuf::from(config::DEFAULT_CONFIG_FILE);
         default.exists().then_some(default)
     });
-    if let Some(path) = file {
-        let text = edgeplane::source::read_settings_file(&path).map_err(|e| e.to_string())?;
-        config::apply_file(&mut s, &path.to_string_lossy(), &text)
-            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
-    }
-    if let Some(v) = &global.state_dir {
-        s.state_dir = v.clone();
-    }
-    if let Some(v) = &global.node_name {
-        s.node_name = Some(v.clone());
-    }
-    if !global.workload_interfaces.is_empty() {
-        s.workload_interfaces = global.workload_interfaces.clone();
-    }
-    if !global.host_interfaces.is_empty() {
-        s.host_interfaces = global.host_interfaces.clone();
-    }
-    if let Some(v) = &global.cgroup {
-        s.cgroup = Some(v.clone());
-    }
-    if let Some(v) = &global.config_dir {
-        s.config_dir = v.clone();
-    }
-    if let Some(v) = global.max_file_size {
-        s.max_file_size = v;
-    }
-    if global.allow_mass_delete {
-        s.allow_mass_delete = true;
-    }
+    let text = match &file {
+        Some(path) => Some(edgeplane::source::read_settings_file(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let name = file.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut s = config::build(text.as_deref().map(|t| (name.as_str(), t)), &overrides(global))
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     if let Some(v) = &global.metrics_address {
         s.metrics_address = config::parse_metrics_address(v).map_err(|e| format!("--metrics-address: {e}"))?;
     }
@@ -190,7 +181,7 @@ fn main() -> ExitCode {
         eprintln!("error: --netns {ns}: {e:#}");
         return ExitCode::from(2);
     }
-    let settings = match settings(&cli.global) {
+    let settings = match build_settings(&cli.global) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -203,7 +194,7 @@ fn main() -> ExitCode {
         }
         Command::Plan => daemon::plan(&settings),
         Command::Apply => daemon::apply(&settings),
-        Command::Run => daemon::run(&settings),
+        Command::Run => daemon::run(&settings, &|| build_settings(&cli.global)),
         Command::Status { json, output } => daemon::status(&settings, json || output.json()),
         Command::Drops { json, output, count } => daemon::drops(&settings, json || output.json(), count),
         Command::Reset => daemon::reset(&settings),

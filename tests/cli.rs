@@ -64,6 +64,17 @@ fn check_invalid_exits_1_naming_file_line_column_and_field() {
 fn check_missing_dir_and_usage_errors_exit_2() {
     let out = edgeplane(&["check", "/nonexistent/edgeplane-test-dir"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // `apply` too (before touching any state); `run` waits for the directory instead.
+    let out = edgeplane(&[
+        "apply",
+        "--config-dir",
+        "/nonexistent/edgeplane-test-dir",
+        "--state-dir",
+        "/nonexistent/edgeplane-test-state",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no such directory"), "{stderr}");
     let out = edgeplane(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     let out = edgeplane(&["check"]);

@@ -118,6 +118,7 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     assert!(!postinst.contains("#DEBHELPER#"), "token left unexpanded:\n{postinst}");
     assert!(!postinst.contains("deb-systemd-invoke start"), "postinst starts the service:\n{postinst}");
     assert!(postinst.contains("try-restart edgeplane.service"), "no restart on upgrade:\n{postinst}");
+    assert!(postinst.contains("mkdir -p -m 0755 /etc/edgeplane/config.d"), "{postinst}");
     let prerm = String::from_utf8_lossy(&read(&ctl.path().join("prerm"))).into_owned();
     assert!(prerm.contains("deb-systemd-invoke stop edgeplane.service"), "{prerm}");
     assert!(prerm.contains("/usr/bin/edgeplane reset"), "{prerm}");
@@ -167,6 +168,27 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     assert_static_and_runs(&rpm_bin);
     assert_eq!(read(&rpm_bin), read(&deb_bin), "the .deb and the .rpm ship different binaries");
     assert_eq!(read(&rx.path().join("usr/lib/systemd/system/edgeplane.service")), unit);
+
+    // config.d must not depend on documentation: its README is %config, not
+    // %doc, and an install without docs (containers, tsflags=nodocs) has it.
+    assert!(
+        noreplace.lines().filter_map(|l| l.strip_prefix("/etc/edgeplane/config.d/README ")).any(|f| !f.contains('d')),
+        "config.d/README is documentation, absent with --nodocs:\n{noreplace}"
+    );
+    assert!(scripts.contains("mkdir -p -m 0755 /etc/edgeplane/config.d"), "{scripts}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let root = tempfile::tempdir().expect("tempdir");
+        run(Command::new("rpm").arg("--root").arg(root.path()).arg("--initdb"));
+        run(Command::new("rpm")
+            .args(["-i", "--nodeps", "--nodocs", "--noscripts", "--root"])
+            .arg(root.path())
+            .arg(&pkgs.rpm));
+        assert!(root.path().join("etc/edgeplane/config.d").is_dir(), "no config.d after an rpm --nodocs install");
+        assert!(!root.path().join("usr/share/doc/edgeplane").exists(), "--nodocs installed the docs anyway");
+    } else {
+        eprintln!("rpm --nodocs install: skipped: needs root");
+    }
 }
 
 #[test]
@@ -191,6 +213,11 @@ fn unit_runs_the_daemon_with_reload_restart_bpffs_and_only_the_needed_capabiliti
         unit.lines().filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::to_string).collect()
     };
     assert_eq!(values("ExecStart"), ["/usr/bin/edgeplane run"]);
+    // Readiness and liveness through sd_notify: READY=1 after the first pass,
+    // WATCHDOG=1 from the event loop (tests/e2e_notify.rs).
+    assert_eq!(values("Type"), ["notify"]);
+    assert_eq!(values("NotifyAccess"), ["main"]);
+    assert_eq!(values("WatchdogSec").len(), 1, "no WatchdogSec");
     // The shell's kill builtin: /bin/kill is procps, absent on minimal systems.
     assert_eq!(values("ExecReload"), ["/bin/sh -c 'kill -HUP ${MAINPID}'"]);
     assert_eq!(values("Restart"), ["on-failure"]);

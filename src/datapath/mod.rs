@@ -471,6 +471,12 @@ impl Datapath {
             .map_err(|e| anyhow!("update ep_cfg_v1 key 0: {}", errno_name(e)))
     }
 
+    /// New interface patterns (settings reloaded); `sync_interfaces` applies them.
+    pub fn set_interfaces(&mut self, workload: Vec<String>, host: Vec<String>) {
+        self.settings.workload_interfaces = workload;
+        self.settings.host_interfaces = host;
+    }
+
     /// Attach to matching interfaces that appeared, detach from vanished
     /// ones. Returns the names newly attached.
     pub fn sync_interfaces(&mut self) -> Result<Vec<String>> {
