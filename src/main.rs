@@ -230,6 +230,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Run | Command::Apply)
+        && let Err(e) = edgeplane::kernel::check_running()
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let code = match cli.command {
         Command::Check { dirs, format, output } => {
             daemon::check(&dirs, &settings, matches!(format, Format::Json) || output.json())
