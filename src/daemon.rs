@@ -599,6 +599,27 @@ pub fn run(settings: &Settings) -> u8 {
     }
 }
 
+/// The start-up line of `run`: version, input, state, attached interfaces
+/// with their tc mode, and the socket-LB cgroup.
+pub fn running_line(settings: &Settings, attached: &[(String, datapath::TcMode)]) -> String {
+    let ifaces = if attached.is_empty() {
+        "none".to_string()
+    } else {
+        let mode = |m: &datapath::TcMode| match m {
+            datapath::TcMode::Tcx => "tcx",
+            datapath::TcMode::Clsact => "clsact",
+        };
+        attached.iter().map(|(n, m)| format!("{n} ({})", mode(m))).collect::<Vec<_>>().join(", ")
+    };
+    let cgroup = settings.cgroup.as_ref().map_or("none".to_string(), |c| c.display().to_string());
+    format!(
+        "running: edgeplane {}, watching {}, state in {}, interfaces: {ifaces}, cgroup: {cgroup}",
+        env!("CARGO_PKG_VERSION"),
+        settings.config_dir.display(),
+        settings.state_dir.display()
+    )
+}
+
 fn run_loop(settings: &Settings) -> Result<()> {
     // Signals first: a SIGHUP or SIGTERM during start-up must not kill the daemon
     // with its default action.
@@ -675,11 +696,7 @@ fn run_loop(settings: &Settings) -> Result<()> {
         metrics::serve(addr, engine.metrics.clone(), settings.state_dir.clone());
     }
     engine.pass(true);
-    log::info!(
-        "running: watching {}, state in {}",
-        settings.config_dir.display(),
-        settings.state_dir.display()
-    );
+    log::info!("{}", running_line(settings, &engine.dp.attached()));
     let mut next_resync = Instant::now() + settings.resync_interval;
     let mut next_gc = Instant::now();
     loop {
