@@ -1,5 +1,8 @@
 //! Shipping: completions and man page from the CLI definition, the start-up line.
 
+mod common;
+
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -52,4 +55,25 @@ fn running_line_names_version_interfaces_and_cgroup() {
     let line = running_line(&s, &attached);
     assert!(line.contains("interfaces: eth1 (tcx), veth9 (clsact)"), "{line}");
     assert!(line.contains("cgroup: /sys/fs/cgroup/kubepods"), "{line}");
+}
+
+#[test]
+fn run_logs_version_attached_interfaces_and_cgroup_at_start() {
+    need_root!();
+    let t = common::topo::Topo::new(1, true);
+    let vip = Ipv4Addr::new(198, 19, 0, 10);
+    t.write_dir(&[common::topo::service_yaml("web", vip, &[common::topo::ready(common::topo::backend_ip(0))], None)]);
+    let mut d = common::Daemon::spawn(t.edgeplane("run"));
+    d.wait_for("running:");
+    let line = d.log.iter().find(|l| l.contains("running:")).cloned().expect("the running: line");
+    d.signal(libc::SIGTERM);
+    let release = edgeplane::kernel::running_release().expect("uname");
+    let kernel = edgeplane::kernel::parse_release(&release).expect("release");
+    let mode = if kernel >= edgeplane::kernel::TCX { "tcx" } else { "clsact" };
+    assert!(line.contains(&format!("edgeplane {}", env!("CARGO_PKG_VERSION"))), "{line}");
+    for iface in [format!("cl{}c", t.tag), format!("up{}", t.tag)] {
+        assert!(line.contains(&format!("{iface} ({mode})")), "{iface} ({mode}) not in: {line}");
+    }
+    assert!(line.contains(&format!("cgroup: {}", t.cgroup.path.display())), "{line}");
+    assert!(d.log.iter().any(|l| l.contains(&format!("kernel {release}"))), "no kernel line:\n{}", d.log.join("\n"));
 }
