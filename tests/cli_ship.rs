@@ -18,10 +18,25 @@ fn edgeplane(args: &[&str]) -> String {
 
 #[test]
 fn completions_cover_every_subcommand_and_global_option() {
-    for (shell, marker) in [("bash", "complete -F _edgeplane"), ("zsh", "#compdef edgeplane"), ("fish", "complete -c edgeplane")] {
+    for (shell, marker) in
+        [("bash", "complete -F _edgeplane"), ("zsh", "#compdef edgeplane"), ("fish", "complete -c edgeplane")]
+    {
         let text = edgeplane(&["completions", shell]);
         assert!(text.contains(marker), "{shell}: no {marker:?}");
-        for word in ["check", "plan", "apply", "run", "status", "drops", "reset", "services", "conntrack", "config-dir", "state-dir", "host-interfaces"] {
+        for word in [
+            "check",
+            "plan",
+            "apply",
+            "run",
+            "status",
+            "drops",
+            "reset",
+            "services",
+            "conntrack",
+            "config-dir",
+            "state-dir",
+            "host-interfaces",
+        ] {
             assert!(text.contains(word), "{shell} completion lacks {word}");
         }
     }
@@ -41,9 +56,11 @@ fn man_page_is_roff_with_the_options_and_generators_stay_out_of_help() {
 
 #[test]
 fn running_line_names_version_interfaces_and_cgroup() {
-    let mut s = Settings::default();
-    s.config_dir = PathBuf::from("/etc/edgeplane/config.d");
-    s.state_dir = PathBuf::from("/sys/fs/bpf/edgeplane");
+    let mut s = Settings {
+        config_dir: PathBuf::from("/etc/edgeplane/config.d"),
+        state_dir: PathBuf::from("/sys/fs/bpf/edgeplane"),
+        ..Settings::default()
+    };
     let none = running_line(&s, &[]);
     assert!(none.starts_with("running: "), "{none}");
     assert!(none.contains(&format!("edgeplane {}", env!("CARGO_PKG_VERSION"))), "{none}");
