@@ -706,6 +706,27 @@ fn reload_settings(engine: &mut Engine, reload: &dyn Fn() -> Result<Settings, St
     }
 }
 
+/// The start-up line of `run`: version, input, state, attached interfaces
+/// with their tc mode, and the socket-LB cgroup.
+pub fn running_line(settings: &Settings, attached: &[(String, datapath::TcMode)]) -> String {
+    let ifaces = if attached.is_empty() {
+        "none".to_string()
+    } else {
+        let mode = |m: &datapath::TcMode| match m {
+            datapath::TcMode::Tcx => "tcx",
+            datapath::TcMode::Clsact => "clsact",
+        };
+        attached.iter().map(|(n, m)| format!("{n} ({})", mode(m))).collect::<Vec<_>>().join(", ")
+    };
+    let cgroup = settings.cgroup.as_ref().map_or("none".to_string(), |c| c.display().to_string());
+    format!(
+        "running: edgeplane {}, watching {}, state in {}, interfaces: {ifaces}, cgroup: {cgroup}",
+        env!("CARGO_PKG_VERSION"),
+        settings.config_dir.display(),
+        settings.state_dir.display()
+    )
+}
+
 fn run_loop(settings: &Settings, reload: &dyn Fn() -> Result<Settings, String>) -> Result<()> {
     // Signals first: a SIGHUP or SIGTERM during start-up must not kill the daemon
     // with its default action.
@@ -814,7 +835,7 @@ fn run_loop(settings: &Settings, reload: &dyn Fn() -> Result<Settings, String>) 
     // a daemon whose data plane works.
     let status = pass_or_wait(&mut engine, true);
     notifier.ready(&status);
-    log::info!("running: watching {}, state in {}", settings.config_dir.display(), settings.state_dir.display());
+    log::info!("{}", running_line(settings, &engine.dp.attached()));
     let mut next_resync = Instant::now() + engine.settings.resync_interval;
     let mut next_gc = Instant::now();
     // Kicked from this loop only: a loop stuck in a pass misses its kicks and

@@ -17,6 +17,7 @@ pub mod diag;
 pub mod drop_reason;
 pub mod guard;
 pub mod inspect;
+pub mod kernel;
 pub mod maps;
 pub mod metrics;
 pub mod model;

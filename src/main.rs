@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use edgeplane::config::{self, Settings};
 use edgeplane::{daemon, inspect};
@@ -118,6 +118,15 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Print the shell completion script for SHELL (the packages install them).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) generated from this command line definition.
+    #[command(hide = true)]
+    Man,
 }
 
 /// `-o/--output`, the same on every read-only command.
@@ -166,12 +175,36 @@ fn build_settings(global: &Global) -> Result<Settings, String> {
     Ok(s)
 }
 
+/// `completions` and `man`: generated from the clap definition, no settings read.
+fn generate(command: &Command) -> Option<ExitCode> {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let written = match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "edgeplane", &mut out);
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(cmd).render(&mut out),
+        _ => return None,
+    };
+    Some(match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run) {
         // One-shot commands piped into `head` should end quietly, like other CLI tools.
         // SAFETY: setting a signal disposition before any thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    if let Some(code) = generate(&cli.command) {
+        return code;
     }
     daemon::init_logging();
     // setns first: everything after (bpffs, interfaces, netlink) happens in the namespace.
@@ -188,6 +221,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Run | Command::Apply)
+        && let Err(e) = edgeplane::kernel::check_running(matches!(cli.command, Command::Run))
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let code = match cli.command {
         Command::Check { dirs, format, output } => {
             daemon::check(&dirs, &settings, matches!(format, Format::Json) || output.json())
@@ -202,6 +241,7 @@ fn main() -> ExitCode {
         Command::Conntrack { output, addr, port, limit } => {
             inspect::conntrack(&settings, output.json(), &inspect::CtFilter { addr, port }, limit)
         }
+        Command::Completions { .. } | Command::Man => unreachable!("handled by generate()"),
     };
     ExitCode::from(code)
 }

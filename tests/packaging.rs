@@ -109,6 +109,7 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     assert_static_and_runs(&deb_bin);
     assert_eq!(read(&x.path().join("usr/lib/systemd/system/edgeplane.service")), unit, "packaged unit differs");
     assert_eq!(read(&x.path().join("etc/edgeplane/edgeplane.yaml")), example, "packaged settings file differs");
+    assert_completions_and_man_page(x.path(), "usr/share/zsh/vendor-completions/_edgeplane");
 
     // Maintainer scripts: never enable or start on install; restart a running
     // service on upgrade; reset the data plane on removal.
@@ -189,6 +190,30 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     } else {
         eprintln!("rpm --nodocs install: skipped: needs root");
     }
+    assert_completions_and_man_page(rx.path(), "usr/share/zsh/site-functions/_edgeplane");
+}
+
+/// The completions and the man page are in the unpacked package at `root`,
+/// non-empty, for the right shell, and equal to what the packaged binary prints.
+fn assert_completions_and_man_page(root: &Path, zsh: &str) {
+    let bin = root.join("usr/bin/edgeplane");
+    for (path, shell, marker) in [
+        ("usr/share/bash-completion/completions/edgeplane", "bash", "complete -F _edgeplane"),
+        (zsh, "zsh", "#compdef edgeplane"),
+        ("usr/share/fish/vendor_completions.d/edgeplane.fish", "fish", "complete -c edgeplane"),
+    ] {
+        let packaged = read(&root.join(path));
+        let text = String::from_utf8_lossy(&packaged);
+        assert!(text.contains(marker), "{path}: no {marker:?} in:\n{text}");
+        assert!(text.contains("conntrack") && text.contains("--config-dir"), "{path} lacks the CLI:\n{text}");
+        let printed = run(Command::new(&bin).args(["completions", shell]));
+        assert_eq!(text, printed, "{path} differs from `edgeplane completions {shell}`");
+    }
+    let gz = root.join("usr/share/man/man1/edgeplane.1.gz");
+    assert!(!read(&gz).is_empty(), "empty {}", gz.display());
+    let man = run(Command::new("gzip").arg("-dc").arg(&gz));
+    assert!(man.contains(".TH edgeplane 1") && man.contains("\\-\\-config\\-dir"), "man page:\n{man}");
+    assert_eq!(man, run(Command::new(&bin).arg("man")), "packaged man page differs from `edgeplane man`");
 }
 
 #[test]
