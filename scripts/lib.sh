@@ -56,7 +56,7 @@ ep_require_cargo() {
 ep_ensure_bpffs() {
     if [[ $(stat -fc %T /sys/fs/bpf 2>/dev/null) != bpf_fs ]]; then
         ep_log "mounting bpffs at /sys/fs/bpf (mode 0700)"
-        mount -t bpf -o mode=0700 bpf /sys/fs/bpf || ep_die "mount -t bpf -o mode=0700 bpf /sys/fs/bpf failed""
+        mount -t bpf -o mode=0700 bpf /sys/fs/bpf || ep_die "mount -t bpf -o mode=0700 bpf /sys/fs/bpf failed"
     fi
 }
 

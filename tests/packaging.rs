@@ -454,3 +454,27 @@ fn procps_in_rust(line: &str) -> Option<&'static str> {
         })
     })
 }
+
+/// Every shell script parses: a script sourced by the Quick start (lib.sh) that
+/// does not parse loses the functions after the error, and the commands that
+/// call them fail only on a machine that lacks what they would install.
+#[test]
+fn every_shell_script_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(root.join("scripts"))
+        .expect("scripts/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.push(root.join(".ci/run"));
+    for s in [root.join("packaging/debian/postinst"), root.join("packaging/rpm/post_install.sh")] {
+        if s.exists() {
+            scripts.push(s);
+        }
+    }
+    assert!(scripts.len() > 5, "{scripts:?}");
+    for s in &scripts {
+        let out = Command::new("bash").arg("-n").arg(s).output().expect("run bash -n");
+        assert!(out.status.success(), "{} does not parse: {}", s.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
