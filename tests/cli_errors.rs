@@ -14,13 +14,29 @@ const HINT: &str =
 const NOBODY: u32 = 65534;
 
 fn edgeplane(args: &[&str], as_nobody: bool) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeplane"));
+    let mut cmd = Command::new(if as_nobody { nobody_binary() } else { PathBuf::from(env!("CARGO_BIN_EXE_edgeplane")) });
     cmd.args(args).args(["--config", "/dev/null"]).env_remove("RUST_LOG");
     if as_nobody {
         // With a uid set, std also clears the supplementary groups (as root).
-        cmd.uid(NOBODY).gid(NOBODY);
+        cmd.uid(NOBODY).gid(NOBODY).current_dir("/");
     }
     cmd.output().expect("run edgeplane")
+}
+
+/// A copy of the binary that nobody can execute: the build's own may sit under
+/// a directory only root can enter (a checkout in /root, as the Quick start has it).
+fn nobody_binary() -> PathBuf {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir("bin");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod bin dir");
+        let bin = dir.join("edgeplane");
+        std::fs::copy(env!("CARGO_BIN_EXE_edgeplane"), &bin).expect("copy the binary");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        bin
+    })
+    .clone()
 }
 
 fn examples() -> PathBuf {
