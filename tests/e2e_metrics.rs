@@ -18,18 +18,6 @@ use common::*;
 /// 127.0.0.1 inside the node namespace (each test has its own namespace).
 const METRICS: &str = "127.0.0.1:9964";
 
-/// Writes the directory (a Namespace plus `docs`) without applying it.
-fn write_dir(t: &Topo, docs: &[String]) {
-    let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
-    for d in docs {
-        text.push_str("---\n");
-        text.push_str(d);
-    }
-    let tmp = t.cfg.path.join(".services.yaml.tmp");
-    std::fs::write(&tmp, text).expect("write yaml");
-    std::fs::rename(&tmp, t.cfg.path.join("services.yaml")).expect("rename yaml");
-}
-
 /// `GET path` from a thread in the node namespace: (status, body), or None
 /// while nothing listens yet.
 fn get(t: &Topo, path: &str) -> Option<(u16, String)> {
@@ -101,7 +89,7 @@ fn metrics_and_health_follow_traffic_and_input() {
     .expect("settings");
     let web = service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None);
     let empty = service_yaml("empty", VIP_EMPTY, &[], None);
-    write_dir(&t, &[web.clone(), empty.clone()]);
+    t.write_dir(&[web.clone(), empty.clone()]);
     let mut cmd = t.edgeplane("run");
     cmd.args(["--metrics-address", METRICS]);
     let mut d = Daemon::spawn(cmd);
@@ -143,7 +131,7 @@ fn metrics_and_health_follow_traffic_and_input() {
 
     // A change to the directory is programmed: one file-change → maps latency sample.
     let before = value(&m, "edgeplane_network_programming_duration_seconds_count");
-    write_dir(&t, &[web, empty, service_yaml("more", VIP_HAIRPIN, &[ready(backend_ip(1))], None)]);
+    t.write_dir(&[web, empty, service_yaml("more", VIP_HAIRPIN, &[ready(backend_ip(1))], None)]);
     until(&t, "/metrics", "the change is programmed", |_, body| {
         parse(body).get("edgeplane_network_programming_duration_seconds_count").is_some_and(|n| *n > before)
     });
@@ -168,7 +156,7 @@ fn metrics_and_health_follow_traffic_and_input() {
     until(&t, "/healthz", "healthy again once the input is valid", |s, _| s == 200);
 
     // An input without objects would remove every service: held, and /healthz says so.
-    write_dir(&t, &[]);
+    t.write_dir(&[]);
     let (_, body) = until(&t, "/healthz", "unhealthy while the input is held", |s, _| s == 503);
     assert!(body.contains("held"), "{body}");
     let m = scrape(&t);

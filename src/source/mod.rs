@@ -121,7 +121,7 @@ pub fn read_settings_file(path: &Path) -> Result<String, SourceError> {
     let meta = file.metadata().map_err(io_error)?;
     if let Some(owner) = LoadLimits::default().trusted_owner
         && meta.is_file()
-        && ((meta.uid() != owner && meta.uid() != 0) || meta.mode() & 0o022 != 0)
+        && ownership_problem(&meta, owner, false).is_some()
     {
         return Err(SourceError::Untrusted {
             path: path.display().to_string(),
@@ -131,6 +131,20 @@ pub fn read_settings_file(path: &Path) -> Result<String, SourceError> {
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(io_error)?;
     Ok(text)
+}
+
+/// Why someone other than `owner` (or root) could change what `meta`
+/// describes: another owner, or group/other write permission (which a sticky
+/// directory's neighbours cannot use on entries they do not own).
+fn ownership_problem(meta: &fs::Metadata, owner: u32, sticky_ok: bool) -> Option<String> {
+    let sticky = sticky_ok && meta.mode() & 0o1000 != 0;
+    if meta.uid() != owner && meta.uid() != 0 {
+        Some(format!("owned by uid {}, not root", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 && !sticky {
+        Some(format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777))
+    } else {
+        None
+    }
 }
 
 /// Reads every `*.yaml`, `*.yml` and `*.json` below each of `dirs`
@@ -230,15 +244,7 @@ impl Reader<'_> {
         let Some(owner) = self.limits.trusted_owner else { return };
         for parent in real.ancestors().skip(1) {
             let Ok(meta) = fs::metadata(parent) else { continue };
-            let sticky = meta.mode() & 0o1000 != 0;
-            let problem = if meta.uid() != owner && meta.uid() != 0 {
-                Some(format!("owned by uid {}, not root", meta.uid()))
-            } else if meta.mode() & 0o022 != 0 && !sticky {
-                Some(format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777))
-            } else {
-                None
-            };
-            if let Some(why) = problem {
+            if let Some(why) = ownership_problem(&meta, owner, true) {
                 let parent = display(parent);
                 self.untrusted(
                     shown,
@@ -255,13 +261,7 @@ impl Reader<'_> {
     /// could write (true when refused).
     fn refuse_untrusted(&mut self, meta: &fs::Metadata, shown: &str, kind: &str) -> bool {
         let Some(owner) = self.limits.trusted_owner else { return false };
-        let why = if meta.uid() != owner && meta.uid() != 0 {
-            format!("owned by uid {}, not root", meta.uid())
-        } else if meta.mode() & 0o022 != 0 {
-            format!("writable by group or others (mode {:04o})", meta.mode() & 0o7777)
-        } else {
-            return false;
-        };
+        let Some(why) = ownership_problem(meta, owner, false) else { return false };
         self.untrusted(
             shown,
             format!(

@@ -145,24 +145,14 @@ impl Topo {
     /// Write the YAML directory (a Namespace plus `docs`) without applying it,
     /// write-then-rename as editors and git-sync do.
     pub fn write_dir(&self, docs: &[String]) {
-        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
-        for d in docs {
-            text.push_str("---\n");
-            text.push_str(d);
-        }
         let tmp = self.cfg.path.join(".services.yaml.tmp");
-        std::fs::write(&tmp, text).expect("write yaml");
+        std::fs::write(&tmp, dir_text(docs)).expect("write yaml");
         std::fs::rename(&tmp, self.cfg.path.join("services.yaml")).expect("rename yaml");
     }
 
     /// Write the YAML directory and apply it with the binary.
     pub fn apply(&self, docs: &[String]) {
-        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
-        for d in docs {
-            text.push_str("---\n");
-            text.push_str(d);
-        }
-        std::fs::write(self.cfg.path.join("services.yaml"), text).expect("write yaml");
+        std::fs::write(self.cfg.path.join("services.yaml"), dir_text(docs)).expect("write yaml");
         sh(&mut self.edgeplane("apply"));
     }
 
@@ -200,6 +190,16 @@ impl Drop for Topo {
         }
         let _ = &self.tag;
     }
+}
+
+/// The directory's one file: a Namespace plus `docs`.
+fn dir_text(docs: &[String]) -> String {
+    let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
+    for d in docs {
+        text.push_str("---\n");
+        text.push_str(d);
+    }
+    text
 }
 
 pub fn vip(port: u16) -> SocketAddrV4 {
