@@ -26,6 +26,8 @@
 #define EP_MAP_DROPEV  "ep_dropev_v1"
 #define EP_MAP_DROPSEQ "ep_dropseq_v1" /* one __u64: next ep_dropev_v1 sequence number */
 #define EP_MAP_FRAG    "ep_frag4_v1"   /* IPv4 fragment tracking for translated datagrams */
+#define EP_MAP_NODE    "ep_node_v1"    /* this node: SNAT address, DSR (array, one entry) */
+#define EP_MAP_LBSRC   "ep_lbsrc_v1"   /* loadBalancerSourceRanges (LPM) */
 
 /* ---- default capacities (overridden from the config file) -------------- */
 #define EP_DEFAULT_SVC_ENTRIES   1048576   /* service slots: 100k services x (1 + endpoints) */
@@ -34,6 +36,7 @@
 #define EP_DEFAULT_AFF_ENTRIES   65536
 #define EP_DEFAULT_SKNAT_ENTRIES 65536
 #define EP_DEFAULT_FRAG_ENTRIES  8192
+#define EP_DEFAULT_LBSRC_ENTRIES 65536
 
 #define EP_PROTO_ICMP 1
 #define EP_PROTO_TCP  6
@@ -57,8 +60,20 @@ struct ep_svc_key {
 };
 _Static_assert(sizeof(struct ep_svc_key) == 12, "ep_svc_key layout is ABI");
 
-#define EP_SCOPE_CLUSTER  0   /* ClusterIP (and, later, externalIPs) */
-#define EP_SCOPE_NODEPORT 1   /* reserved for NodePort frontends */
+/*
+ * Which traffic a frontend entry serves (kube-proxy's internal and external
+ * policy chains). Packets from pods and host sockets look up CLUSTER only;
+ * packets arriving on a host (uplink) interface look up EXTERNAL first, then
+ * CLUSTER (a ClusterIP routed to the node from outside).
+ *   CLUSTER:  ClusterIPs with internalTrafficPolicy endpoints; NodePort
+ *             (node address:nodePort), LoadBalancer and external IPs with
+ *             all cluster endpoints (in-cluster callers short-circuit, as
+ *             kube-proxy's "pod traffic for external destinations").
+ *   EXTERNAL: NodePort, LoadBalancer and external IPs with
+ *             externalTrafficPolicy endpoints (Local: this node's only).
+ */
+#define EP_SCOPE_CLUSTER  0
+#define EP_SCOPE_EXTERNAL 1
 
 struct ep_svc_value {
 	__u32 backend_id;        /* slot > 0: id in ep_be_v1; slot 0: 0 */
@@ -71,15 +86,28 @@ _Static_assert(sizeof(struct ep_svc_value) == 16, "ep_svc_value layout is ABI");
 
 #define EP_SVC_F_AFFINITY    0x0001  /* sessionAffinity: ClientIP */
 #define EP_SVC_F_TERMINATING 0x0002  /* slots hold serving-terminating endpoints (no ready ones) */
+#define EP_SVC_F_DROP_EMPTY  0x0004  /* count 0 means "endpoints exist, none on this node" (Local
+                                      * traffic policy): drop (EP_DROP_NO_LOCAL_ENDPOINTS), not reject */
+#define EP_SVC_F_SOURCE_RANGES 0x0008 /* loadBalancerSourceRanges: the client must match ep_lbsrc_v1 */
+#define EP_SVC_F_NODE_ADDR   0x0010  /* the frontend address is a node address (NodePort): translated
+                                      * packets are FIB-routed, since the kernel drops forwarded
+                                      * packets whose source is a local address */
+#define EP_SVC_F_DSR_OK      0x0020  /* EXTERNAL scope, externalTrafficPolicy Cluster: remote
+                                      * endpoints are reached by DSR when the node has it on */
 
 /* ---- ep_be_v1: backends, keyed by __u32 backend id ---------------------- */
 struct ep_backend {
 	__be32 addr;
 	__be16 port;
 	__u8 proto;
-	__u8 flags;   /* reserved, 0 */
+	__u8 flags;   /* EP_BE_F_* */
 };
 _Static_assert(sizeof(struct ep_backend) == 8, "ep_backend layout is ABI");
+
+/* The endpoint is not known to be on this node (its nodeName differs from
+ * node-name, or either is unset): external flows to it are source-NATed to
+ * the node address, or sent by DSR. */
+#define EP_BE_F_REMOTE 0x01
 
 /* ---- ep_ct4_v2: connection tracking (hash, garbage-collected) ---------- */
 /*
@@ -128,6 +156,13 @@ _Static_assert(sizeof(struct ep_ct_value) == 48, "ep_ct_value layout is ABI");
 #define EP_CT_F_CLOSING 0x0004  /* TCP FIN or RST (SCTP SHUTDOWN, ABORT) seen in this direction: the tuple may be reused */
 #define EP_CT_F_ESTABLISHED 0x0008  /* a reply was seen (set on the reply entry): TCP established, UDP stream */
 #define EP_CT_F_CLOSED  0x0010  /* TCP RST (SCTP ABORT, SHUTDOWN COMPLETE) seen: removed after the closing timeout */
+#define EP_CT_F_FIB     0x0020  /* translated packets of the flow (both directions) leave by FIB lookup +
+                                 * redirect: a node address is their (restored) source */
+#define EP_CT_F_DSR     0x0040  /* entry node: forward packets go to a remote endpoint with the frontend
+                                 * in an IPv4 option (struct ep_dsr_opt); backend node: the reply entry
+                                 * was learnt from that option */
+#define EP_CT_F_SNAT    0x0080  /* external flow to a remote endpoint: source NATed to the node address
+                                 * (hairpin_addr holds it, as for EP_CT_F_HAIRPIN) */
 /* last_seen_ns is refreshed at most once per EP_CT_TOUCH_NS (one write, not one per packet). */
 #define EP_CT_TOUCH_NS  1000000000ULL
 
@@ -200,6 +235,52 @@ _Static_assert(sizeof(struct ep_config) == 16, "ep_config layout is ABI");
 #define EP_CFG_F_POLICY 0x0001  /* NetworkPolicy enforcement enabled */
 #define EP_CFG_F_INPUT_HELD 0x0002  /* userspace only: the latest input was held, not applied */
 
+/* ---- ep_node_v1: this node (array, one entry at index 0) ---------------- */
+struct ep_node {
+	__be32 snat_addr;  /* source of SNATed external flows: the first IPv4 of node-ips (0: none,
+	                    * such flows are dropped with EP_DROP_NO_SNAT_ADDR) */
+	__u32 flags;       /* EP_NODE_F_* */
+	__u32 _pad0;
+	__u32 _pad1;
+};
+_Static_assert(sizeof(struct ep_node) == 16, "ep_node layout is ABI");
+
+#define EP_NODE_F_DSR 0x0001  /* dsr: true */
+
+/* ---- ep_lbsrc_v1: loadBalancerSourceRanges (LPM trie) ------------------- */
+/* prefixlen = 64 (the frontend, matched whole) + the source prefix length. */
+struct ep_lbsrc_key {
+	__u32 prefixlen;
+	__be32 vip;
+	__be16 port;
+	__u8 proto;
+	__u8 _pad0;
+	__be32 saddr;
+};
+_Static_assert(sizeof(struct ep_lbsrc_key) == 16, "ep_lbsrc_key layout is ABI");
+#define EP_LBSRC_PREFIX_FRONTEND 64
+
+struct ep_lbsrc_value {
+	__u32 allow;  /* 1 */
+};
+_Static_assert(sizeof(struct ep_lbsrc_value) == 4, "ep_lbsrc_value layout is ABI");
+
+/*
+ * DSR: the IPv4 option the entry node inserts after the IPv4 header (the
+ * packet then has ihl 7) so the backend node can restore the frontend as the
+ * reply's source. Type 0x9a: "copied" bit, class 0, number 26 (unassigned);
+ * receivers ignore options they do not know. Carried by the first packet of a
+ * flow (TCP SYN, SCTP INIT) and by every UDP datagram.
+ */
+struct ep_dsr_opt {
+	__u8 type;
+	__u8 len;
+	__be16 port;
+	__be32 addr;
+};
+_Static_assert(sizeof(struct ep_dsr_opt) == 8, "ep_dsr_opt layout is ABI");
+#define EP_DSR_OPT_TYPE 0x9a
+
 /* ---- drop reasons: ep_drops_v1 is a per-CPU array indexed by these ------ */
 /* Values are never renumbered; a retired value becomes EP_DROP_RESERVED_<n>. */
 enum ep_drop_reason {
@@ -214,6 +295,11 @@ enum ep_drop_reason {
 	EP_DROP_POLICY_INGRESS = 8,       /* denied by the destination pod's ingress policy */
 	EP_DROP_POLICY_EGRESS = 9,        /* denied by the source pod's egress policy */
 	EP_DROP_NAT_FAILED = 10,          /* packet rewrite helper failed */
+	EP_DROP_NO_LOCAL_ENDPOINTS = 11,  /* Local traffic policy and no endpoint on this node: dropped, not rejected */
+	EP_DROP_SOURCE_RANGE = 12,        /* client outside the service's loadBalancerSourceRanges */
+	EP_DROP_NO_SNAT_ADDR = 13,        /* external flow to a remote endpoint, but node-ips has no IPv4 to SNAT to */
+	EP_DROP_DSR_TOO_BIG = 14,         /* DSR: the packet with the service option would exceed the MTU */
+	EP_DROP_NO_ROUTE = 15,            /* a FIB-routed packet has no route (or its route is not forwardable) */
 	EP_DROP__MAX = 16,                /* size of ep_drops_v1 */
 };
 
