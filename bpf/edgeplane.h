@@ -163,6 +163,8 @@ _Static_assert(sizeof(struct ep_ct_value) == 48, "ep_ct_value layout is ABI");
                                  * was learnt from that option */
 #define EP_CT_F_SNAT    0x0080  /* external flow to a remote endpoint: source NATed to the node address
                                  * (hairpin_addr holds it, as for EP_CT_F_HAIRPIN) */
+/* The client's address was replaced by hairpin_addr (and is restored in replies). */
+#define EP_CT_F_SOURCE_NATED (EP_CT_F_HAIRPIN | EP_CT_F_SNAT)
 /* last_seen_ns is refreshed at most once per EP_CT_TOUCH_NS (one write, not one per packet). */
 #define EP_CT_TOUCH_NS  1000000000ULL
 

@@ -47,10 +47,10 @@ static __always_inline int ep_sock_translate(struct bpf_sock_addr *sa, __be32 cl
 
 	if (!proto)
 		return EP_SOCK_PASS;
-	svc = ep_lb_lookup(vip, port, proto);
+	svc = ep_lb_lookup(vip, port, proto, EP_SCOPE_CLUSTER);
 	if (!svc)
 		return EP_SOCK_PASS;
-	ret = ep_lb_select(vip, port, proto, svc, client, &pick);
+	ret = ep_lb_select(vip, port, proto, EP_SCOPE_CLUSTER, svc, client, &pick);
 	if (ret) {
 		struct ep_ctx ctx = {};
 

@@ -6,8 +6,15 @@
  *
  * parse -> ICMP error rev-NAT | fragment ports -> conntrack (forward hit:
  * backend check, policy epoch, DNAT; reply hit: rev-NAT) -> service lookup
- * (reject when empty, select, policy, ct create, DNAT) -> plain flow
- * (ct only when policy is on). One exit counts drops.
+ * (source ranges, reject or drop when empty, select, SNAT or DSR for external
+ * flows to remote endpoints, policy, ct create, DNAT) -> DSR flow learnt
+ * from its option -> plain flow (ct only when policy is on). One exit counts
+ * drops; flows whose packets carry a node address leave by FIB redirect.
+ *
+ * Two entry points: ep_tc_ingress for workload (pod) interfaces and
+ * ep_tc_host for host (uplink) interfaces, where external frontends
+ * (NodePort, LoadBalancer, external IPs) are looked up first and DSR
+ * packets from other nodes are accepted.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -24,6 +31,8 @@
 #include "lib/reject.h"
 #include "lib/icmp.h"
 #include "lib/policy.h"
+#include "lib/fib.h"
+#include "lib/dsr.h"
 
 static __always_inline int ep_policy_enabled(const struct ep_ctx *ctx)
 {
@@ -37,7 +46,12 @@ static __always_inline int ep_fwd_translate(struct ep_ctx *ctx, const struct ep_
 
 	if (!(ct->flags & EP_CT_F_SERVICE))
 		return EP_CONTINUE;
-	if (ct->flags & EP_CT_F_HAIRPIN) {
+	if ((ct->flags & EP_CT_F_DSR) && ep_dsr_wants_opt(ctx)) {
+		ctx->dsr_insert = 1;
+		ctx->dsr_addr = ctx->orig_daddr;
+		ctx->dsr_port = ctx->orig_dport;
+	}
+	if (ct->flags & EP_CT_F_SOURCE_NATED) {
 		ret = ep_nat_addr(ctx, EP_NAT_SRC, ct->hairpin_addr);
 		if (ret)
 			return ret;
@@ -141,11 +155,49 @@ static __always_inline void ep_frag_remember(const struct ep_ctx *ctx)
 	bpf_map_update_elem(&ep_frag4_v1, &k, &v, BPF_ANY);
 }
 
+/* loadBalancerSourceRanges: whether the client may use this frontend. */
+static __always_inline int ep_source_allowed(const struct ep_ctx *ctx)
+{
+	struct ep_lbsrc_key k = {};
+
+	k.prefixlen = EP_LBSRC_PREFIX_FRONTEND + 32;
+	k.vip = ctx->orig_daddr;
+	k.port = ctx->orig_dport;
+	k.proto = ctx->proto;
+	k.saddr = ctx->saddr;
+	return bpf_map_lookup_elem(&ep_lbsrc_v1, &k) != 0;
+}
+
 /*
- * A new flow to a service frontend: reject, or select + ct + DNAT.
+ * A new flow from outside (host interface) to an endpoint on another node:
+ * DSR when the node has it on and the frontend allows it (external scope,
+ * externalTrafficPolicy Cluster) and the header has room for the option;
+ * otherwise source NAT to the node address so replies come back here.
+ */
+static __always_inline int ep_remote_external(struct ep_ctx *ctx, const struct ep_svc_value *svc,
+					      struct ep_ct_value *fval)
+{
+	__u32 zero = 0;
+	struct ep_node *node = bpf_map_lookup_elem(&ep_node_v1, &zero);
+
+	if (node && (node->flags & EP_NODE_F_DSR) && (svc->flags & EP_SVC_F_DSR_OK) &&
+	    ctx->l4_off - ctx->l3_off == sizeof(struct iphdr)) {
+		fval->flags |= EP_CT_F_DSR | EP_CT_F_FIB;
+		return EP_CONTINUE;
+	}
+	if (!node || !node->snat_addr)
+		return -EP_DROP_NO_SNAT_ADDR;
+	fval->flags |= EP_CT_F_SNAT | EP_CT_F_FIB;
+	fval->hairpin_addr = node->snat_addr;
+	return EP_CONTINUE;
+}
+
+/*
+ * A new flow to a service frontend: reject or drop, or select + ct + DNAT.
  * Not inlined: its keys and values live in their own stack frame.
  */
-static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, const struct ep_svc_value *svc)
+static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, const struct ep_svc_value *svc,
+							 __u8 scope)
 {
 	struct ep_ct_key fkey = {}, rkey = {};
 	struct ep_ct_value *fval = ctx->ct, rval = {};  /* &ctx->ct_new, set by the caller */
@@ -156,14 +208,19 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 
 	if (ctx->is_fragment)
 		return -EP_DROP_FRAGMENT;
+	if ((svc->flags & EP_SVC_F_SOURCE_RANGES) && !ep_source_allowed(ctx))
+		return -EP_DROP_SOURCE_RANGE;
 	if (svc->count == 0) {
+		/* Endpoints exist, none here (Local traffic policy): kube-proxy drops. */
+		if (svc->flags & EP_SVC_F_DROP_EMPTY)
+			return -EP_DROP_NO_LOCAL_ENDPOINTS;
 		/* Never answer a reset with a reset (RFC 9293 3.10.7.1): just drop it. */
 		if (ctx->proto == EP_PROTO_TCP && (ctx->tcp_flags & EP_TCP_RST))
 			return -EP_DROP_NO_ENDPOINTS;
 		ep_drop_record(ctx, EP_DROP_NO_ENDPOINTS);
 		return EP_ACT_REJECT;
 	}
-	ret = ep_lb_select(ctx->daddr, ctx->dport, ctx->proto, svc, client, &pick);
+	ret = ep_lb_select(ctx->daddr, ctx->dport, ctx->proto, scope, svc, client, &pick);
 	if (ret)
 		return ret;
 
@@ -176,13 +233,18 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 	fval->flags = EP_CT_F_SERVICE;
 	fval->created_ns = now;
 	fval->last_seen_ns = now;
-	rdst = client;
+	if (svc->flags & EP_SVC_F_NODE_ADDR)
+		fval->flags |= EP_CT_F_FIB;
 	if (pick.be.addr == client) {
 		/* Hairpin: the pod reaches itself; make the reply come back to us. */
 		fval->flags |= EP_CT_F_HAIRPIN;
 		fval->hairpin_addr = ctx->cfg->hairpin_addr;
-		rdst = fval->hairpin_addr;
+	} else if (ctx->from_host && (pick.be.flags & EP_BE_F_REMOTE)) {
+		ret = ep_remote_external(ctx, svc, fval);
+		if (ret)
+			return ret;
 	}
+	rdst = (fval->flags & EP_CT_F_SOURCE_NATED) ? fval->hairpin_addr : client;
 
 	if (ep_policy_enabled(ctx)) {
 		ctx->daddr = pick.be.addr;
@@ -199,7 +261,8 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 		       EP_CT_DIR_FORWARD);
 	ep_ct_key_fill(&rkey, pick.be.addr, rdst, pick.be.port, ctx->sport, ctx->proto,
 		       EP_CT_DIR_REPLY);
-	if (!ctx->is_fragment) {
+	/* DSR: the backend node must find the client's own port in the replies. */
+	if (!ctx->is_fragment && !(fval->flags & EP_CT_F_DSR)) {
 		ret = ep_pick_alt_port(ctx, &rkey, &fval->alt_port);
 		if (ret)
 			return ret;
@@ -220,6 +283,50 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 		return ret;
 	ep_stat_inc(EP_STAT_LB_NEW_FLOW);
 	return EP_CONTINUE;  /* the caller translates with ctx->ct, as for established flows */
+}
+
+/*
+ * Backend node: the first packet of a DSR flow (its option names the
+ * frontend the client used). The forward entry tracks the flow untranslated;
+ * the reply entry makes the endpoint's replies come from the frontend and
+ * leave by FIB redirect, straight to the client.
+ */
+static __attribute__((noinline)) int ep_new_dsr_flow(struct ep_ctx *ctx)
+{
+	struct ep_ct_key fkey = {}, rkey = {};
+	struct ep_ct_value *fval = ctx->ct, rval = {};  /* &ctx->ct_new, set by the caller */
+	__u64 now;
+	int ret;
+
+	__builtin_memset(fval, 0, sizeof(*fval));
+	now = bpf_ktime_get_ns();
+	fval->nat_addr = ctx->daddr;
+	fval->nat_port = ctx->dport;
+	fval->flags = EP_CT_F_DSR;
+	fval->created_ns = now;
+	fval->last_seen_ns = now;
+	if (ep_policy_enabled(ctx)) {
+		ret = ep_policy_stage(ctx);
+		if (ret)
+			return ret;
+	}
+	ep_ct_key_fill(&fkey, ctx->saddr, ctx->daddr, ctx->sport, ctx->dport, ctx->proto,
+		       EP_CT_DIR_FORWARD);
+	ep_ct_key_fill(&rkey, ctx->daddr, ctx->saddr, ctx->dport, ctx->sport, ctx->proto,
+		       EP_CT_DIR_REPLY);
+	rval.nat_addr = ctx->dsr_addr;
+	rval.nat_port = ctx->dsr_port;
+	rval.hairpin_addr = ctx->saddr;
+	rval.flags = EP_CT_F_SERVICE | EP_CT_F_DSR | EP_CT_F_FIB;
+	rval.policy_verdict = fval->policy_verdict;
+	rval.policy_epoch = fval->policy_epoch;
+	rval.created_ns = now;
+	rval.last_seen_ns = now;
+	ret = ep_ct_create(&fkey, fval, &rkey, &rval);
+	if (ret)
+		return ret;
+	ep_stat_inc(EP_STAT_LB_NEW_FLOW);
+	return EP_ACT_PASS;
 }
 
 /* A new flow to a non-service address: tracked only so policy has a cache. */
@@ -325,7 +432,9 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 translate:
 		ep_frag_remember(ctx);
 		ret = ep_fwd_translate(ctx, ct);
-		return ret ? ret : EP_ACT_PASS;
+		if (ret)
+			return ret;
+		return (ct->flags & EP_CT_F_FIB) ? EP_ACT_FIB : EP_ACT_PASS;
 	}
 
 	/* Reply of a tracked flow: restore the frontend as the source. */
@@ -338,7 +447,7 @@ translate:
 		if (!(ct->flags & EP_CT_F_SERVICE))
 			return EP_ACT_PASS;
 		ep_frag_remember(ctx);
-		if (ct->flags & EP_CT_F_HAIRPIN) {
+		if (ct->flags & EP_CT_F_SOURCE_NATED) {
 			ret = ep_nat_addr(ctx, EP_NAT_DST, ct->hairpin_addr);
 			if (ret)
 				return ret;
@@ -352,15 +461,25 @@ translate:
 		if (ret)
 			return ret;
 		ep_stat_inc(EP_STAT_REVNAT);
-		return EP_ACT_PASS;
+		return (ct->flags & EP_CT_F_FIB) ? EP_ACT_FIB : EP_ACT_PASS;
 	}
 
 new_flow:
 	/* Set here, in the frame that owns ctx: callees may not store stack pointers in it. */
 	ctx->ct = &ctx->ct_new;
-	svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto);
+	svc = 0;
+	if (ctx->from_host)
+		svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto, EP_SCOPE_EXTERNAL);
 	if (svc) {
-		ret = ep_new_service_flow(ctx, svc);
+		ret = ep_new_service_flow(ctx, svc, EP_SCOPE_EXTERNAL);
+		if (ret)
+			return ret;
+		ct = ctx->ct;
+		goto translate;
+	}
+	svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto, EP_SCOPE_CLUSTER);
+	if (svc) {
+		ret = ep_new_service_flow(ctx, svc, EP_SCOPE_CLUSTER);
 		if (ret)
 			return ret;
 		ct = ctx->ct;
@@ -368,6 +487,8 @@ new_flow:
 	}
 	if (ctx->is_fragment)
 		return EP_ACT_UNTRACKED;  /* head seen, flow gone: judge it like a stray fragment */
+	if (ctx->dsr_opt)
+		return ep_new_dsr_flow(ctx);
 	return ep_new_plain_flow(ctx);
 }
 
@@ -463,13 +584,36 @@ static __always_inline int ep_process(struct ep_ctx *ctx)
 	return ret;
 }
 
-SEC("tcx/ingress")
-int ep_tc_ingress(struct __sk_buff *skb)
+/* After translation: DSR option in or out, then the route (FIB-routed flows). */
+static __always_inline int ep_finish(struct ep_ctx *ctx, int ret)
+{
+	int err;
+
+	if (ctx->dsr_opt) {
+		err = ep_dsr_strip(ctx);
+		if (err)
+			return err;
+	}
+	if (ret != EP_ACT_FIB)
+		return TC_ACT_OK;
+	if (ctx->dsr_insert) {
+		err = ep_dsr_insert(ctx, ctx->dsr_addr, ctx->dsr_port);
+		if (err)
+			return err;
+	}
+	return ep_fib_forward(ctx);
+}
+
+static __always_inline int ep_main(struct __sk_buff *skb, __u8 from_host)
 {
 	struct ep_ctx ctx = {};
 	int ret;
 
+	ctx.from_host = from_host;
 	ret = ep_parse(skb, &ctx);
+	/* Only nodes (host interfaces) may ask for a DSR flow. */
+	if (!from_host)
+		ctx.dsr_opt = 0;
 	if (ret == EP_CONTINUE)
 		ret = ep_process(&ctx);
 	if (ret == EP_ACT_REJECT)
@@ -480,10 +624,24 @@ int ep_tc_ingress(struct __sk_buff *skb)
 	if (ret == EP_ACT_REDIRECT)
 		return bpf_redirect(ctx.ifindex, 0);
 	if (ret >= 0)
-		return TC_ACT_OK;
+		ret = ep_finish(&ctx, ret);
+	if (ret >= 0)
+		return ret;
 	/* Policy denials are recorded with the final tuple. */
 	ep_drop_record(&ctx, -ret);
 	return TC_ACT_SHOT;
+}
+
+SEC("tcx/ingress")
+int ep_tc_ingress(struct __sk_buff *skb)
+{
+	return ep_main(skb, 0);
+}
+
+SEC("tcx/ingress")
+int ep_tc_host(struct __sk_buff *skb)
+{
+	return ep_main(skb, 1);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

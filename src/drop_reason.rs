@@ -22,6 +22,11 @@ impl DropReason {
             DropReason::PolicyIngress => "policy-denied-ingress",
             DropReason::PolicyEgress => "policy-denied-egress",
             DropReason::NatFailed => "nat-failed",
+            DropReason::NoLocalEndpoints => "no-local-endpoints",
+            DropReason::SourceRange => "source-range",
+            DropReason::NoSnatAddr => "no-snat-address",
+            DropReason::DsrTooBig => "dsr-too-big",
+            DropReason::NoRoute => "no-route",
         }
     }
 
@@ -39,6 +44,15 @@ impl DropReason {
             DropReason::PolicyIngress => "denied by the destination pod's ingress policy",
             DropReason::PolicyEgress => "denied by the source pod's egress policy",
             DropReason::NatFailed => "packet rewrite failed",
+            DropReason::NoLocalEndpoints => {
+                "Local traffic policy and no endpoint on this node: dropped, not rejected (as kube-proxy)"
+            }
+            DropReason::SourceRange => "client outside the service's loadBalancerSourceRanges",
+            DropReason::NoSnatAddr => {
+                "external flow to an endpoint on another node, but node-ips has no IPv4 address to source-NAT to"
+            }
+            DropReason::DsrTooBig => "DSR: the datagram with the service option would exceed the egress MTU",
+            DropReason::NoRoute => "a packet routed by edgeplane (node address as source) has no usable route",
         }
     }
 }

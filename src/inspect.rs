@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::compile::{self, Frontend, NodeContext, ServiceEntry};
 use crate::datapath::ct_gc::{forward_key_of, is_pair, reply_key_of};
 use crate::maps::layout::{
-    Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN, CT_F_SERVICE, CtKey, CtValue,
+    Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CT_F_SOURCE_NATED, CtKey, CtValue,
     SCOPE_CLUSTER, SCOPE_NODEPORT, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
 };
 use crate::maps::{Entries, proto_name};
@@ -340,7 +340,7 @@ fn flow_of(sorted: &[(CtKey, CtValue)], k: &CtKey, v: &CtValue, now_ns: u64) -> 
             backend: ep(v.nat_addr, v.nat_port),
             backend_id: v.backend_id,
             svc_id: v.svc_id,
-            hairpin_source: (v.flags & CT_F_HAIRPIN != 0).then(|| Ipv4Addr::from(v.hairpin_addr)),
+            hairpin_source: (v.flags & CT_F_SOURCE_NATED != 0).then(|| Ipv4Addr::from(v.hairpin_addr)),
             client_port: (v.alt_port != [0, 0]).then(|| u16::from_be_bytes(v.alt_port)),
         });
         return Some(CtFlow {

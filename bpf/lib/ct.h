@@ -109,7 +109,7 @@ static __always_inline int ep_ct_reply_state(const struct ep_ct_key *fkey,
 {
 	struct ep_ct_key rkey = {};
 	struct ep_ct_value *r;
-	__be32 rdst = (fval->flags & EP_CT_F_HAIRPIN) ? fval->hairpin_addr : fkey->saddr;
+	__be32 rdst = (fval->flags & EP_CT_F_SOURCE_NATED) ? fval->hairpin_addr : fkey->saddr;
 
 	ep_ct_key_fill(&rkey, fval->nat_addr, rdst, fval->nat_port,
 		       fval->alt_port ? fval->alt_port : fkey->sport, fkey->proto, EP_CT_DIR_REPLY);
@@ -128,7 +128,7 @@ static __always_inline int ep_ct_reply_state(const struct ep_ct_key *fkey,
 static __always_inline void ep_ct_delete(const struct ep_ct_key *fkey, const struct ep_ct_value *fval)
 {
 	struct ep_ct_key rkey = {};
-	__be32 rdst = (fval->flags & EP_CT_F_HAIRPIN) ? fval->hairpin_addr : fkey->saddr;
+	__be32 rdst = (fval->flags & EP_CT_F_SOURCE_NATED) ? fval->hairpin_addr : fkey->saddr;
 
 	ep_ct_key_fill(&rkey, fval->nat_addr, rdst, fval->nat_port,
 		       fval->alt_port ? fval->alt_port : fkey->sport, fkey->proto, EP_CT_DIR_REPLY);

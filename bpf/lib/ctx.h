@@ -46,6 +46,7 @@
 #define EP_ACT_REDIRECT  2  /* stop: the packet was turned into a reply; redirect it out */
 #define EP_ACT_UNTRACKED 3  /* no flow to track (ports unknown...): policy judges it untracked, then pass */
 #define EP_ACT_REJECT    4  /* answer with a TCP RST / ICMP unreachable (drop already counted) */
+#define EP_ACT_FIB       5  /* stop: translated; route it by FIB lookup + redirect (lib/fib.h) */
 
 struct ep_ctx {
 	struct __sk_buff *skb;
@@ -70,7 +71,13 @@ struct ep_ctx {
 	__u8 first_fragment;       /* first fragment of a fragmented datagram (MF set, offset 0) */
 	__u8 is_reply;             /* matched a reply conntrack entry */
 	__u8 tcp_flags;            /* TCP only: flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
+	__u8 from_host;            /* arrived on a host (uplink) interface, not a workload one */
+	__u8 dsr_opt;              /* carries edgeplane's DSR option right after a 20-byte IPv4 header */
+	__u8 dsr_insert;           /* entry node: insert the DSR option before routing it */
+	__u8 sctp_init;            /* SCTP: the first chunk is INIT (a new association) */
 	__u8 _pad0;
+	__be16 dsr_port;           /* the DSR option's frontend (dsr_opt) */
+	__be32 dsr_addr;
 	/* A new flow's forward ct value while it is built (ctx->ct points here then). */
 	struct ep_ct_value ct_new;
 };

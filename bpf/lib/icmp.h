@@ -110,7 +110,7 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 			return -EP_DROP_NAT_FAILED;
 		if (ct->alt_port && ep_icmp_inner_port(ctx, &in, 0, ports[0], ct->alt_port))
 			return -EP_DROP_NAT_FAILED;
-		if (ct->flags & EP_CT_F_HAIRPIN) {
+		if (ct->flags & EP_CT_F_SOURCE_NATED) {
 			if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, saddr), ip.saddr,
 					       ct->hairpin_addr))
 				return -EP_DROP_NAT_FAILED;
@@ -137,7 +137,7 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 			return -EP_DROP_NAT_FAILED;
 		if (ct->alt_port && ep_icmp_inner_port(ctx, &in, 2, ports[1], ct->alt_port))
 			return -EP_DROP_NAT_FAILED;
-		if (ct->flags & EP_CT_F_HAIRPIN) {
+		if (ct->flags & EP_CT_F_SOURCE_NATED) {
 			if (ep_icmp_inner_addr(ctx, &in, offsetof(struct iphdr, daddr), ip.daddr,
 					       ct->hairpin_addr))
 				return -EP_DROP_NAT_FAILED;

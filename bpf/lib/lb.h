@@ -22,20 +22,21 @@ struct ep_lb_choice {
 	__u16 _pad0;
 };
 
-static __always_inline struct ep_svc_value *ep_lb_lookup(__be32 vip, __be16 port, __u8 proto)
+/* Slot 0 of the frontend in @scope (EP_SCOPE_*), or NULL. */
+static __always_inline struct ep_svc_value *ep_lb_lookup(__be32 vip, __be16 port, __u8 proto, __u8 scope)
 {
 	struct ep_svc_key key = {};
 
 	key.vip = vip;
 	key.port = port;
 	key.proto = proto;
-	key.scope = EP_SCOPE_CLUSTER;
+	key.scope = scope;
 	key.slot = 0;
 	return bpf_map_lookup_elem(&ep_svc_v1, &key);
 }
 
 /* Backend in @slot of the frontend, or -EP_DROP_SVC_INCONSISTENT. */
-static __always_inline int ep_lb_slot(__be32 vip, __be16 port, __u8 proto, __u16 slot,
+static __always_inline int ep_lb_slot(__be32 vip, __be16 port, __u8 proto, __u8 scope, __u16 slot,
 				      struct ep_lb_choice *out)
 {
 	struct ep_svc_key key = {};
@@ -46,7 +47,7 @@ static __always_inline int ep_lb_slot(__be32 vip, __be16 port, __u8 proto, __u16
 	key.vip = vip;
 	key.port = port;
 	key.proto = proto;
-	key.scope = EP_SCOPE_CLUSTER;
+	key.scope = scope;
 	key.slot = slot;
 	sv = bpf_map_lookup_elem(&ep_svc_v1, &key);
 	if (!sv)
@@ -67,7 +68,7 @@ static __always_inline int ep_lb_slot(__be32 vip, __be16 port, __u8 proto, __u16
  * the timeout and its slot still holds the same backend; the timestamp is
  * refreshed on every new flow (kube-proxy's "recent" semantics).
  */
-static __always_inline int ep_lb_select(__be32 vip, __be16 port, __u8 proto,
+static __always_inline int ep_lb_select(__be32 vip, __be16 port, __u8 proto, __u8 scope,
 					const struct ep_svc_value *svc, __be32 client,
 					struct ep_lb_choice *out)
 {
@@ -87,7 +88,7 @@ static __always_inline int ep_lb_select(__be32 vip, __be16 port, __u8 proto,
 		aff = bpf_map_lookup_elem(&ep_aff_v1, &akey);
 		if (aff && aff->slot >= 1 && aff->slot <= svc->count &&
 		    now - aff->last_seen_ns < (__u64)svc->affinity_timeout * 1000000000ULL) {
-			ret = ep_lb_slot(vip, port, proto, aff->slot, out);
+			ret = ep_lb_slot(vip, port, proto, scope, aff->slot, out);
 			if (ret == 0 && out->backend_id == aff->backend_id) {
 				aff->last_seen_ns = now;
 				return 0;
@@ -95,7 +96,7 @@ static __always_inline int ep_lb_select(__be32 vip, __be16 port, __u8 proto,
 		}
 	}
 	slot = (bpf_get_prandom_u32() % svc->count) + 1;
-	ret = ep_lb_slot(vip, port, proto, slot, out);
+	ret = ep_lb_slot(vip, port, proto, scope, slot, out);
 	if (ret)
 		return ret;
 	if (svc->flags & EP_SVC_F_AFFINITY) {

@@ -113,6 +113,17 @@ static __always_inline int ep_parse(struct __sk_buff *skb, struct ep_ctx *ctx)
 		if (ctx->proto == EP_PROTO_TCP && (void *)(l4 + 20) <= data_end)
 			ctx->tcp_flags = l4[13];
 	}
+	/* Exactly one option, ours: a DSR packet from an entry node (lib/dsr.h). */
+	if (ihl == sizeof(struct iphdr) + sizeof(struct ep_dsr_opt)) {
+		struct ep_dsr_opt *opt = data + ETH_HLEN + sizeof(struct iphdr);
+
+		if ((void *)(opt + 1) <= data_end && opt->type == EP_DSR_OPT_TYPE &&
+		    opt->len == sizeof(struct ep_dsr_opt)) {
+			ctx->dsr_opt = 1;
+			ctx->dsr_addr = opt->addr;
+			ctx->dsr_port = opt->port;
+		}
+	}
 	return EP_CONTINUE;
 }
 

@@ -28,7 +28,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use super::mapio;
 use crate::drop_reason::StatId;
 use crate::maps::layout::{
-    CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_HAIRPIN, CT_F_SERVICE, CtKey,
+    CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CT_F_SOURCE_NATED, CtKey,
     CtValue,
 };
 
@@ -144,7 +144,7 @@ impl CtTimeouts {
 
 /// The reply key a forward entry expects (as `ep_ct_delete` derives it).
 pub fn reply_key_of(fkey: &CtKey, fval: &CtValue) -> CtKey {
-    let rdst = if fval.flags & CT_F_HAIRPIN != 0 { fval.hairpin_addr } else { fkey.saddr };
+    let rdst = if fval.flags & CT_F_SOURCE_NATED != 0 { fval.hairpin_addr } else { fkey.saddr };
     let dport = if fval.alt_port != [0, 0] { fval.alt_port } else { fkey.sport };
     CtKey {
         saddr: fval.nat_addr,
@@ -349,7 +349,7 @@ fn add_stat(stats: &MapHandle, id: StatId, n: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::layout::CtValue;
+    use crate::maps::layout::{CT_F_HAIRPIN, CtValue};
 
     const S: u64 = 1_000_000_000;
     const PROTO_UDP: u8 = 17;

@@ -60,7 +60,10 @@ pub mod skel {
 pub const TC_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tc.bpf.o"));
 pub const SOCK_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sock.bpf.o"));
 
+/// The tc program of workload (pod) interfaces.
 pub const TC_PROG: &str = "ep_tc_ingress";
+/// The tc program of host (uplink) interfaces: external frontends, DSR from other nodes.
+pub const TC_HOST_PROG: &str = "ep_tc_host";
 pub const SOCK_PROGS: [&str; 4] = ["ep_sock_connect4", "ep_sock_sendmsg4", "ep_sock_recvmsg4", "ep_sock_getpeername4"];
 
 pub const MAP_CFG: &str = "ep_cfg_v1";
@@ -349,6 +352,8 @@ pub struct Datapath {
     cfg: MapHandle,
     /// Interfaces we are attached to: name -> (ifindex, mode).
     attached: BTreeMap<String, (u32, TcMode)>,
+    /// Whether each attached interface got the host program (a role change re-attaches).
+    attached_host: BTreeMap<String, bool>,
     /// Attach and pin errors of the last interface sync.
     failures: Vec<String>,
     /// The checked state directory, locked while this value lives.
@@ -407,6 +412,7 @@ impl Datapath {
             planned,
             cfg,
             attached: BTreeMap::new(),
+            attached_host: BTreeMap::new(),
             failures: Vec::new(),
             _lock: lock,
         };
@@ -495,10 +501,16 @@ impl Datapath {
                 .any(|g| glob_match(g, name))
     }
 
+    /// Host interfaces get the host program (a name matching both lists is a host interface).
+    fn is_host(&self, name: &str) -> bool {
+        self.settings.host_interfaces.iter().any(|g| glob_match(g, name))
+    }
+
     fn sync_interfaces_inner(&mut self, replace_all: bool) -> Result<Vec<String>> {
         let links = self.settings.state_dir.join("links");
         let present = interfaces()?;
-        let prog = object_prog(&self.tc, TC_PROG)?;
+        let workload_prog = object_prog(&self.tc, TC_PROG)?;
+        let host_prog = object_prog(&self.tc, TC_HOST_PROG)?;
         let mut newly = Vec::new();
         let mut errors = Vec::new();
         // Wanted interfaces whose attach failed: their old link (if any) stays
@@ -509,17 +521,21 @@ impl Datapath {
             if !self.wanted(name) {
                 continue;
             }
-            let known = self.attached.get(name).is_some_and(|(i, _)| i == idx);
+            let host = self.is_host(name);
+            let known = self.attached.get(name).is_some_and(|(i, _)| i == idx)
+                && self.attached_host.get(name) == Some(&host);
             if known && !replace_all {
                 now.insert(name.clone(), self.attached[name]);
                 continue;
             }
-            match attach::attach_tc(&prog, &links, name, *idx) {
+            let prog = if host { &host_prog } else { &workload_prog };
+            match attach::attach_tc(prog, &links, name, *idx) {
                 Ok(mode) => {
                     if !known {
                         newly.push(name.clone());
                     }
                     now.insert(name.clone(), (*idx, mode));
+                    self.attached_host.insert(name.clone(), host);
                 }
                 // One interface vanishing mid-attach must not stop the others.
                 Err(e) => {
@@ -554,6 +570,7 @@ impl Datapath {
                 log::info!("detached from {ifname} (gone or no longer matching)");
             }
         }
+        self.attached_host.retain(|name, _| now.contains_key(name) || failed.contains(name));
         self.attached = now;
         if !errors.is_empty() {
             bail!("attaching the tc program: {}", errors.join("; "));

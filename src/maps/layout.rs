@@ -125,6 +125,11 @@ pub const CT_F_HAIRPIN: u16 = 0x0002;
 pub const CT_F_CLOSING: u16 = 0x0004;
 pub const CT_F_ESTABLISHED: u16 = 0x0008;
 pub const CT_F_CLOSED: u16 = 0x0010;
+pub const CT_F_FIB: u16 = 0x0020;
+pub const CT_F_DSR: u16 = 0x0040;
+pub const CT_F_SNAT: u16 = 0x0080;
+/// The client's address was replaced by `hairpin_addr` (hairpin or SNAT).
+pub const CT_F_SOURCE_NATED: u16 = CT_F_HAIRPIN | CT_F_SNAT;
 pub const CT_DIR_REPLY: u8 = 1;
 
 #[repr(C)]

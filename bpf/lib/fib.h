@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * fib.h: forwarding a translated packet by FIB lookup and redirect.
+ *
+ * Flows of external traffic have a node address as a source: the SNAT
+ * address of the entry node, or a NodePort frontend restored in a reply. The
+ * kernel's forwarding path drops such packets as martians (a local address
+ * arriving from outside), so these flows skip it: the program looks the
+ * route up itself, decrements the TTL and hands the packet to the egress
+ * interface (bpf_redirect with the neighbour's MAC, or bpf_redirect_neigh
+ * when the neighbour is not resolved yet). Whatever a redirect cannot do
+ * right goes to the stack: local destinations, expiring TTLs, packets above
+ * the egress MTU.
+ */
+#ifndef EP_FIB_H
+#define EP_FIB_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "ctx.h"
+#include "csum.h"
+
+#define EP_AF_INET 2
+
+/* 0: decremented; 1: the TTL expires here (the stack answers); -1: rewrite failed. */
+static __always_inline int ep_ttl_dec(struct ep_ctx *ctx)
+{
+	__u32 off = ctx->l3_off + offsetof(struct iphdr, ttl);
+	__u8 ttl_proto[2];
+	__be16 old, new;
+
+	if (bpf_skb_load_bytes(ctx->skb, off, ttl_proto, 2))
+		return -1;
+	if (ttl_proto[0] <= 1)
+		return 1;
+	__builtin_memcpy(&old, ttl_proto, 2);
+	ttl_proto[0]--;
+	__builtin_memcpy(&new, ttl_proto, 2);
+	if (bpf_l3_csum_replace(ctx->skb, EP_IP_CSUM_OFF(ctx->l3_off), old, new, 2))
+		return -1;
+	if (bpf_skb_store_bytes(ctx->skb, off, &new, 2, 0))
+		return -1;
+	return 0;
+}
+
+/* A TC verdict (>= 0) for the translated packet, or -EP_DROP_*. Not inlined: its
+ * lookup parameters (64 bytes) live in their own stack frame. */
+static __attribute__((noinline)) int ep_fib_forward(struct ep_ctx *ctx)
+{
+	struct bpf_fib_lookup p = {};
+	int rc, ttl;
+
+	p.family = EP_AF_INET;
+	p.l4_protocol = ctx->proto;
+	/* tot_len 0: the kernel checks the skb itself against the egress MTU (GSO-aware). */
+	p.ipv4_src = ctx->saddr;
+	p.ipv4_dst = ctx->daddr;
+	p.ifindex = ctx->ifindex;
+	rc = bpf_fib_lookup(ctx->skb, &p, sizeof(p), 0);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return TC_ACT_OK;  /* for this host */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return ctx->dsr_insert ? -EP_DROP_DSR_TOO_BIG : TC_ACT_OK;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -EP_DROP_NO_ROUTE;
+	ttl = ep_ttl_dec(ctx);
+	if (ttl < 0)
+		return -EP_DROP_NAT_FAILED;
+	if (ttl > 0)
+		return TC_ACT_OK;
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(p.ifindex, 0, 0, 0);
+	if (bpf_skb_store_bytes(ctx->skb, 0, p.dmac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(ctx->skb, ETH_ALEN, p.smac, ETH_ALEN, 0))
+		return -EP_DROP_NAT_FAILED;
+	return bpf_redirect(p.ifindex, 0);
+}
+
+#endif /* EP_FIB_H */
