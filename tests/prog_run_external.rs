@@ -69,6 +69,7 @@ const POD_PORT: u16 = 8080;
 /// local and remote pod prefixes are routed out of a veth (no neighbours:
 /// lookups answer NO_NEIGH) and 198.18.3.0/24 is a blackhole.
 fn in_fresh_netns(f: fn()) {
+    need_root!();
     std::thread::spawn(move || {
         // SAFETY: plain syscall; unshare(CLONE_NEWNET) affects only this thread.
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
