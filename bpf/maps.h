@@ -67,6 +67,23 @@ struct {
 	__uint(max_entries, EP_DEFAULT_FRAG_ENTRIES);
 } ep_frag4_v1 SEC(".maps");
 
+/* This node: SNAT address and DSR flag (written by the daemon at each apply). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ep_node);
+	__uint(max_entries, 1);
+} ep_node_v1 SEC(".maps");
+
+/* loadBalancerSourceRanges: (frontend, client prefix) -> allow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ep_lbsrc_key);
+	__type(value, struct ep_lbsrc_value);
+	__uint(max_entries, EP_DEFAULT_LBSRC_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ep_lbsrc_v1 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

@@ -22,6 +22,11 @@ impl DropReason {
             DropReason::PolicyIngress => "policy-denied-ingress",
             DropReason::PolicyEgress => "policy-denied-egress",
             DropReason::NatFailed => "nat-failed",
+            DropReason::NoLocalEndpoints => "no-local-endpoints",
+            DropReason::SourceRange => "source-range-denied",
+            DropReason::NoSnatAddr => "no-snat-address",
+            DropReason::DsrTooBig => "dsr-too-big",
+            DropReason::NoRoute => "no-route",
         }
     }
 
@@ -39,6 +44,15 @@ impl DropReason {
             DropReason::PolicyIngress => "denied by the destination pod's ingress policy",
             DropReason::PolicyEgress => "denied by the source pod's egress policy",
             DropReason::NatFailed => "packet rewrite failed",
+            DropReason::NoLocalEndpoints => {
+                "Local traffic policy and no endpoint on this node: dropped, not rejected (endpoints exist on other nodes)"
+            }
+            DropReason::SourceRange => "client address outside the service's loadBalancerSourceRanges",
+            DropReason::NoSnatAddr => {
+                "external flow to a remote endpoint needs source NAT, but the node-ips setting has no IPv4 address"
+            }
+            DropReason::DsrTooBig => "DSR: the packet with the service address option would exceed the MTU",
+            DropReason::NoRoute => "no usable route for the translated packet",
         }
     }
 }
