@@ -263,12 +263,13 @@ fn apply_maps(sizes: &mut Capacities, node: &Node, errors: &mut Vec<Diagnostic>)
             "policy-rules" => &mut sizes.policy_rules,
             "identities" => &mut sizes.identities,
             "policy-endpoints" => &mut sizes.policy_endpoints,
+            "lb-source-ranges" => &mut sizes.lb_source_ranges,
             _ => {
                 errors.push(err(
                     key,
                     &format!("maps.{name}"),
                     "unknown map (expected services, backends, conntrack, affinity, sknat, policy-rules, \
-                     identities or policy-endpoints)"
+                     identities, policy-endpoints or lb-source-ranges)"
                         .into(),
                 ));
                 continue;
@@ -334,6 +335,15 @@ fn number(node: &Node, min: u64, max: u64) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lb_source_ranges_capacity_defaults_and_applies() {
+        let mut s = Settings::default();
+        assert_eq!(s.maps.lb_source_ranges, 65_536);
+        apply_file(&mut s, "edgeplane.yaml", "maps:\n  lb-source-ranges: 1024\n").expect("valid config");
+        assert_eq!(s.maps.lb_source_ranges, 1024);
+        assert_eq!(s.maps.of(crate::maps::MapId::Services), 1_048_576);
+    }
 
     #[test]
     fn file_settings_apply() {

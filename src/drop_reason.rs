@@ -23,7 +23,7 @@ impl DropReason {
             DropReason::PolicyEgress => "policy-denied-egress",
             DropReason::NatFailed => "nat-failed",
             DropReason::NoLocalEndpoints => "no-local-endpoints",
-            DropReason::SourceRange => "source-range",
+            DropReason::SourceRange => "source-range-denied",
             DropReason::NoSnatAddr => "no-snat-address",
             DropReason::DsrTooBig => "dsr-too-big",
             DropReason::NoRoute => "no-route",
@@ -45,14 +45,14 @@ impl DropReason {
             DropReason::PolicyEgress => "denied by the source pod's egress policy",
             DropReason::NatFailed => "packet rewrite failed",
             DropReason::NoLocalEndpoints => {
-                "Local traffic policy and no endpoint on this node: dropped, not rejected (as kube-proxy)"
+                "Local traffic policy and no endpoint on this node: dropped, not rejected (endpoints exist on other nodes)"
             }
-            DropReason::SourceRange => "client outside the service's loadBalancerSourceRanges",
+            DropReason::SourceRange => "client address outside the service's loadBalancerSourceRanges",
             DropReason::NoSnatAddr => {
-                "external flow to an endpoint on another node, but node-ips has no IPv4 address to source-NAT to"
+                "external flow to a remote endpoint needs source NAT, but the node-ips setting has no IPv4 address"
             }
-            DropReason::DsrTooBig => "DSR: the datagram with the service option would exceed the egress MTU",
-            DropReason::NoRoute => "a packet routed by edgeplane (node address as source) has no usable route",
+            DropReason::DsrTooBig => "DSR: the packet with the service address option would exceed the MTU",
+            DropReason::NoRoute => "no usable route for the translated packet",
         }
     }
 }

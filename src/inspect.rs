@@ -14,7 +14,7 @@ use crate::compile::{self, Frontend, NodeContext, ServiceEntry};
 use crate::datapath::ct_gc::{forward_key_of, is_pair, reply_key_of};
 use crate::maps::layout::{
     Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CT_F_SOURCE_NATED, CtKey, CtValue,
-    SCOPE_CLUSTER, SCOPE_NODEPORT, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
+    SCOPE_CLUSTER, SCOPE_EXTERNAL, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
 };
 use crate::maps::{Entries, proto_name};
 
@@ -58,7 +58,7 @@ pub struct ServiceView {
 fn scope_name(scope: u8) -> &'static str {
     match scope {
         SCOPE_CLUSTER => "cluster",
-        SCOPE_NODEPORT => "nodeport",
+        SCOPE_EXTERNAL => "external",
         _ => "unknown",
     }
 }

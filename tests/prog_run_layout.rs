@@ -32,6 +32,9 @@ fn mirrors_match_btf_sizes() {
         c::ep_pol_key => r::PolKey,
         c::ep_pol_value => r::PolValue,
         c::ep_lep_value => r::LepValue,
+        c::ep_node => r::NodeConfig,
+        c::ep_lbsrc_key => r::LbsrcKey,
+        c::ep_lbsrc_value => r::LbsrcValue,
     );
     assert_eq!(size_of::<c::ep_drop_event>(), 32);
     assert_eq!(size_of::<c::ep_frag_key>(), 12);
@@ -52,6 +55,11 @@ fn key_field_offsets_match() {
     assert_eq!(offset_of!(c::ep_ct_value, backend_id), offset_of!(r::CtValue, backend_id));
     assert_eq!(offset_of!(c::ep_ct_value, policy_epoch), offset_of!(r::CtValue, policy_epoch));
     assert_eq!(offset_of!(c::ep_config, flags), offset_of!(r::Config, flags));
+    assert_eq!(offset_of!(c::ep_node, flags), offset_of!(r::NodeConfig, flags));
+    assert_eq!(offset_of!(c::ep_lbsrc_key, vip), offset_of!(r::LbsrcKey, vip));
+    assert_eq!(offset_of!(c::ep_lbsrc_key, port), offset_of!(r::LbsrcKey, port));
+    assert_eq!(offset_of!(c::ep_lbsrc_key, proto), offset_of!(r::LbsrcKey, proto));
+    assert_eq!(offset_of!(c::ep_lbsrc_key, saddr), offset_of!(r::LbsrcKey, saddr));
     assert_eq!(offset_of!(c::ep_drop_event, reason), 21);
     assert_eq!(offset_of!(c::ep_drop_event, ifindex), 24);
 }

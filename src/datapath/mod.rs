@@ -91,6 +91,8 @@ pub struct Capacities {
     pub identities: u32,
     /// ep_lep_v1: local pods that a policy isolates.
     pub policy_endpoints: u32,
+    /// ep_lbsrc_v1: (LoadBalancer frontend, allowed client prefix) pairs.
+    pub lb_source_ranges: u32,
 }
 
 impl Default for Capacities {
@@ -104,6 +106,7 @@ impl Default for Capacities {
             policy_rules: 1_048_576,
             identities: 262_144,
             policy_endpoints: 65_536,
+            lb_source_ranges: 65_536,
         }
     }
 }
@@ -124,6 +127,7 @@ impl Capacities {
             "ep_pol_v1" => Some(self.policy_rules),
             "ep_ident_v1" => Some(self.identities),
             "ep_lep_v1" => Some(self.policy_endpoints),
+            "ep_lbsrc_v1" => Some(self.lb_source_ranges),
             _ => None,
         }
     }

@@ -31,10 +31,14 @@ macro_rules! pod_bytes {
 }
 
 pub const SCOPE_CLUSTER: u8 = 0;
-pub const SCOPE_NODEPORT: u8 = 1;
+pub const SCOPE_EXTERNAL: u8 = 1;
 
 pub const SVC_F_AFFINITY: u16 = 0x0001;
 pub const SVC_F_TERMINATING: u16 = 0x0002;
+pub const SVC_F_DROP_EMPTY: u16 = 0x0004;
+pub const SVC_F_SOURCE_RANGES: u16 = 0x0008;
+pub const SVC_F_NODE_ADDR: u16 = 0x0010;
+pub const SVC_F_DSR_OK: u16 = 0x0020;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -84,6 +88,9 @@ pub struct Backend {
     pub flags: u8,
 }
 pod_bytes!(Backend, 8);
+
+/// The endpoint is on another node (its nodeName is not this node's `node-name`).
+pub const BE_F_REMOTE: u8 = 0x01;
 
 impl Backend {
     pub fn new(addr: Ipv4Addr, port: u16, proto: u8) -> Self {
@@ -201,6 +208,46 @@ pub struct Config {
     pub applied_objects: u32,
 }
 pod_bytes!(Config, 16);
+
+pub const NODE_F_DSR: u32 = 0x0001;
+
+/// ep_node_v1 (array, index 0): this node's SNAT address and DSR flag.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeConfig {
+    /// First IPv4 of `node-ips`, network order; all zero when there is none.
+    pub snat_addr: [u8; 4],
+    pub flags: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+pod_bytes!(NodeConfig, 16);
+
+/// The frontend part of an ep_lbsrc_v1 key (vip, port, proto, pad) is matched whole.
+pub const LBSRC_PREFIX_FRONTEND: u32 = 64;
+
+/// ep_lbsrc_v1 key: (frontend, client prefix) for loadBalancerSourceRanges.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LbsrcKey {
+    /// LBSRC_PREFIX_FRONTEND + the source prefix length, host order.
+    pub prefixlen: u32,
+    pub vip: [u8; 4],
+    pub port: [u8; 2],
+    pub proto: u8,
+    pub _pad0: u8,
+    /// Client prefix, network order, host bits cleared.
+    pub saddr: [u8; 4],
+}
+pod_bytes!(LbsrcKey, 16);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LbsrcValue {
+    /// Always 1.
+    pub allow: u32,
+}
+pod_bytes!(LbsrcValue, 4);
 
 // ---- NetworkPolicy (owned by the policy work; bpf/edgeplane.h section of the same name) ----
 
