@@ -9,6 +9,7 @@
 
 #[allow(unused)]
 pub mod packet;
+pub mod multinode;
 pub mod topo;
 
 use std::fs::File;
