@@ -7,9 +7,9 @@
 //! which backend answered and which peer address it saw.
 #![allow(dead_code)]
 
+pub mod multinode;
 #[allow(unused)]
 pub mod packet;
-pub mod multinode;
 pub mod topo;
 
 use std::fs::File;

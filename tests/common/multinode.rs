@@ -9,7 +9,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{EchoServer, NetNs};
+use std::process::Command;
+
+use super::{Cgroup, EchoServer, NetNs, StateDir, TempDir, sh};
 
 pub const ROUTER_LAN: &str = "198.18.200.1";
 pub const NODE_IPS: [&str; 2] = ["198.18.200.11", "198.18.200.12"];
@@ -36,6 +38,8 @@ pub struct Pod {
 }
 
 pub struct MultiNode {
+    // Declaration order is drop order: edgeplane state (detach) before the namespaces.
+    pub agents: Vec<NodeAgent>,
     pub pods: Vec<Vec<Pod>>,
     pub client: NetNs,
     pub nodes: Vec<NetNs>,
@@ -97,7 +101,7 @@ impl MultiNode {
         }
         router.run("nft", &["add table bridge epwire"]);
         router.run("nft", &["add chain bridge epwire pre { type filter hook prerouting priority 0; policy accept; }"]);
-        MultiNode { pods, client, nodes, router }
+        MultiNode { agents: Vec::new(), pods, client, nodes, router }
     }
 
     /// Counts, in the router, packets entering from node `node`'s wire with
@@ -121,4 +125,89 @@ impl MultiNode {
         let after = line.split("packets ").nth(1).unwrap_or_else(|| panic!("no packets in {line}"));
         after.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad count in {line}"))
     }
+}
+
+/// One node's edgeplane: its settings file, YAML directory, pinned state and cgroup.
+pub struct NodeAgent {
+    pub state: StateDir,
+    pub cfg: TempDir,
+    pub settings: TempDir,
+    pub cgroup: Cgroup,
+    pub netns: String,
+    pub node_name: String,
+}
+
+impl NodeAgent {
+    pub fn edgeplane(&self, sub: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_edgeplane"));
+        c.arg(sub)
+            .arg("--config-dir")
+            .arg(&self.cfg.path)
+            .arg("--config")
+            .arg(self.settings.path.join("edgeplane.yaml"))
+            .args(["--netns", &self.netns, "--node-name", &self.node_name])
+            .arg("--state-dir")
+            .arg(&self.state.path)
+            .arg("--cgroup")
+            .arg(&self.cgroup.path);
+        c
+    }
+
+    /// `edgeplane drops` output of this node (text, for loose matching).
+    pub fn drops_text(&self) -> String {
+        String::from_utf8_lossy(&sh(&mut self.edgeplane("drops")).stdout).into_owned()
+    }
+}
+
+impl MultiNode {
+    /// Writes settings (`node-ips`, `dsr`, `host-interfaces: [up0]`,
+    /// `workload-interfaces: ["pv*"]`) and the YAML `docs` for every node,
+    /// then applies them with `edgeplane apply` on each node.
+    pub fn apply(&mut self, dsr: bool, docs: &[String]) {
+        if self.agents.is_empty() {
+            for (n, node) in self.nodes.iter().enumerate() {
+                let settings = TempDir::new("settings");
+                std::fs::write(
+                    settings.path.join("edgeplane.yaml"),
+                    format!(
+                        "maps:\n  services: 4096\n  backends: 4096\n  conntrack: 65536\n  affinity: 4096\n  sknat: 4096\nnode-ips: [\"{}\"]\ndsr: {dsr}\nhost-interfaces: [\"{UPLINK}\"]\nworkload-interfaces: [\"pv*\"]\n",
+                        NODE_IPS[n]
+                    ),
+                )
+                .expect("settings");
+                self.agents.push(NodeAgent {
+                    state: StateDir::new(node),
+                    cfg: TempDir::new("cfg"),
+                    settings,
+                    cgroup: Cgroup::new(),
+                    netns: node.name.clone(),
+                    node_name: format!("node{}", n + 1),
+                });
+            }
+        }
+        let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
+        for d in docs {
+            text.push_str("---\n");
+            text.push_str(d);
+        }
+        for a in &self.agents {
+            std::fs::write(a.cfg.path.join("services.yaml"), &text).expect("write yaml");
+            sh(&mut a.edgeplane("apply"));
+        }
+    }
+}
+
+/// Service `name` of `kind` (NodePort or LoadBalancer) on ClusterIP
+/// `cluster_ip`: 80/TCP nodePort 30080 and 80/UDP nodePort 30081 to pod port
+/// 8080, `extra` appended to the spec (indented two spaces), and one
+/// EndpointSlice whose endpoints carry their nodeName.
+pub fn node_port_yaml(name: &str, kind: &str, cluster_ip: &str, extra: &str, eps: &[(Ipv4Addr, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: e2e\nspec:\n  type: {kind}\n  clusterIP: {cluster_ip}\n{extra}  ports:\n  - name: http\n    protocol: TCP\n    port: 80\n    targetPort: 8080\n    nodePort: 30080\n  - name: udp\n    protocol: UDP\n    port: 80\n    targetPort: 8080\n    nodePort: 30081\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: e2e\n  labels:\n    kubernetes.io/service-name: {name}\naddressType: IPv4\nendpoints:\n"
+    );
+    for (ip, node) in eps {
+        y.push_str(&format!("- addresses: [\"{ip}\"]\n  nodeName: {node}\n  conditions: {{ready: true, serving: true, terminating: false}}\n"));
+    }
+    y.push_str("ports:\n- name: http\n  protocol: TCP\n  port: 8080\n- name: udp\n  protocol: UDP\n  port: 8080\n");
+    y
 }
