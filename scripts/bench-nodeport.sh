@@ -112,7 +112,7 @@ measure() {
     j1=$(busy_jiffies)
     # iperf3 to the NodePort's TCP throughput port: 30080 maps to 5201 in every mode.
     tp=$(in_ns $CL timeout $((DURATION + 30)) iperf3 -c 198.18.200.11 -p 30201 -P 1 -t "$DURATION" -J |
-        awk -F: '/"sum_received"/{f=1} f && /"bits_per_second"/{gsub(/[ ,]/,"",$2); print $2; exit}')
+        awk -F: '/"sum_received"/{f=1} f && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; exit}')
     conns=$(sed 's/.*"conns":\([0-9]*\).*/\1/' <<<"$cb")
     awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$hz" 'BEGIN {
         printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,\"cpu_source\":\"/proc/stat machine-wide busy jiffies\"}\n",
