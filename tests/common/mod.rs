@@ -7,6 +7,7 @@
 //! which backend answered and which peer address it saw.
 #![allow(dead_code)]
 
+pub mod multinode;
 #[allow(unused)]
 pub mod packet;
 pub mod topo;

@@ -1,0 +1,129 @@
+//! NodePort / LoadBalancer end to end (root only) on the two-node topology
+//! of tests/common/multinode.rs: an outside client one routed hop away talks
+//! to node1's address; the same YAML directory is applied on both nodes
+//! (`edgeplane apply --node-name nodeN` with `node-ips` and `dsr` settings).
+//! TCP cases run with the nodes' uplink TX checksum offload on and off.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use common::multinode::*;
+use common::*;
+
+const POD_PORT: u16 = 8080;
+
+fn node_ip(n: usize) -> Ipv4Addr {
+    NODE_IPS[n - 1].parse().unwrap()
+}
+
+/// Both nodes' pods as endpoints of one NodePort service.
+fn both_nodes_service(t: &MultiNode, policy: &str) -> String {
+    let eps: Vec<(Ipv4Addr, &str)> = t
+        .pods
+        .iter()
+        .enumerate()
+        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
+        .collect();
+    node_port_yaml("web", "NodePort", "198.18.250.10", &format!("  externalTrafficPolicy: {policy}\n"), &eps)
+}
+
+fn ask_many(t: &MultiNode, mode: &'static str, to: SocketAddrV4, n: usize) -> Vec<Answer> {
+    t.client.within(move || {
+        (0..n)
+            .map(|_| match mode {
+                "tcp" => tcp_ask(to, Duration::from_secs(2)),
+                _ => udp_ask_connected(to, Duration::from_secs(2)),
+            })
+            .map(|r| r.unwrap_or_else(|e| panic!("{mode} to {to}: {e}")))
+            .collect()
+    })
+}
+
+fn cluster_snat(tx_offload: bool) {
+    let mut t = MultiNode::new([2, 2], POD_PORT, tx_offload);
+    let svc = both_nodes_service(&t, "Cluster");
+    t.apply(false, &[svc]);
+    for (mode, port) in [("tcp", 30080), ("udp", 30081)] {
+        let to = SocketAddrV4::new(node_ip(1), port);
+        let answers = ask_many(&t, mode, to, 40);
+        let nodes: BTreeSet<&str> = answers.iter().map(|a| &a.server[..5]).collect();
+        assert_eq!(nodes.len(), 2, "{mode}: both nodes' pods answer: {answers:?}");
+        for a in &answers {
+            assert_eq!(a.client_peer, to.into(), "{mode}: reply comes from node1:{port}");
+            let expected = if a.server.starts_with("node2") { NODE_IPS[0] } else { CLIENT_IP };
+            assert!(a.seen_peer.starts_with(&format!("{expected}:")), "{mode}: {} saw {}", a.server, a.seen_peer);
+        }
+    }
+}
+
+#[test]
+fn cluster_policy_snat_to_remote_pods() {
+    need_root!();
+    cluster_snat(true);
+    cluster_snat(false);
+}
+
+fn dsr_reply_leaves_backend_node(tx_offload: bool) {
+    let mut t = MultiNode::new([0, 2], POD_PORT, tx_offload);
+    let svc = both_nodes_service(&t, "Cluster");
+    t.apply(true, &[svc]);
+    for (mode, port) in [("tcp", 30080u16), ("udp", 30081)] {
+        t.watch_wire(&format!("{mode}-node2"), 2, NODE_IPS[0], port);
+        t.watch_wire(&format!("{mode}-node1"), 1, NODE_IPS[0], port);
+        let to = SocketAddrV4::new(node_ip(1), port);
+        for a in ask_many(&t, mode, to, 10) {
+            assert!(a.server.starts_with("node2"), "{mode}: {a:?}");
+            assert!(a.seen_peer.starts_with(&format!("{CLIENT_IP}:")), "{mode}: DSR keeps the client address: {a:?}");
+            assert_eq!(a.client_peer, to.into(), "{mode}: reply carries node1:{port}");
+        }
+        assert!(t.wire_count(&format!("{mode}-node2")) > 0, "{mode}: replies enter the router on node2's wire");
+        assert_eq!(t.wire_count(&format!("{mode}-node1")), 0, "{mode}: no reply on node1's wire");
+    }
+}
+
+#[test]
+fn dsr_replies_directly_from_backend_node() {
+    need_root!();
+    dsr_reply_leaves_backend_node(true);
+    dsr_reply_leaves_backend_node(false);
+}
+
+#[test]
+fn local_policy_keeps_client_address_and_drops_without_local_endpoint() {
+    need_root!();
+    let mut t = MultiNode::new([2, 2], POD_PORT, true);
+    let svc = both_nodes_service(&t, "Local");
+    t.apply(false, &[svc]);
+    let to = SocketAddrV4::new(node_ip(1), 30080);
+    for a in ask_many(&t, "tcp", to, 20) {
+        assert!(a.server.starts_with("node1"), "{a:?}");
+        assert!(a.seen_peer.starts_with(&format!("{CLIENT_IP}:")), "{a:?}");
+    }
+    let remote_only: Vec<(Ipv4Addr, &str)> = t.pods[1].iter().map(|p| (p.ip, "node2")).collect();
+    let svc = node_port_yaml("web", "NodePort", "198.18.250.10", "  externalTrafficPolicy: Local\n", &remote_only);
+    t.apply(false, &[svc]);
+    let r = t.client.within(move || tcp_ask(to, Duration::from_millis(800)));
+    match r {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "dropped, not refused: {e}"),
+        Ok(a) => panic!("no local endpoint must not answer: {a:?}"),
+    }
+    let drops = t.agents[0].drops_text();
+    assert!(drops.contains("local"), "node1 counts a no-local-endpoints drop:\n{drops}");
+}
+
+#[test]
+fn node_port_from_pod_and_from_host() {
+    need_root!();
+    let mut t = MultiNode::new([1, 1], POD_PORT, true);
+    let svc = both_nodes_service(&t, "Cluster");
+    t.apply(false, &[svc]);
+    let to_node2 = SocketAddrV4::new(node_ip(2), 30080);
+    let a = t.pods[0][0].ns.within(move || tcp_ask(to_node2, Duration::from_secs(2)));
+    assert!(a.is_ok(), "pod on node1 -> node2:30080: {a:?}");
+    let to_node1 = SocketAddrV4::new(node_ip(1), 30080);
+    let a = t.nodes[0].within(move || tcp_ask(to_node1, Duration::from_secs(2)));
+    assert!(a.is_ok(), "host of node1 -> node1:30080: {a:?}");
+}
