@@ -1178,6 +1178,9 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         affinity_timeout,
         internal_traffic_policy,
         external_traffic_policy,
+        lb_ingress_ips: Vec::new(),
+        lb_source_ranges: Vec::new(),
+        health_check_node_port: None,
     };
     (svc, extra)
 }

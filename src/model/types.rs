@@ -90,6 +90,12 @@ pub struct Service {
     pub affinity_timeout: Option<u32>,
     pub internal_traffic_policy: TrafficPolicy,
     pub external_traffic_policy: TrafficPolicy,
+    /// `status.loadBalancer.ingress[].ip`, without those with `ipMode: Proxy`.
+    pub lb_ingress_ips: Vec<IpAddr>,
+    /// `spec.loadBalancerSourceRanges` (IPv4 prefixes, host bits cleared).
+    pub lb_source_ranges: Vec<(std::net::Ipv4Addr, u8)>,
+    /// `spec.healthCheckNodePort`.
+    pub health_check_node_port: Option<NonZeroU16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
