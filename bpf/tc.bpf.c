@@ -235,8 +235,10 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 	fval->last_seen_ns = now;
 	if (svc->flags & EP_SVC_F_NODE_ADDR)
 		fval->flags |= EP_CT_F_FIB;
-	if (pick.be.addr == client) {
-		/* Hairpin: the pod reaches itself; make the reply come back to us. */
+	if (pick.be.addr == client && !ctx->from_host) {
+		/* Hairpin: a local pod reaches itself; make the reply come back to us
+		 * (a client from outside that is its own backend is on another node:
+		 * the remote case below brings its replies back). */
 		fval->flags |= EP_CT_F_HAIRPIN;
 		fval->hairpin_addr = ctx->cfg->hairpin_addr;
 	} else if (ctx->from_host && (pick.be.flags & EP_BE_F_REMOTE)) {

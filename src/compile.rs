@@ -18,8 +18,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::diag::Diagnostic;
 use crate::maps::layout::{
-    Backend, SCOPE_CLUSTER, SVC_F_AFFINITY, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
-    backend_id_key,
+    BE_F_REMOTE, Backend, LBSRC_PREFIX_FRONTEND, LbsrcKey, LbsrcValue, SCOPE_CLUSTER, SCOPE_EXTERNAL, SVC_F_AFFINITY,
+    SVC_F_DROP_EMPTY, SVC_F_DSR_OK, SVC_F_NODE_ADDR, SVC_F_SOURCE_RANGES, SVC_F_TERMINATING, SvcKey, SvcValue,
+    backend_id_from_key, backend_id_key,
 };
 use crate::maps::{Entries, MapId};
 use crate::model::{AddressType, Cluster, EndpointSlice, Service, ServiceType, TrafficPolicy};
@@ -47,8 +48,12 @@ pub struct BackendAddr {
 }
 
 impl BackendAddr {
-    fn to_backend(self) -> Backend {
-        Backend::new(self.addr, self.port, self.proto)
+    fn to_backend(self, remote: bool) -> Backend {
+        let mut b = Backend::new(self.addr, self.port, self.proto);
+        if remote {
+            b.flags |= BE_F_REMOTE;
+        }
+        b
     }
 }
 
@@ -71,6 +76,22 @@ pub struct ServiceEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceSet {
     pub services: BTreeMap<Frontend, ServiceEntry>,
+    /// Backends whose endpoint is not known to be on this node (EP_BE_F_REMOTE).
+    pub remote: BTreeSet<BackendAddr>,
+    /// loadBalancerSourceRanges: (LoadBalancer frontend, allowed IPv4 prefix).
+    pub source_ranges: BTreeSet<(Frontend, Ipv4Addr, u8)>,
+    /// healthCheckNodePort servers this node must run.
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// A LoadBalancer service with externalTrafficPolicy: Local and a
+/// healthCheckNodePort: load balancers probe it to find nodes with endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub node_port: u16,
+    pub namespace: String,
+    pub name: String,
+    pub local_endpoints: u32,
 }
 
 impl ServiceSet {
@@ -82,8 +103,45 @@ impl ServiceSet {
 /// What compile needs to know about this node.
 #[derive(Debug, Clone, Default)]
 pub struct NodeContext {
-    /// `--node-name`: used for `internalTrafficPolicy: Local`.
+    /// `--node-name`: an endpoint is local when its nodeName equals it.
     pub node_name: Option<String>,
+    /// IPv4 addresses of `node-ips`: NodePorts are served on each.
+    pub node_ips: Vec<Ipv4Addr>,
+}
+
+impl NodeContext {
+    pub fn from_settings(settings: &crate::config::Settings) -> NodeContext {
+        NodeContext {
+            node_name: settings.node_name.clone(),
+            node_ips: settings
+                .node_ips
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+        }
+    }
+
+    fn is_local(&self, endpoint_node: Option<&String>) -> bool {
+        self.node_name.is_some() && endpoint_node == self.node_name.as_ref()
+    }
+}
+
+/// Which endpoints a frontend entry uses (kube-proxy's policy chains).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoints {
+    All,
+    LocalOnly,
+}
+
+/// The kind of address a frontend is, for names and flags.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FrontendKind {
+    ExternalIp,
+    LoadBalancer,
+    NodePort,
 }
 
 /// `internalTrafficPolicy: Local` keeps only this node's endpoints, which are
@@ -122,59 +180,141 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
         slices_by_service.entry((&slice.meta.namespace, &slice.service_name)).or_default().push(slice);
     }
     let mut set = ServiceSet::default();
+    let mut nodeport_without_ips = None;
     for svc in &cluster.services {
         if svc.service_type == ServiceType::ExternalName {
             continue;
         }
-        let slices = slices_by_service.get(&(svc.meta.namespace.as_str(), svc.meta.name.as_str()));
-        let vips: Vec<Ipv4Addr> = svc
-            .cluster_ips
-            .iter()
-            .chain(&svc.external_ips)
-            .filter_map(|ip| match ip {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => {
-                    warnings.push(Diagnostic::warning(
-                        svc.meta.origin.clone(),
-                        Some(format!("Service {}/{}", svc.meta.namespace, svc.meta.name)),
-                        "spec.clusterIPs",
-                        format!("IPv6 address {ip} is not translated: this data plane handles IPv4 only"),
-                    ));
-                    None
-                }
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let slices = slices_by_service
+            .get(&(svc.meta.namespace.as_str(), svc.meta.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let ipv4 = |field: &str, ips: &[IpAddr], warnings: &mut Vec<Diagnostic>| -> Vec<Ipv4Addr> {
+            ips.iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => {
+                        warnings.push(Diagnostic::warning(
+                            svc.meta.origin.clone(),
+                            Some(format!("Service {}/{}", svc.meta.namespace, svc.meta.name)),
+                            field,
+                            format!("IPv6 address {ip} is not translated: this data plane handles IPv4 only"),
+                        ));
+                        None
+                    }
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let cluster_ips = ipv4("spec.clusterIPs", &svc.cluster_ips, &mut warnings);
+        let mut external: Vec<(Ipv4Addr, FrontendKind)> = Vec::new();
+        external.extend(ipv4("spec.externalIPs", &svc.external_ips, &mut warnings).into_iter().map(|ip| (ip, FrontendKind::ExternalIp)));
+        if svc.service_type == ServiceType::LoadBalancer {
+            external.extend(
+                ipv4("status.loadBalancer.ingress", &svc.lb_ingress_ips, &mut warnings)
+                    .into_iter()
+                    .map(|ip| (ip, FrontendKind::LoadBalancer)),
+            );
+        }
+        let node_ports = matches!(svc.service_type, ServiceType::NodePort | ServiceType::LoadBalancer);
+        let mut health_local = 0u32;
         for port in &svc.ports {
-            let (backends, draining, terminating) =
-                usable_backends(svc, port, slices.map(Vec::as_slice).unwrap_or(&[]), node);
-            let mut flags = 0;
-            if terminating {
-                flags |= SVC_F_TERMINATING;
+            let all = usable_backends(port, slices, node, Endpoints::All);
+            for ep in slices.iter().flat_map(|s| remote_backends(port, s, node)) {
+                set.remote.insert(ep);
             }
+            let local = usable_backends(port, slices, node, Endpoints::LocalOnly);
+            health_local = health_local.max(u32::try_from(local.backends.len()).unwrap_or(u32::MAX));
+            let mut base_flags = 0;
             if svc.affinity_timeout.is_some() {
-                flags |= SVC_F_AFFINITY;
+                base_flags |= SVC_F_AFFINITY;
             }
-            for vip in &vips {
-                let frontend = Frontend { vip: *vip, port: port.port.get(), proto: port.protocol.number(), scope: SCOPE_CLUSTER };
-                let name = if port.name.is_empty() {
-                    format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port.port)
-                } else {
-                    format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port.name)
-                };
+            let port_name = if port.name.is_empty() { port.port.to_string() } else { port.name.clone() };
+            let name = format!("{}/{}:{}", svc.meta.namespace, svc.meta.name, port_name);
+            let proto = port.protocol.number();
+            let mut add = |vip: Ipv4Addr, port_no: u16, scope: u8, usable: &Usable, flags: u16, what: &str| {
+                let frontend = Frontend { vip, port: port_no, proto, scope };
                 set.services.insert(
                     frontend,
                     ServiceEntry {
-                        name,
-                        backends: backends.clone(),
-                        draining: draining.clone(),
-                        flags,
+                        name: format!("{name}{what}"),
+                        backends: usable.backends.clone(),
+                        draining: usable.draining.clone(),
+                        flags: base_flags | flags | usable.flags(),
                         affinity_timeout: svc.affinity_timeout.unwrap_or(0),
                     },
                 );
+            };
+            // A Local policy with endpoints only elsewhere drops (kube-proxy); none at all rejects.
+            let drop_empty = |policy: TrafficPolicy, usable: &Usable| {
+                if policy == TrafficPolicy::Local && usable.backends.is_empty() && !all.backends.is_empty() {
+                    SVC_F_DROP_EMPTY
+                } else {
+                    0
+                }
+            };
+            let internal = if svc.internal_traffic_policy == TrafficPolicy::Local { &local } else { &all };
+            for vip in &cluster_ips {
+                add(*vip, port.port.get(), SCOPE_CLUSTER, internal, drop_empty(svc.internal_traffic_policy, internal), "");
+            }
+            let (ext, ext_flags) = if svc.external_traffic_policy == TrafficPolicy::Local {
+                (&local, drop_empty(TrafficPolicy::Local, &local))
+            } else {
+                (&all, SVC_F_DSR_OK)
+            };
+            let mut frontends: Vec<(Ipv4Addr, u16, FrontendKind)> =
+                external.iter().map(|(ip, kind)| (*ip, port.port.get(), *kind)).collect();
+            if node_ports && let Some(np) = port.node_port {
+                if node.node_ips.is_empty() {
+                    nodeport_without_ips.get_or_insert_with(|| svc.meta.origin.clone());
+                }
+                frontends.extend(node.node_ips.iter().map(|ip| (*ip, np.get(), FrontendKind::NodePort)));
+            }
+            for (vip, port_no, kind) in frontends {
+                let (kind_flags, what) = match kind {
+                    FrontendKind::ExternalIp => (0, " (externalIP)".to_string()),
+                    FrontendKind::LoadBalancer if !svc.lb_source_ranges.is_empty() => {
+                        (SVC_F_SOURCE_RANGES, " (loadBalancer)".to_string())
+                    }
+                    FrontendKind::LoadBalancer => (0, " (loadBalancer)".to_string()),
+                    FrontendKind::NodePort => (SVC_F_NODE_ADDR, format!(" (nodePort {port_no})")),
+                };
+                // In-cluster callers short-circuit to all endpoints (kube-proxy's
+                // "pod traffic for external destinations"); outside traffic gets the eTP's.
+                add(vip, port_no, SCOPE_CLUSTER, &all, kind_flags, &what);
+                add(vip, port_no, SCOPE_EXTERNAL, ext, kind_flags | ext_flags, &what);
+                if kind_flags & SVC_F_SOURCE_RANGES != 0 {
+                    for scope in [SCOPE_CLUSTER, SCOPE_EXTERNAL] {
+                        let fe = Frontend { vip, port: port_no, proto, scope };
+                        for (net, len) in &svc.lb_source_ranges {
+                            set.source_ranges.insert((fe, *net, *len));
+                        }
+                    }
+                }
             }
         }
+        if svc.service_type == ServiceType::LoadBalancer
+            && svc.external_traffic_policy == TrafficPolicy::Local
+            && let Some(hc) = svc.health_check_node_port
+        {
+            set.health_checks.push(HealthCheck {
+                node_port: hc.get(),
+                namespace: svc.meta.namespace.clone(),
+                name: svc.meta.name.clone(),
+                local_endpoints: health_local,
+            });
+        }
+    }
+    if let Some(origin) = nodeport_without_ips {
+        warnings.push(Diagnostic::warning(
+            origin,
+            None,
+            "spec.ports.nodePort",
+            "node-ips is not set, so NodePorts are not served on this node; set node-ips in the settings file \
+             or --node-ip"
+                .to_string(),
+        ));
     }
     if node.node_name.is_none()
         && let Some(w) = local_without_node_name(cluster)
@@ -184,36 +324,66 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
     (set, warnings)
 }
 
+/// What one frontend entry of a service port uses.
+#[derive(Debug, Clone, Default)]
+struct Usable {
+    /// Backends new flows go to, sorted.
+    backends: Vec<BackendAddr>,
+    /// Listed but not selectable (not ready, terminating): kept for draining.
+    draining: Vec<BackendAddr>,
+    /// `backends` are the serving-terminating fallback.
+    terminating: bool,
+}
+
+impl Usable {
+    fn flags(&self) -> u16 {
+        if self.terminating { SVC_F_TERMINATING } else { 0 }
+    }
+}
+
+/// The endpoint port a slice gives `port` (matched by name and protocol, as kube-proxy does).
+fn slice_target(port: &crate::model::ServicePort, slice: &EndpointSlice) -> Option<u16> {
+    if slice.address_type != AddressType::IPv4 {
+        return None;
+    }
+    let slice_port = slice.ports.iter().find(|p| p.name == port.name && p.protocol == port.protocol)?;
+    slice_port.port.map(|p| p.get())
+}
+
+/// Backends of `port` in `slice` that are not known to be on this node.
+fn remote_backends<'a>(
+    port: &'a crate::model::ServicePort,
+    slice: &'a EndpointSlice,
+    node: &'a NodeContext,
+) -> impl Iterator<Item = BackendAddr> + 'a {
+    let target = slice_target(port, slice);
+    slice.endpoints.iter().filter(|ep| !node.is_local(ep.node_name.as_ref())).filter_map(move |ep| {
+        let Some(IpAddr::V4(addr)) = ep.addresses.first() else { return None };
+        Some(BackendAddr { addr: *addr, port: target?, proto: port.protocol.number() })
+    })
+}
+
 /// The backends a service port sends new flows to, the listed endpoints it
 /// does not (draining), and whether the first are the serving-terminating
-/// fallback. Mirrors kube-proxy's CategorizeEndpoints for cluster traffic:
-/// ready endpoints; if none, serving+terminating ones.
+/// fallback. Mirrors kube-proxy's CategorizeEndpoints: ready endpoints; if
+/// none, serving+terminating ones; `LocalOnly` keeps this node's only.
 fn usable_backends(
-    svc: &Service,
     port: &crate::model::ServicePort,
     slices: &[&EndpointSlice],
     node: &NodeContext,
-) -> (Vec<BackendAddr>, Vec<BackendAddr>, bool) {
+    which: Endpoints,
+) -> Usable {
     let mut ready = BTreeSet::new();
     let mut terminating = BTreeSet::new();
     let mut listed = BTreeSet::new();
     for slice in slices {
-        if slice.address_type != AddressType::IPv4 {
-            continue;
-        }
-        // EndpointSlice ports are matched to service ports by name, as kube-proxy does.
-        let Some(slice_port) = slice.ports.iter().find(|p| p.name == port.name && p.protocol == port.protocol) else {
-            continue;
-        };
-        let Some(target) = slice_port.port else { continue };
+        let Some(target) = slice_target(port, slice) else { continue };
         for ep in &slice.endpoints {
-            if svc.internal_traffic_policy == TrafficPolicy::Local
-                && (node.node_name.is_none() || ep.node_name != node.node_name)
-            {
+            if which == Endpoints::LocalOnly && !node.is_local(ep.node_name.as_ref()) {
                 continue;
             }
             let Some(IpAddr::V4(addr)) = ep.addresses.first() else { continue };
-            let backend = BackendAddr { addr: *addr, port: target.get(), proto: port.protocol.number() };
+            let backend = BackendAddr { addr: *addr, port: target, proto: port.protocol.number() };
             listed.insert(backend);
             if ep.ready {
                 ready.insert(backend);
@@ -229,7 +399,7 @@ fn usable_backends(
         (terminating, fallback)
     };
     let draining = listed.difference(&used).copied().collect();
-    (used.into_iter().collect(), draining, fallback)
+    Usable { backends: used.into_iter().collect(), draining, terminating: fallback }
 }
 
 /// The live contents of the planned maps.
@@ -288,7 +458,7 @@ pub fn resolve(set: &ServiceSet, live: &LiveMaps) -> LiveMaps {
 
     let mut be_entries = Entries::new();
     for (b, id) in &backend_ids {
-        be_entries.insert(backend_id_key(*id), b.to_backend().to_bytes());
+        be_entries.insert(backend_id_key(*id), b.to_backend(set.remote.contains(b)).to_bytes());
     }
     let mut svc_entries = Entries::new();
     for (fe, entry) in &set.services {
@@ -311,7 +481,23 @@ pub fn resolve(set: &ServiceSet, live: &LiveMaps) -> LiveMaps {
         };
         svc_entries.insert(fe.key(0).to_bytes(), head.to_bytes());
     }
-    BTreeMap::from([(MapId::Backends, be_entries), (MapId::Services, svc_entries)])
+    let mut range_entries = Entries::new();
+    for (fe, net, len) in &set.source_ranges {
+        let key = LbsrcKey {
+            prefixlen: LBSRC_PREFIX_FRONTEND + u32::from(*len),
+            vip: fe.vip.octets(),
+            port: fe.port.to_be_bytes(),
+            proto: fe.proto,
+            _pad0: 0,
+            saddr: net.octets(),
+        };
+        range_entries.insert(key.to_bytes().to_vec(), LbsrcValue { allow: 1 }.to_bytes().to_vec());
+    }
+    BTreeMap::from([
+        (MapId::Backends, be_entries),
+        (MapId::SourceRanges, range_entries),
+        (MapId::Services, svc_entries),
+    ])
 }
 
 /// Slots 1..=n for `ids`, keeping each backend at its live slot when that slot
@@ -371,6 +557,7 @@ mod tests {
                 fe,
                 ServiceEntry { name: "demo/web:http".into(), backends, draining: vec![], flags: 0, affinity_timeout: 0 },
             )]),
+            ..ServiceSet::default()
         }
     }
 
@@ -425,13 +612,13 @@ mod tests {
         let loaded =
             crate::model::load_dirs(&[dir.path().to_path_buf()], &crate::source::LoadLimits::default()).expect("load");
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: None });
+        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext::default());
         let local: Vec<String> =
             warnings.iter().map(ToString::to_string).filter(|w| w.contains("internalTrafficPolicy")).collect();
         assert_eq!(local.len(), 1, "{local:?}");
         assert!(local[0].contains("demo/a, demo/c") && local[0].contains("node-name"), "{}", local[0]);
         assert!(!local[0].contains("demo/b"), "{}", local[0]);
-        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()) });
+        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()), ..NodeContext::default() });
         assert!(warnings.iter().all(|w| !w.to_string().contains("internalTrafficPolicy")), "{warnings:?}");
     }
 }

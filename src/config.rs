@@ -3,7 +3,7 @@
 //! Parsing is pure (text in, settings or diagnostics out); the caller reads
 //! the file through `source`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +22,13 @@ pub struct Settings {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
     pub node_name: Option<String>,
+    /// This node's addresses: NodePorts are served on each IPv4 one, the first
+    /// IPv4 one is the source of source-NATed external flows.
+    pub node_ips: Vec<IpAddr>,
+    /// Direct Server Return for external flows to other nodes' endpoints.
+    pub dsr: bool,
+    /// Valid nodePort values (kube-proxy's --service-node-port-range).
+    pub node_port_range: (u16, u16),
     pub workload_interfaces: Vec<String>,
     pub host_interfaces: Vec<String>,
     pub cgroup: Option<PathBuf>,
@@ -50,6 +57,9 @@ impl Default for Settings {
             config_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             node_name: None,
+            node_ips: Vec::new(),
+            dsr: false,
+            node_port_range: DEFAULT_NODE_PORT_RANGE,
             workload_interfaces: vec!["veth*".into()],
             host_interfaces: Vec::new(),
             cgroup: None,
@@ -88,6 +98,9 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
             "config-dir" => string(value).map(|s| settings.config_dir = s.into()),
             "state-dir" => string(value).map(|s| settings.state_dir = s.into()),
             "node-name" => string(value).map(|s| settings.node_name = Some(s)),
+            "node-ips" => strings(value).and_then(|v| parse_node_ips(&v)).map(|v| settings.node_ips = v),
+            "dsr" => boolean(value).map(|b| settings.dsr = b),
+            "node-port-range" => string(value).and_then(|s| parse_port_range(&s)).map(|r| settings.node_port_range = r),
             "workload-interfaces" => strings(value).map(|v| settings.workload_interfaces = v),
             "host-interfaces" => strings(value).map(|v| settings.host_interfaces = v),
             "cgroup" => string(value).map(|s| settings.cgroup = Some(s.into())),
@@ -117,7 +130,8 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
             "metrics-address" => {
                 string(value).and_then(|s| parse_metrics_address(&s)).map(|a| settings.metrics_address = a)
             }
-            _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, workload-interfaces, \
+            _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, node-ips, dsr, \
+                 node-port-range, workload-interfaces, \
                  host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
                  settle-milliseconds, allow-mass-delete, allow-external-symlinks, conntrack-timeouts, \
                  conntrack-gc-interval-seconds, metrics-address)"
@@ -128,6 +142,29 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// kube-proxy's default --service-node-port-range.
+pub const DEFAULT_NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
+
+/// `node-ips` / `--node-ip`: IP addresses.
+pub fn parse_node_ips(values: &[String]) -> Result<Vec<IpAddr>, String> {
+    values
+        .iter()
+        .map(|v| v.parse::<IpAddr>().map_err(|_| format!("expected an IP address, found {v:?}")))
+        .collect()
+}
+
+/// `node-port-range`: `FIRST-LAST`, as kube-proxy's --service-node-port-range.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("expected FIRST-LAST ports such as 30000-32767, found {s:?}");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// `metrics-address` / `--metrics-address`: `ADDRESS:PORT`, or empty to disable.
@@ -149,6 +186,8 @@ pub fn parse_metrics_address(s: &str) -> Result<Option<SocketAddr>, String> {
 pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub node_name: Option<String>,
+    pub node_ips: Vec<IpAddr>,
+    pub dsr: bool,
     pub workload_interfaces: Vec<String>,
     pub host_interfaces: Vec<String>,
     pub cgroup: Option<PathBuf>,
@@ -164,6 +203,12 @@ impl Overrides {
         }
         if let Some(v) = &self.node_name {
             s.node_name = Some(v.clone());
+        }
+        if !self.node_ips.is_empty() {
+            s.node_ips = self.node_ips.clone();
+        }
+        if self.dsr {
+            s.dsr = true;
         }
         if !self.workload_interfaces.is_empty() {
             s.workload_interfaces = self.workload_interfaces.clone();
@@ -234,6 +279,9 @@ pub fn reload(old: &Settings, new: Settings) -> Reload {
         };
     }
     live!(node_name, "node-name");
+    live!(node_ips, "node-ips");
+    live!(dsr, "dsr");
+    live!(node_port_range, "node-port-range");
     live!(workload_interfaces, "workload-interfaces");
     live!(host_interfaces, "host-interfaces");
     live!(hairpin_address, "hairpin-address");

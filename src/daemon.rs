@@ -18,7 +18,7 @@ use crate::config::{self, Settings};
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
 use crate::maps::fake::FakeMaps;
-use crate::maps::layout::{CFG_F_POLICY, Config};
+use crate::maps::layout::{CFG_F_POLICY, Config, NODE_F_DSR, NodeConfig};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::metrics::{self, ErrorKind, Metrics};
 use crate::model::{self, Loaded};
@@ -205,13 +205,26 @@ pub fn desired_state(
     live: &BTreeMap<MapId, Entries>,
     policy_epoch: u32,
 ) -> Desired {
-    let lb_node = NodeContext { node_name: settings.node_name.clone() };
+    let lb_node = NodeContext::from_settings(settings);
     let (set, mut warnings) = compile::compile_services(&loaded.cluster, &lb_node);
     let mut maps = compile::resolve(&set, live);
     let policy = compile_policy::compile(&loaded.cluster, node, live, policy_epoch);
     warnings.extend(policy.warnings.iter().cloned());
     maps.extend(policy.maps.iter().map(|(m, e)| (*m, e.clone())));
     Desired { services: set.services.len(), backends: set.backend_count(), maps, warnings, policy }
+}
+
+/// ep_node_v1's contents from the settings: the first IPv4 of node-ips, dsr.
+pub fn node_config(settings: &Settings) -> NodeConfig {
+    let snat = settings.node_ips.iter().find_map(|ip| match ip {
+        std::net::IpAddr::V4(v4) => Some(v4.octets()),
+        std::net::IpAddr::V6(_) => None,
+    });
+    NodeConfig {
+        snat_addr: snat.unwrap_or_default(),
+        flags: if settings.dsr { NODE_F_DSR } else { 0 },
+        ..NodeConfig::default()
+    }
 }
 
 /// What this node's namespace says about pods and itself (I/O: netlink,
@@ -442,6 +455,11 @@ impl Engine {
                 log::error!("{e}");
             }
             self.metrics.error(ErrorKind::Capacity);
+            return Pass::Refused;
+        }
+        // The node's SNAT address and DSR flag, before any frontend that needs them.
+        if let Err(e) = self.dp.set_node(node_config(&self.settings)) {
+            log::error!("{e:#}; the next pass retries");
             return Pass::Refused;
         }
         let p: Plan = plan::plan(&desired.maps, &live);

@@ -479,7 +479,7 @@ pub fn service_names(settings: &crate::config::Settings) -> ServiceNames {
     let Ok(loaded) = crate::model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits) else {
         return ServiceNames::new();
     };
-    let node = NodeContext { node_name: settings.node_name.clone() };
+    let node = NodeContext::from_settings(settings);
     compile::compile_services(&loaded.cluster, &node).0.services
 }
 
@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn services_decode_what_compile_programs() {
         let n = names(vec![be(10), be(11)], vec![be(12)], SVC_F_AFFINITY);
-        let maps = resolve(&ServiceSet { services: n.clone() }, &Default::default());
+        let maps = resolve(&ServiceSet { services: n.clone(), ..ServiceSet::default() }, &Default::default());
         let views = services_from_maps(&maps[&MapId::Services], &maps[&MapId::Backends], &n);
         assert_eq!(views.len(), 1);
         let s = &views[0];
@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn services_without_names_keep_ids() {
         let n = names(vec![be(10)], vec![], 0);
-        let maps = resolve(&ServiceSet { services: n }, &Default::default());
+        let maps = resolve(&ServiceSet { services: n, ..ServiceSet::default() }, &Default::default());
         let views = services_from_maps(&maps[&MapId::Services], &maps[&MapId::Backends], &ServiceNames::new());
         assert_eq!(views[0].name, None);
         assert_eq!(views[0].svc_id, 1);
@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn a_slot_to_a_missing_backend_shows_as_missing() {
         let n = names(vec![be(10)], vec![], 0);
-        let maps = resolve(&ServiceSet { services: n.clone() }, &Default::default());
+        let maps = resolve(&ServiceSet { services: n.clone(), ..ServiceSet::default() }, &Default::default());
         let views = services_from_maps(&maps[&MapId::Services], &Entries::new(), &n);
         assert_eq!(views[0].backends[0].addr, None);
         assert!(ServicesTable(&views).to_string().contains("(missing)"));

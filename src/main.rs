@@ -29,6 +29,13 @@ struct Global {
     /// This node's name (internalTrafficPolicy: Local, which pods policy enforces here).
     #[arg(long, global = true, value_name = "NAME")]
     node_name: Option<String>,
+    /// This node's address (repeatable): NodePorts are served on it; the first
+    /// IPv4 one is the source of source-NATed external flows (setting `node-ips`).
+    #[arg(long = "node-ip", global = true, value_name = "ADDR")]
+    node_ips: Vec<std::net::IpAddr>,
+    /// Direct Server Return for external flows to other nodes' endpoints (setting `dsr`).
+    #[arg(long, global = true)]
+    dsr: bool,
     /// Pod-facing interfaces (glob; comma-separated or repeated) [default: veth*]
     #[arg(long, global = true, value_name = "GLOB", value_delimiter = ',')]
     workload_interfaces: Vec<String>,
@@ -147,6 +154,8 @@ fn overrides(global: &Global) -> config::Overrides {
     config::Overrides {
         state_dir: global.state_dir.clone(),
         node_name: global.node_name.clone(),
+        node_ips: global.node_ips.clone(),
+        dsr: global.dsr,
         workload_interfaces: global.workload_interfaces.clone(),
         host_interfaces: global.host_interfaces.clone(),
         cgroup: global.cgroup.clone(),

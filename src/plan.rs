@@ -169,6 +169,7 @@ fn setting_name(map: MapId) -> &'static str {
     match map {
         MapId::Services => "services",
         MapId::Backends => "backends",
+        MapId::SourceRanges => "lb-source-ranges",
         MapId::PolicyAllow => "policy-rules",
         MapId::Identities => "identities",
         MapId::LocalEndpoints => "policy-endpoints",

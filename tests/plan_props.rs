@@ -32,8 +32,7 @@ fn service_set() -> impl Strategy<Value = ServiceSet> {
                     },
                 )
             })
-            .collect(),
-    })
+            .collect(), ..ServiceSet::default() })
 }
 
 /// The maps service load balancing writes.
@@ -219,8 +218,7 @@ fn over_capacity_is_refused_naming_map_capacity_and_need() {
                     },
                 )
             })
-            .collect(),
-    };
+            .collect(), ..ServiceSet::default() };
     let desired = resolve(&set, &LiveMaps::new());
     let fake = FakeMaps::new().with_capacity(MapId::Services, 15);
     let errs = check_capacity(&desired, &LiveMaps::new(), |m| fake.capacity(m)).expect_err("20 entries > 15");

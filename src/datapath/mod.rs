@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program};
 
-use crate::maps::layout::Config;
+use crate::maps::layout::{Config, NodeConfig};
 use crate::maps::{Entries, MapBackend, MapError, MapId};
 
 pub use access::{ROOT_HINT, ensure_pinned, explain, nothing_pinned, require_privileges, route_libbpf_output};
@@ -67,6 +67,7 @@ pub const TC_HOST_PROG: &str = "ep_tc_host";
 pub const SOCK_PROGS: [&str; 4] = ["ep_sock_connect4", "ep_sock_sendmsg4", "ep_sock_recvmsg4", "ep_sock_getpeername4"];
 
 pub const MAP_CFG: &str = "ep_cfg_v1";
+pub const MAP_NODE: &str = "ep_node_v1";
 pub const MAP_CT: &str = "ep_ct4_v2";
 /// The LRU conntrack map of earlier releases: migrated into MAP_CT at open.
 pub const MAP_CT_V1: &str = "ep_ct4_v1";
@@ -479,6 +480,17 @@ impl Datapath {
     pub fn set_config(&mut self, cfg: Config) -> Result<()> {
         mapio::update(self.cfg.as_fd(), &0u32.to_ne_bytes(), &cfg.to_bytes())
             .map_err(|e| anyhow!("update ep_cfg_v1 key 0: {}", errno_name(e)))
+    }
+
+    /// Write ep_node_v1[0] (this node's SNAT address and DSR flag) if it changed.
+    pub fn set_node(&mut self, node: NodeConfig) -> Result<()> {
+        let map = self.map(MAP_NODE)?;
+        let cur = map.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).context("reading ep_node_v1")?;
+        if cur.and_then(|b| NodeConfig::from_bytes(&b)) == Some(node) {
+            return Ok(());
+        }
+        mapio::update(map.as_fd(), &0u32.to_ne_bytes(), &node.to_bytes())
+            .map_err(|e| anyhow!("update ep_node_v1 key 0: {}", errno_name(e)))
     }
 
     /// New interface patterns (settings reloaded); `sync_interfaces` applies them.

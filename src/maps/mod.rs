@@ -17,6 +17,9 @@ pub type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 pub enum MapId {
     /// ep_be_v1: backend id → address:port/proto.
     Backends,
+    /// ep_lbsrc_v1 (LPM): (frontend, client prefix) → allow. Written before
+    /// the frontends whose EP_SVC_F_SOURCE_RANGES flag consults them.
+    SourceRanges,
     /// ep_svc_v1: (VIP, port, proto, slot) → service (slot 0) or backend id.
     Services,
     // NetworkPolicy maps. Order is make-before-break: allow entries are written
@@ -31,13 +34,20 @@ pub enum MapId {
 }
 
 impl MapId {
-    pub const ALL: [MapId; 5] =
-        [MapId::Backends, MapId::Services, MapId::PolicyAllow, MapId::Identities, MapId::LocalEndpoints];
+    pub const ALL: [MapId; 6] = [
+        MapId::Backends,
+        MapId::SourceRanges,
+        MapId::Services,
+        MapId::PolicyAllow,
+        MapId::Identities,
+        MapId::LocalEndpoints,
+    ];
 
     /// The pinned name (bpf/edgeplane.h EP_MAP_*).
     pub fn pin_name(self) -> &'static str {
         match self {
             MapId::Backends => "ep_be_v1",
+            MapId::SourceRanges => "ep_lbsrc_v1",
             MapId::Services => "ep_svc_v1",
             MapId::PolicyAllow => "ep_pol_v1",
             MapId::Identities => "ep_ident_v1",
@@ -48,6 +58,7 @@ impl MapId {
     pub fn key_size(self) -> usize {
         match self {
             MapId::Backends => 4,
+            MapId::SourceRanges => layout::LbsrcKey::SIZE,
             MapId::Services => layout::SvcKey::SIZE,
             MapId::PolicyAllow => layout::PolKey::SIZE,
             MapId::Identities => layout::IdentKey::SIZE,
@@ -58,6 +69,7 @@ impl MapId {
     pub fn value_size(self) -> usize {
         match self {
             MapId::Backends => layout::Backend::SIZE,
+            MapId::SourceRanges => layout::LbsrcValue::SIZE,
             MapId::Services => layout::SvcValue::SIZE,
             MapId::PolicyAllow => layout::PolValue::SIZE,
             MapId::Identities => layout::IdentValue::SIZE,
@@ -94,6 +106,17 @@ pub fn render_key(map: MapId, key: &[u8]) -> String {
     match map {
         MapId::Backends => match layout::backend_id_from_key(key) {
             Some(id) => format!("backend#{id}"),
+            None => hex(key),
+        },
+        MapId::SourceRanges => match layout::LbsrcKey::from_bytes(key) {
+            Some(k) => format!(
+                "{}:{}/{} from {}/{}",
+                std::net::Ipv4Addr::from(k.vip),
+                u16::from_be_bytes(k.port),
+                proto_name(k.proto),
+                std::net::Ipv4Addr::from(k.saddr),
+                k.prefixlen.saturating_sub(layout::LBSRC_PREFIX_FRONTEND)
+            ),
             None => hex(key),
         },
         MapId::Services => match layout::SvcKey::from_bytes(key) {
@@ -140,9 +163,13 @@ fn render_pol_key(k: &layout::PolKey) -> String {
 pub fn render_value(map: MapId, value: &[u8]) -> String {
     match map {
         MapId::Backends => match layout::Backend::from_bytes(value) {
+            Some(b) if b.flags & layout::BE_F_REMOTE != 0 => {
+                format!("{}:{}/{} remote", b.addr(), b.port(), proto_name(b.proto))
+            }
             Some(b) => format!("{}:{}/{}", b.addr(), b.port(), proto_name(b.proto)),
             None => hex(value),
         },
+        MapId::SourceRanges => "allow".into(),
         MapId::Services => match layout::SvcValue::from_bytes(value) {
             Some(v) => format!(
                 "backend#{} count {} flags {:#x} svc#{} affinity {}s",
