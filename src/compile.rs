@@ -621,4 +621,138 @@ mod tests {
         let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()), ..NodeContext::default() });
         assert!(warnings.iter().all(|w| !w.to_string().contains("internalTrafficPolicy")), "{warnings:?}");
     }
+
+    /// One NodePort/LoadBalancer service `web` (port 80 -> 8080, nodePort
+    /// 30080) with ready endpoints (address, nodeName), plus `extra_spec`.
+    fn external(extra_spec: &str, status: &str, endpoints: &[(&str, &str)]) -> crate::model::Loaded {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let eps: String = endpoints
+            .iter()
+            .map(|(a, n)| format!("- addresses: [{a}]\n  nodeName: {n}\n  conditions: {{ready: true}}\n"))
+            .collect();
+        let node_port = if extra_spec.contains("type:") { "    nodePort: 30080\n" } else { "" };
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: demo}}\nspec:\n  clusterIP: 198.19.0.10\n\
+             {extra_spec}  ports:\n  - port: 80\n    targetPort: 8080\n{node_port}{status}---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: demo\n  \
+             labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{{port: 8080}}]\nendpoints:\n{eps}"
+        );
+        std::fs::write(dir.path().join("s.yaml"), text).expect("write");
+        let loaded =
+            crate::model::load_dirs(&[dir.path().to_path_buf()], &crate::source::LoadLimits::default()).expect("load");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded
+    }
+
+    fn node1() -> NodeContext {
+        NodeContext {
+            node_name: Some("node1".into()),
+            node_ips: vec![Ipv4Addr::new(198, 18, 200, 11), Ipv4Addr::new(198, 18, 201, 11)],
+        }
+    }
+
+    fn entry<'a>(set: &'a ServiceSet, vip: [u8; 4], port: u16, scope: u8) -> &'a ServiceEntry {
+        let fe = Frontend { vip: Ipv4Addr::from(vip), port, proto: 6, scope };
+        set.services.get(&fe).unwrap_or_else(|| panic!("frontend {fe:?} in {:?}", set.services.keys()))
+    }
+
+    fn addrs(e: &ServiceEntry) -> Vec<Ipv4Addr> {
+        e.backends.iter().map(|b| b.addr).collect()
+    }
+
+    const EPS: [(&str, &str); 2] = [("198.18.1.10", "node1"), ("198.18.2.10", "node2")];
+
+    #[test]
+    fn node_ports_are_served_on_each_node_address_in_both_scopes() {
+        let loaded = external("  type: NodePort\n", "", &EPS);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        for ip in [[198, 18, 200, 11], [198, 18, 201, 11]] {
+            let cluster = entry(&set, ip, 30080, SCOPE_CLUSTER);
+            let ext = entry(&set, ip, 30080, SCOPE_EXTERNAL);
+            assert_eq!(addrs(cluster).len(), 2);
+            assert_eq!(addrs(ext).len(), 2);
+            assert_eq!(cluster.flags, SVC_F_NODE_ADDR);
+            assert_eq!(ext.flags, SVC_F_NODE_ADDR | SVC_F_DSR_OK, "eTP Cluster allows DSR");
+            assert!(ext.name.contains("nodePort 30080"), "{}", ext.name);
+        }
+        assert_eq!(entry(&set, [198, 19, 0, 10], 80, SCOPE_CLUSTER).flags, 0);
+        // Only node2's endpoint is remote.
+        let remote: Vec<Ipv4Addr> = set.remote.iter().map(|b| b.addr).collect();
+        assert_eq!(remote, vec![Ipv4Addr::new(198, 18, 2, 10)]);
+        // Without node-ips no NodePort frontend, and a warning names the setting.
+        let (set, warnings) = compile_services(&loaded.cluster, &NodeContext { node_ips: vec![], ..node1() });
+        assert!(set.services.keys().all(|f| f.port == 80), "{:?}", set.services.keys());
+        assert!(warnings.iter().any(|w| w.to_string().contains("node-ips")), "{warnings:?}");
+    }
+
+    #[test]
+    fn external_local_policy_uses_local_endpoints_and_drops_when_they_are_elsewhere() {
+        let loaded = external("  type: NodePort\n  externalTrafficPolicy: Local\n", "", &EPS);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        let ext = entry(&set, [198, 18, 200, 11], 30080, SCOPE_EXTERNAL);
+        assert_eq!(addrs(ext), vec![Ipv4Addr::new(198, 18, 1, 10)]);
+        assert_eq!(ext.flags, SVC_F_NODE_ADDR, "no DSR for Local: endpoints are here");
+        // In-cluster callers still reach every endpoint.
+        assert_eq!(addrs(entry(&set, [198, 18, 200, 11], 30080, SCOPE_CLUSTER)).len(), 2);
+        // Endpoints only on node2: node1 drops (not rejects).
+        let loaded = external("  type: NodePort\n  externalTrafficPolicy: Local\n", "", &EPS[1..]);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        let ext = entry(&set, [198, 18, 200, 11], 30080, SCOPE_EXTERNAL);
+        assert!(ext.backends.is_empty());
+        assert_eq!(ext.flags, SVC_F_NODE_ADDR | SVC_F_DROP_EMPTY);
+        // No endpoints at all: rejected as any empty service.
+        let loaded = external("  type: NodePort\n  externalTrafficPolicy: Local\n", "", &[]);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        assert_eq!(entry(&set, [198, 18, 200, 11], 30080, SCOPE_EXTERNAL).flags, SVC_F_NODE_ADDR);
+    }
+
+    #[test]
+    fn internal_local_policy_drops_when_endpoints_are_only_elsewhere() {
+        let loaded = external("  internalTrafficPolicy: Local\n", "", &EPS[1..]);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        let e = entry(&set, [198, 19, 0, 10], 80, SCOPE_CLUSTER);
+        assert!(e.backends.is_empty());
+        assert_eq!(e.flags, SVC_F_DROP_EMPTY);
+        let loaded = external("  internalTrafficPolicy: Local\n", "", &EPS);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        assert_eq!(addrs(entry(&set, [198, 19, 0, 10], 80, SCOPE_CLUSTER)), vec![Ipv4Addr::new(198, 18, 1, 10)]);
+    }
+
+    #[test]
+    fn external_ips_get_cluster_and_external_entries() {
+        let loaded = external("  externalIPs: [198.19.100.11]\n", "", &EPS);
+        let (set, _) = compile_services(&loaded.cluster, &node1());
+        assert_eq!(addrs(entry(&set, [198, 19, 100, 11], 80, SCOPE_CLUSTER)).len(), 2);
+        let ext = entry(&set, [198, 19, 100, 11], 80, SCOPE_EXTERNAL);
+        assert_eq!(ext.flags, SVC_F_DSR_OK);
+        assert!(ext.name.contains("externalIP"), "{}", ext.name);
+        // A ClusterIP service has no NodePort frontends even with node-ips.
+        assert!(set.services.keys().all(|f| f.port == 80));
+    }
+
+    #[test]
+    fn remote_flag_and_source_ranges_reach_the_maps() {
+        let loaded = external("  type: NodePort\n", "", &EPS);
+        let mut set = compile_services(&loaded.cluster, &node1()).0;
+        let lb = Frontend { vip: Ipv4Addr::new(198, 19, 100, 10), port: 80, proto: 6, scope: SCOPE_EXTERNAL };
+        set.source_ranges.insert((lb, Ipv4Addr::new(198, 19, 250, 0), 24));
+        let maps = resolve(&set, &LiveMaps::new());
+        let flags: BTreeMap<Ipv4Addr, u8> = maps[&MapId::Backends]
+            .values()
+            .filter_map(|v| Backend::from_bytes(v))
+            .map(|b| (b.addr(), b.flags))
+            .collect();
+        assert_eq!(flags[&Ipv4Addr::new(198, 18, 1, 10)], 0);
+        assert_eq!(flags[&Ipv4Addr::new(198, 18, 2, 10)], BE_F_REMOTE);
+        let ranges = &maps[&MapId::SourceRanges];
+        assert_eq!(ranges.len(), 1);
+        let key = LbsrcKey::from_bytes(ranges.keys().next().expect("one")).expect("key");
+        assert_eq!((key.prefixlen, key.vip, key.port, key.saddr), (64 + 24, [198, 19, 100, 10], 80u16.to_be_bytes(), [198, 19, 250, 0]));
+        // Unchanged input over its own result plans nothing; a node-name change flips flags only.
+        assert_eq!(resolve(&set, &maps), maps);
+        let other = compile_services(&loaded.cluster, &NodeContext { node_name: Some("node2".into()), ..node1() }).0;
+        let maps2 = resolve(&other, &maps);
+        assert_eq!(maps2[&MapId::Backends].keys().collect::<Vec<_>>(), maps[&MapId::Backends].keys().collect::<Vec<_>>());
+        assert_ne!(maps2[&MapId::Backends], maps[&MapId::Backends]);
+    }
 }

@@ -394,6 +394,38 @@ mod tests {
     }
 
     #[test]
+    fn node_settings_for_external_traffic() {
+        let mut s = Settings::default();
+        assert!(s.node_ips.is_empty() && !s.dsr);
+        assert_eq!(s.node_port_range, (30000, 32767));
+        let text = "node-ips: [198.18.200.11, '2001:db8::11']\ndsr: true\nnode-port-range: 20000-22767\n";
+        apply_file(&mut s, "e.yaml", text).expect("valid");
+        assert_eq!(s.node_ips, vec!["198.18.200.11".parse::<IpAddr>().unwrap(), "2001:db8::11".parse().unwrap()]);
+        assert!(s.dsr);
+        assert_eq!(s.node_port_range, (20000, 22767));
+        for (bad, what) in [
+            ("node-ips: [198.18.200.300]\n", "expected an IP address"),
+            ("dsr: maybe\n", "node-ips"),
+            ("node-port-range: 32767-30000\n", "FIRST-LAST"),
+        ] {
+            let errors = apply_file(&mut Settings::default(), "e.yaml", bad).expect_err(bad);
+            let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+            assert!(text.starts_with("e.yaml:1:"), "{text}");
+            if what != "node-ips" {
+                assert!(text.contains(what), "{text}");
+            }
+        }
+        // The command line (--node-ip, --dsr) overrides the file.
+        let o = Overrides { node_ips: vec!["198.18.200.12".parse().unwrap()], dsr: true, ..Overrides::default() };
+        let built = build(Some(("e.yaml", "node-ips: [198.18.200.11]\ndsr: false\n")), &o).expect("valid");
+        assert_eq!(built.node_ips, vec!["198.18.200.12".parse::<IpAddr>().unwrap()]);
+        assert!(built.dsr);
+        // SIGHUP: node settings take effect at once.
+        let r = reload(&Settings::default(), built);
+        assert!(r.changed.contains(&"node-ips") && r.changed.contains(&"dsr"), "{:?}", r.changed);
+    }
+
+    #[test]
     fn file_settings_apply() {
         let mut s = Settings::default();
         let text = "host-interfaces: [eth1, 'enp*']\nnode-name: edge-1\nmaps:\n  conntrack: 2000000\n";

@@ -71,6 +71,7 @@ pub(crate) fn limits(settings: &Settings) -> LoadLimits {
     LoadLimits {
         max_file_size: settings.max_file_size,
         allow_external_symlinks: settings.allow_external_symlinks,
+        node_port_range: settings.node_port_range,
         ..LoadLimits::default()
     }
 }

@@ -36,7 +36,7 @@ fn service_set() -> impl Strategy<Value = ServiceSet> {
 }
 
 /// The maps service load balancing writes.
-const LB_MAPS: [MapId; 2] = [MapId::Backends, MapId::Services];
+const LB_MAPS: [MapId; 3] = [MapId::Backends, MapId::SourceRanges, MapId::Services];
 
 fn live_of(fake: &FakeMaps) -> LiveMaps {
     LB_MAPS.iter().map(|m| (*m, fake.entries(*m))).collect()

@@ -1032,10 +1032,11 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
                         ),
                     );
                 }
-                Value::Int(v) if (30000..=32767).contains(&v) => {
+                // The range is a setting (node-port-range), checked with the other services.
+                Value::Int(v) if (1..=65535).contains(&v) => {
                     node_port = NonZeroU16::new(v as u16);
                 }
-                _ => ctx.expected(n, &np_path, "a node port 30000-32767"),
+                _ => ctx.expected(n, &np_path, "a node port 1-65535"),
             }
         }
         if let Some(port) = port

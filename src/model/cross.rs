@@ -19,7 +19,7 @@ fn label(kind: &str, ns: &str, name: &str) -> String {
 }
 
 /// `objects` in file order: "first" below means first in that order.
-pub(crate) fn assemble(objects: Objects, diags: &mut Vec<Diagnostic>) -> Cluster {
+pub(crate) fn assemble(objects: Objects, node_port_range: (u16, u16), diags: &mut Vec<Diagnostic>) -> Cluster {
     let Objects {
         mut services,
         mut slices,
@@ -47,7 +47,7 @@ pub(crate) fn assemble(objects: Objects, diags: &mut Vec<Diagnostic>) -> Cluster
         dup
     });
 
-    check_service_conflicts(&services, diags);
+    check_service_conflicts(&services, node_port_range, diags);
     check_slices(&services, &slices, diags);
     check_named_target_ports(&services, &pods, diags);
 
@@ -133,7 +133,9 @@ fn port_path(extra: &Extra, pi: usize) -> Path<'static> {
 
 /// Two services on one cluster IP (Kubernetes allocates each to one service,
 /// so no two can clash on a port either), or on one node port/protocol.
-fn check_service_conflicts(services: &[(Service, Extra)], diags: &mut Vec<Diagnostic>) {
+/// Also: node ports outside `node-port-range` (the API server's
+/// --service-node-port-range, kube-proxy's default 30000-32767).
+fn check_service_conflicts(services: &[(Service, Extra)], node_port_range: (u16, u16), diags: &mut Vec<Diagnostic>) {
     let mut owners: HashMap<IpAddr, usize> = HashMap::new();
     for (si, (svc, extra)) in services.iter().enumerate() {
         for ip in &svc.cluster_ips {
@@ -160,6 +162,18 @@ fn check_service_conflicts(services: &[(Service, Extra)], diags: &mut Vec<Diagno
         for (pi, port) in svc.ports.iter().enumerate() {
             let this = port_path(extra, pi);
             if let Some(np) = port.node_port {
+                if !(node_port_range.0..=node_port_range.1).contains(&np.get()) {
+                    let span = extra.ports.get(pi).and_then(|p| p.node_port.as_ref()).unwrap_or(&svc.meta.origin);
+                    ctx_for(&svc.meta, "Service", diags).error(
+                        span,
+                        &this.f("nodePort"),
+                        format!(
+                            "node port {np} is outside node-port-range {}-{}",
+                            node_port_range.0, node_port_range.1
+                        ),
+                    );
+                    continue;
+                }
                 let key = (np.get(), port.protocol);
                 match node_ports.get(&key) {
                     Some(&(fs, fp)) if fs != si => {

@@ -180,7 +180,7 @@ pub fn load_snapshot_cancellable(
         ));
         Cluster::default()
     } else {
-        cross::assemble(objects, &mut diagnostics)
+        cross::assemble(objects, limits.node_port_range, &mut diagnostics)
     };
     diag::sort(&mut diagnostics);
     cap_diagnostics(&mut diagnostics, not_kept);
@@ -527,7 +527,7 @@ mod tests {
         exactly(
             text,
             &[
-                "t.yaml:7:32: Service default/np: spec.ports[0].nodePort: expected a node port 30000-32767, found integer 32768",
+                "t.yaml:7:32: Service default/np: spec.ports[0].nodePort: node port 32768 is outside node-port-range 30000-32767",
             ],
         );
         exactly(

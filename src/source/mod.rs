@@ -27,6 +27,8 @@ pub use watch::{WatchEvent, Watcher};
 pub struct LoadLimits {
     /// Larger files are reported and not read (default 64 MiB).
     pub max_file_size: u64,
+    /// Valid nodePort values (setting `node-port-range`), checked by the model.
+    pub node_port_range: (u16, u16),
     /// Deepest YAML nesting accepted (default 128).
     pub max_depth: usize,
     /// Most YAML nodes one document may build, alias copies included (default 2,000,000).
@@ -50,6 +52,7 @@ impl Default for LoadLimits {
     fn default() -> Self {
         LoadLimits {
             max_file_size: 64 << 20,
+            node_port_range: crate::config::DEFAULT_NODE_PORT_RANGE,
             max_depth: 128,
             max_nodes: 2_000_000,
             threads: 0,
