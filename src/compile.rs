@@ -651,7 +651,7 @@ mod tests {
         }
     }
 
-    fn entry<'a>(set: &'a ServiceSet, vip: [u8; 4], port: u16, scope: u8) -> &'a ServiceEntry {
+    fn entry(set: &ServiceSet, vip: [u8; 4], port: u16, scope: u8) -> &ServiceEntry {
         let fe = Frontend { vip: Ipv4Addr::from(vip), port, proto: 6, scope };
         set.services.get(&fe).unwrap_or_else(|| panic!("frontend {fe:?} in {:?}", set.services.keys()))
     }
