@@ -139,3 +139,61 @@ fn harness_client_entry() {
     }
     assert!(std::env::var(CLIENT_ENV).is_err());
 }
+
+/// internalTrafficPolicy: Local — a pod's traffic to the ClusterIP goes only to
+/// its node's endpoints; with endpoints only on the other node it is dropped
+/// (kube-proxy's behaviour), not refused.
+#[test]
+fn internal_local_policy_keeps_pod_traffic_on_its_node() {
+    need_root!();
+    let mut t = MultiNode::new([2, 2], POD_PORT, true);
+    let eps: Vec<(Ipv4Addr, &str)> = t
+        .pods
+        .iter()
+        .enumerate()
+        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
+        .collect();
+    let itp = "  internalTrafficPolicy: Local\n";
+    t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", itp, &eps)]);
+    let vip = SocketAddrV4::new(Ipv4Addr::new(198, 18, 250, 10), 80);
+    let servers: BTreeSet<String> = t.pods[0][0].ns.within(move || {
+        (0..12).map(|_| tcp_ask(vip, Duration::from_secs(2)).expect("pod -> ClusterIP").server).collect()
+    });
+    assert!(servers.iter().all(|s| s.starts_with("node1")), "only node1's endpoints: {servers:?}");
+    let remote_only: Vec<(Ipv4Addr, &str)> = t.pods[1].iter().map(|p| (p.ip, "node2")).collect();
+    t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", itp, &remote_only)]);
+    let r = t.pods[0][0].ns.within(move || tcp_ask(vip, Duration::from_millis(800)));
+    match r {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "dropped, not refused: {e}"),
+        Ok(a) => panic!("no local endpoint must not answer: {a:?}"),
+    }
+    let drops = t.agents[0].drops_text();
+    assert!(drops.contains("no-local-endpoints"), "node1 counts the drop:\n{drops}");
+}
+
+/// externalIPs follow externalTrafficPolicy like NodePorts: a client outside
+/// reaches 198.19.100.11 routed to node1; Local keeps only node1's endpoints
+/// and the client's address.
+#[test]
+fn external_ips_follow_the_external_traffic_policy() {
+    need_root!();
+    let mut t = MultiNode::new([2, 2], POD_PORT, true);
+    t.router.ip(&["route", "add", "198.19.100.11/32", "via", &node_ip(1).to_string()]);
+    let eps: Vec<(Ipv4Addr, &str)> = t
+        .pods
+        .iter()
+        .enumerate()
+        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
+        .collect();
+    let extra = "  externalIPs: [198.19.100.11]\n  externalTrafficPolicy: Local\n";
+    t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", extra, &eps)]);
+    let to = SocketAddrV4::new(Ipv4Addr::new(198, 19, 100, 11), 80);
+    for a in ask_many(&t, "tcp", to, 12) {
+        assert!(a.server.starts_with("node1"), "{a:?}");
+        assert!(a.seen_peer.starts_with(&format!("{CLIENT_IP}:")), "{a:?}");
+    }
+    let extra = "  externalIPs: [198.19.100.11]\n  externalTrafficPolicy: Cluster\n";
+    t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", extra, &eps)]);
+    let servers: BTreeSet<String> = ask_many(&t, "tcp", to, 24).into_iter().map(|a| a.server).collect();
+    assert!(servers.iter().any(|s| s.starts_with("node2")), "Cluster reaches node2's endpoints: {servers:?}");
+}
