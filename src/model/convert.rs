@@ -1167,6 +1167,69 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         }
     }
 
+    // LoadBalancer: ingress IPs the load balancer delivers to this node as
+    // themselves (ipMode Proxy: it proxies to node ports itself, so skip them),
+    // the allowed client ranges, the health-check node port.
+    let mut lb_ingress_ips = Vec::new();
+    let status_path = root_path.f("status");
+    if let Some(status) = ctx.map(root, "status", &root_path) {
+        let lb_path = status_path.f("loadBalancer");
+        if let Some(lb) = ctx.map(status, "loadBalancer", &status_path) {
+            let ing_path = lb_path.f("ingress");
+            for (i, ing) in ctx.seq(lb, "ingress", &lb_path).iter().enumerate() {
+                let ip_mode = match ctx.str_field(ing, "ipMode", &ing_path.i(i)) {
+                    None | Some(("VIP", _)) => "VIP",
+                    Some(("Proxy", _)) => "Proxy",
+                    Some((_, n)) => {
+                        ctx.expected(n, &ing_path.i(i).f("ipMode"), "VIP or Proxy");
+                        "VIP"
+                    }
+                };
+                if let Some(n) = get(ing, "ip")
+                    && let Some(ip) = ctx.ip_field(n, &ing_path.i(i).f("ip"))
+                    && ip_mode == "VIP"
+                {
+                    lb_ingress_ips.push(ip);
+                }
+            }
+        }
+    }
+    let mut lb_source_ranges = Vec::new();
+    let ranges_path = sp.f("loadBalancerSourceRanges");
+    for (i, n) in ctx.seq(spec, "loadBalancerSourceRanges", &sp).iter().enumerate() {
+        let Some(text) = ctx.string(n, &ranges_path.i(i)) else { continue };
+        match source_range(text.trim()) {
+            Ok(Some(range)) => lb_source_ranges.push(range),
+            Ok(None) => ctx.warning(
+                &n.span,
+                &ranges_path.i(i),
+                format!("IPv6 range {text} is not enforced: this data plane handles IPv4 only"),
+            ),
+            Err(()) => ctx.expected(n, &ranges_path.i(i), "a CIDR such as 198.51.100.0/24"),
+        }
+    }
+    let mut health_check_node_port = None;
+    if let Some(n) = get(spec, "healthCheckNodePort") {
+        let path = sp.f("healthCheckNodePort");
+        match n.value {
+            Value::Int(0) => {}
+            Value::Int(v) if (1..=65535).contains(&v) => {
+                if service_type != ServiceType::LoadBalancer || external_traffic_policy != TrafficPolicy::Local {
+                    ctx.error(
+                        &n.span,
+                        &path,
+                        "may only be set for type LoadBalancer with externalTrafficPolicy: Local",
+                    );
+                } else if ports.iter().any(|p: &ServicePort| p.node_port.is_some_and(|np| i64::from(np.get()) == v)) {
+                    ctx.error(&n.span, &path, format!("{v} is also a nodePort of this service"));
+                } else {
+                    health_check_node_port = NonZeroU16::new(v as u16);
+                }
+            }
+            _ => ctx.expected(n, &path, "a port 1-65535"),
+        }
+    }
+
     extra.cluster_ip = ["clusterIP", "clusterIPs"]
         .into_iter()
         .find_map(|field| get(spec, field).map(|n| (field, n.span.clone())));
@@ -1179,11 +1242,35 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         affinity_timeout,
         internal_traffic_policy,
         external_traffic_policy,
-        lb_ingress_ips: Vec::new(),
-        lb_source_ranges: Vec::new(),
-        health_check_node_port: None,
+        lb_ingress_ips,
+        lb_source_ranges,
+        health_check_node_port,
     };
     (svc, extra)
+}
+
+/// A loadBalancerSourceRanges entry: `a.b.c.d/n` (host bits allowed and
+/// cleared, as the API server's sloppy CIDR parsing) or a bare address.
+/// Ok(None): an IPv6 range.
+fn source_range(text: &str) -> Result<Option<(std::net::Ipv4Addr, u8)>, ()> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    match addr.parse::<IpAddr>().map_err(|_| ())? {
+        IpAddr::V6(_) => {
+            let len: u8 = len.map_or(Ok(128), |l| l.parse().map_err(|_| ()))?;
+            if len > 128 { Err(()) } else { Ok(None) }
+        }
+        IpAddr::V4(v4) => {
+            let len: u8 = len.map_or(Ok(32), |l| l.parse().map_err(|_| ()))?;
+            if len > 32 {
+                return Err(());
+            }
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            Ok(Some((std::net::Ipv4Addr::from(u32::from(v4) & mask), len)))
+        }
+    }
 }
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

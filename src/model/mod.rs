@@ -446,6 +446,36 @@ mod tests {
     }
 
     #[test]
+    fn load_balancer_fields_load() {
+        let lb = "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n  \
+                  loadBalancerSourceRanges: [198.19.250.0/24, 10.1.2.3/8, 192.0.2.7, '2001:db8::/32']\n  \
+                  ports: [{port: 80, nodePort: 30080}]\nstatus:\n  loadBalancer:\n    ingress:\n    \
+                  - {ip: 198.19.100.10}\n    - {ip: 198.19.100.12, ipMode: Proxy}\n    - {hostname: lb.example}\n";
+        let l = load(&svc(lb));
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let s = &l.cluster.services[0];
+        assert_eq!(s.lb_ingress_ips, ["198.19.100.10".parse::<IpAddr>().expect("ip")]);
+        let v4 = |a: &str| a.parse::<std::net::Ipv4Addr>().expect("ip");
+        assert_eq!(s.lb_source_ranges, [(v4("198.19.250.0"), 24), (v4("10.0.0.0"), 8), (v4("192.0.2.7"), 32)]);
+        assert_eq!(s.health_check_node_port.map(|p| p.get()), Some(32000));
+        assert!(l.diagnostics.iter().any(|d| d.to_string().contains("IPv6 range")), "{:?}", l.diagnostics);
+    }
+
+    #[test]
+    fn load_balancer_field_errors() {
+        let text = svc(
+            "  type: NodePort\n  healthCheckNodePort: 32000\n  loadBalancerSourceRanges: [nonsense]\n  \
+             ports: [{port: 80, nodePort: 30080}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 300.1.1.1}, {ip: 198.19.0.1, ipMode: Fast}]\n",
+        );
+        let got = rendered(&text);
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(got[0].contains("t.yaml:9:24: Service demo/web: spec.healthCheckNodePort: may only be set"), "{got:#?}");
+        assert!(got[1].contains("t.yaml:10:30: Service demo/web: spec.loadBalancerSourceRanges[0]: expected a CIDR"), "{got:#?}");
+        assert!(got[2].contains("status.loadBalancer.ingress[0].ip: expected"), "{got:#?}");
+        assert!(got[3].contains("status.loadBalancer.ingress[1].ipMode: expected VIP or Proxy"), "{got:#?}");
+    }
+
+    #[test]
     fn valid_service_loads() {
         let l = load(&svc("  ports:\n  - port: 80\n    targetPort: http\n"));
         assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
