@@ -197,3 +197,36 @@ fn external_ips_follow_the_external_traffic_policy() {
     let servers: BTreeSet<String> = ask_many(&t, "tcp", to, 24).into_iter().map(|a| a.server).collect();
     assert!(servers.iter().any(|s| s.starts_with("node2")), "Cluster reaches node2's endpoints: {servers:?}");
 }
+
+/// A LoadBalancer ingress IP (routed to node1 by the router, as MetalLB's L2
+/// or BGP mode would) with loadBalancerSourceRanges: the client inside the
+/// ranges is served, outside them its packets are dropped (source-range-denied).
+#[test]
+fn load_balancer_ip_with_source_ranges() {
+    need_root!();
+    let mut t = MultiNode::new([1, 1], POD_PORT, true);
+    t.router.ip(&["route", "add", "198.19.100.10/32", "via", &node_ip(1).to_string()]);
+    let eps: Vec<(Ipv4Addr, &str)> = t
+        .pods
+        .iter()
+        .enumerate()
+        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
+        .collect();
+    let lb = |ranges: &str| {
+        node_port_yaml("web", "LoadBalancer", "198.18.250.10", &format!("  loadBalancerSourceRanges: [{ranges}]\n"), &eps)
+            .replacen(
+                "---\napiVersion: discovery",
+                "status:\n  loadBalancer:\n    ingress: [{ip: 198.19.100.10}]\n---\napiVersion: discovery",
+                1,
+            )
+    };
+    t.apply(false, &[lb("198.19.250.0/24")]);
+    let to = SocketAddrV4::new(Ipv4Addr::new(198, 19, 100, 10), 80);
+    let servers: BTreeSet<String> = ask_many(&t, "tcp", to, 16).into_iter().map(|a| a.server).collect();
+    assert!(!servers.is_empty());
+    t.apply(false, &[lb("198.19.251.0/24")]);
+    let r = t.client.within(move || tcp_ask(to, Duration::from_millis(800)));
+    assert!(r.is_err(), "outside the source ranges: {r:?}");
+    let drops = t.agents[0].drops_text();
+    assert!(drops.contains("source-range"), "node1 counts the drop:\n{drops}");
+}
