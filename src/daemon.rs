@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::apply;
 use crate::compile::{self, NodeContext};
 use crate::compile_policy::{self, PolicyCompiled, PolicyNode};
+use crate::healthcheck::{HealthServers, ServiceHealth};
 use crate::config::{self, Settings};
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
@@ -195,6 +196,8 @@ pub struct Desired {
     pub services: usize,
     pub backends: usize,
     pub policy: PolicyCompiled,
+    /// healthCheckNodePort servers this node must run.
+    pub health_checks: Vec<compile::HealthCheck>,
 }
 
 /// Pure: the validated directory + this node + the live maps → desired maps.
@@ -212,7 +215,14 @@ pub fn desired_state(
     let policy = compile_policy::compile(&loaded.cluster, node, live, policy_epoch);
     warnings.extend(policy.warnings.iter().cloned());
     maps.extend(policy.maps.iter().map(|(m, e)| (*m, e.clone())));
-    Desired { services: set.services.len(), backends: set.backend_count(), maps, warnings, policy }
+    Desired {
+        services: set.services.len(),
+        backends: set.backend_count(),
+        health_checks: set.health_checks.clone(),
+        maps,
+        warnings,
+        policy,
+    }
 }
 
 /// ep_node_v1's contents from the settings: the first IPv4 of node-ips, dsr.
@@ -330,6 +340,8 @@ struct Engine {
     metrics: Arc<Metrics>,
     /// Services and backends of the last applied (or confirmed) input.
     counts: (usize, usize),
+    /// `run` only: the healthCheckNodePort servers of the applied input.
+    health: Option<HealthServers>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -353,6 +365,7 @@ impl Engine {
             cancel: Arc::default(),
             metrics,
             counts: (0, 0),
+            health: None,
         };
         // Keep the pinned policy epoch and flags (a restart must not reset them).
         let mut cfg = engine.dp.config()?;
@@ -475,6 +488,7 @@ impl Engine {
             }
             self.applied_hash = Some(loaded.content_hash);
             self.counts = counts;
+            self.serve_health(&desired.health_checks);
             return Pass::Unchanged;
         }
         let drift = self.applied_hash == Some(loaded.content_hash);
@@ -512,6 +526,7 @@ impl Engine {
         log::debug!("pass stages: {stages}");
         self.applied_hash = Some(loaded.content_hash);
         self.counts = counts;
+        self.serve_health(&desired.health_checks);
         let what = if drift { "repaired drift in the live maps" } else { "applied" };
         let version = loaded.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
         log::info!(
@@ -523,6 +538,25 @@ impl Engine {
             started.elapsed().as_secs_f64() * 1000.0
         );
         Pass::Applied
+    }
+
+    /// Serve the healthCheckNodePorts of the applied input (`run` only).
+    fn serve_health(&mut self, checks: &[compile::HealthCheck]) {
+        let Some(servers) = self.health.as_mut() else { return };
+        let wanted: BTreeMap<u16, ServiceHealth> = checks
+            .iter()
+            .map(|c| {
+                let health = ServiceHealth {
+                    namespace: c.namespace.clone(),
+                    name: c.name.clone(),
+                    local_endpoints: c.local_endpoints,
+                };
+                (c.node_port, health)
+            })
+            .collect();
+        for problem in servers.reconcile(&self.settings.node_ips, &wanted) {
+            log::warn!("{problem}; retried at the next pass");
+        }
     }
 
     /// Remembers the applied input's size for the mass-deletion guard (across
@@ -768,6 +802,7 @@ fn run_loop(settings: &Settings, reload: &dyn Fn() -> Result<Settings, String>) 
     let notifier = Notifier::from_env();
     // One daemon per state directory: a second `run` fails here at once.
     let mut engine = Engine::open(settings, datapath::LockWait::Fail)?;
+    engine.health = Some(HealthServers::new());
     let (tx, rx) = mpsc::channel::<Event>();
 
     let sig_tx = tx.clone();

@@ -16,6 +16,7 @@ pub mod datapath;
 pub mod diag;
 pub mod drop_reason;
 pub mod guard;
+pub mod healthcheck;
 pub mod inspect;
 pub mod kernel;
 pub mod maps;

@@ -230,3 +230,58 @@ fn load_balancer_ip_with_source_ranges() {
     let drops = t.agents[0].drops_text();
     assert!(drops.contains("source-range"), "node1 counts the drop:\n{drops}");
 }
+
+/// Stops an `edgeplane run` this test started (by its pid) when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// GET / on addr from the client namespace; retried while nothing listens yet.
+fn http_get(t: &MultiNode, to: SocketAddrV4) -> String {
+    use std::io::{Read, Write};
+    t.client.within(move || {
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&to.into(), Duration::from_millis(500)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n").expect("request");
+                let mut out = String::new();
+                s.read_to_string(&mut out).expect("response");
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("nothing answered on {to}");
+    })
+}
+
+/// healthCheckNodePort: `edgeplane run` answers on each node; 200 with the
+/// local endpoint count where the service has a local endpoint, 503 elsewhere.
+#[test]
+fn health_check_node_port_reports_local_endpoints() {
+    need_root!();
+    let mut t = MultiNode::new([1, 1], POD_PORT, true);
+    let eps = [(t.pods[0][0].ip, "node1")];
+    let extra = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n";
+    t.apply(false, &[node_port_yaml("web", "LoadBalancer", "198.18.250.10", extra, &eps)]);
+    let _runs: Vec<Running> = t
+        .agents
+        .iter()
+        .map(|a| {
+            let mut c = a.edgeplane("run");
+            c.args(["--metrics-address", ""]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            Running(c.spawn().expect("edgeplane run"))
+        })
+        .collect();
+    let r1 = http_get(&t, SocketAddrV4::new(node_ip(1), 32000));
+    assert!(r1.starts_with("HTTP/1.1 200 OK"), "{r1}");
+    assert!(r1.contains(r#""localEndpoints":1"#) && r1.contains(r#""name":"web""#), "{r1}");
+    let r2 = http_get(&t, SocketAddrV4::new(node_ip(2), 32000));
+    assert!(r2.starts_with("HTTP/1.1 503"), "{r2}");
+    assert!(r2.contains(r#""localEndpoints":0"#), "{r2}");
+}
