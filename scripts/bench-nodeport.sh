@@ -49,6 +49,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'ep_log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
 sysctl_ns() { in_ns "$1" sh -c "echo $3 > /proc/sys/${2//.//}"; }
@@ -92,10 +93,12 @@ for i in 0 1; do
 done
 
 gcc -O2 -pthread -o "$WORK/connbench" "$CONNBENCH_C" || ep_die "gcc failed"
+# nsenter execs the server, so $! is the server itself (a shell function run
+# in the background would be a subshell, and killing it would orphan the server).
 for pod in "${PODS[@]}"; do
-    in_ns "$pod" "$WORK/connbench" server --port 8080 --threads 2 >/dev/null 2>&1 &
+    nsenter --net="/run/netns/$pod" "$WORK/connbench" server --port 8080 --threads 2 >/dev/null 2>&1 &
     PIDS+=($!)
-    in_ns "$pod" iperf3 -s -p 5201 >/dev/null 2>&1 &
+    nsenter --net="/run/netns/$pod" iperf3 -s -p 5201 >/dev/null 2>&1 &
     PIDS+=($!)
 done
 sleep 0.5
