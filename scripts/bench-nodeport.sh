@@ -16,7 +16,7 @@
 # seconds per measurement (default 5). Everything is removed on exit; nothing
 # is attached or configured in the root namespace.
 #   scripts/bench-nodeport.sh [DURATION]    EDGEPLANE=path overrides the binary
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 EP_SCRIPT=bench-nodeport
 # shellcheck source=scripts/lib.sh
@@ -66,6 +66,10 @@ ip -n $CL link set eth0 up
 ip -n $RT addr add 198.19.250.1/24 dev rc
 ip -n $CL addr add 198.19.250.2/24 dev eth0
 ip -n $CL route add default via 198.19.250.1
+# Every mode opens thousands of connections from the same client to the same
+# NodePort: let the client reuse its TIME_WAIT ports (timestamps make it safe),
+# or later modes would run short of ephemeral ports.
+sysctl_ns $CL net.ipv4.tcp_tw_reuse 1
 for n in 1 2; do
     ns=$N1; [[ $n == 2 ]] && ns=$N2
     sysctl_ns "$ns" net.ipv4.ip_forward 1
@@ -114,8 +118,9 @@ measure() {
         --conns 16 --threads 4 --duration "$DURATION")
     j1=$(busy_jiffies)
     # iperf3 to the NodePort's TCP throughput port: 30080 maps to 5201 in every mode.
+    # (awk reads to the end: an early exit would kill iperf3 with SIGPIPE under pipefail.)
     tp=$(in_ns $CL timeout $((DURATION + 30)) iperf3 -c 198.18.200.11 -p 30201 -P 1 -t "$DURATION" -J |
-        awk -F: '/"sum_received"/{f=1} f && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; exit}')
+        awk -F: '/"sum_received"/{f=1} f && !done && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; done=1}')
     conns=$(sed 's/.*"conns":\([0-9]*\).*/\1/' <<<"$cb")
     awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$hz" 'BEGIN {
         printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,\"cpu_source\":\"/proc/stat machine-wide busy jiffies\"}\n",
