@@ -1202,11 +1202,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         && service_type != ServiceType::LoadBalancer
         && matches!(&n.value, Value::Seq(items) if !items.is_empty())
     {
-        ctx.error(
-            &n.span,
-            &ranges_path,
-            format!("may only be set when type is LoadBalancer, not {type_name}"),
-        );
+        ctx.error(&n.span, &ranges_path, format!("may only be set when type is LoadBalancer, not {type_name}"));
     }
     for (i, n) in ctx.seq(spec, "loadBalancerSourceRanges", &sp).iter().enumerate() {
         let Some(text) = ctx.string(n, &ranges_path.i(i)) else { continue };
