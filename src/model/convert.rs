@@ -1196,6 +1196,14 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     }
     let mut lb_source_ranges = Vec::new();
     let ranges_path = sp.f("loadBalancerSourceRanges");
+    // The API server forbids source ranges on other types rather than
+    // ignoring them, so a file that sets them is not one it would accept.
+    if let Some(n) = get(spec, "loadBalancerSourceRanges")
+        && service_type != ServiceType::LoadBalancer
+        && matches!(&n.value, Value::Seq(items) if !items.is_empty())
+    {
+        ctx.error(&n.span, &ranges_path, format!("may only be set when type is LoadBalancer, not {type_name}"));
+    }
     for (i, n) in ctx.seq(spec, "loadBalancerSourceRanges", &sp).iter().enumerate() {
         let Some(text) = ctx.string(n, &ranges_path.i(i)) else { continue };
         match source_range(text.trim()) {

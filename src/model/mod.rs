@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn load_balancer_field_errors() {
         let text = svc(
-            "  type: NodePort\n  healthCheckNodePort: 32000\n  loadBalancerSourceRanges: [nonsense]\n  \
+            "  type: LoadBalancer\n  healthCheckNodePort: 32000\n  loadBalancerSourceRanges: [nonsense]\n  \
              ports: [{port: 80, nodePort: 30080}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 300.1.1.1}, {ip: 198.19.0.1, ipMode: Fast}]\n",
         );
         let got = rendered(&text);
