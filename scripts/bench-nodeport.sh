@@ -120,7 +120,10 @@ measure() {
     # iperf3 to the NodePort's TCP throughput port: 30080 maps to 5201 in every mode.
     # (awk reads to the end: an early exit would kill iperf3 with SIGPIPE under pipefail.)
     tp=$(in_ns $CL timeout $((DURATION + 30)) iperf3 -c 198.18.200.11 -p 30201 -P 1 -t "$DURATION" -J |
-        awk -F: '/"sum_received"/{f=1} f && !done && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; done=1}')
+        awk -F: '/"sum_received"/{f=1} f && !done && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; done=1}') || {
+        ep_log "$mode: iperf3 failed; throughput reported as 0"
+        tp=0
+    }
     conns=$(sed 's/.*"conns":\([0-9]*\).*/\1/' <<<"$cb")
     awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$hz" 'BEGIN {
         printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,\"cpu_source\":\"/proc/stat machine-wide busy jiffies\"}\n",
