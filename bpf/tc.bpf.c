@@ -288,23 +288,26 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 }
 
 /*
- * Backend node: the first packet of a DSR flow (its option names the
- * frontend the client used). The forward entry tracks the flow untranslated;
- * the reply entry makes the endpoint's replies come from the frontend and
- * leave by FIB redirect, straight to the client.
+ * A new flow that is not translated here. Plain flows are tracked only so
+ * policy has a cache. The first packet of a DSR flow on the backend node
+ * (ctx->dsr_opt: its option names the frontend the client used) is always
+ * tracked: its reply entry makes the endpoint's replies come from the
+ * frontend and leave by FIB redirect, straight to the client.
  */
-static __attribute__((noinline)) int ep_new_dsr_flow(struct ep_ctx *ctx)
+static __attribute__((noinline)) int ep_new_untranslated_flow(struct ep_ctx *ctx)
 {
 	struct ep_ct_key fkey = {}, rkey = {};
 	struct ep_ct_value *fval = ctx->ct, rval = {};  /* &ctx->ct_new, set by the caller */
 	__u64 now;
 	int ret;
 
+	if (!ctx->dsr_opt && !ep_policy_enabled(ctx))
+		return EP_ACT_PASS;
 	__builtin_memset(fval, 0, sizeof(*fval));
 	now = bpf_ktime_get_ns();
 	fval->nat_addr = ctx->daddr;
 	fval->nat_port = ctx->dport;
-	fval->flags = EP_CT_F_DSR;
+	fval->flags = ctx->dsr_opt ? EP_CT_F_DSR : 0;
 	fval->created_ns = now;
 	fval->last_seen_ns = now;
 	if (ep_policy_enabled(ctx)) {
@@ -316,52 +319,27 @@ static __attribute__((noinline)) int ep_new_dsr_flow(struct ep_ctx *ctx)
 		       EP_CT_DIR_FORWARD);
 	ep_ct_key_fill(&rkey, ctx->daddr, ctx->saddr, ctx->dport, ctx->sport, ctx->proto,
 		       EP_CT_DIR_REPLY);
-	rval.nat_addr = ctx->dsr_addr;
-	rval.nat_port = ctx->dsr_port;
-	rval.hairpin_addr = ctx->saddr;
-	rval.flags = EP_CT_F_SERVICE | EP_CT_F_DSR | EP_CT_F_FIB;
+	if (ctx->dsr_opt) {
+		rval.nat_addr = ctx->dsr_addr;
+		rval.nat_port = ctx->dsr_port;
+		rval.hairpin_addr = ctx->saddr;
+		rval.flags = EP_CT_F_SERVICE | EP_CT_F_DSR | EP_CT_F_FIB;
+	} else {
+		rval.nat_addr = ctx->saddr;
+		rval.nat_port = ctx->sport;
+	}
 	rval.policy_verdict = fval->policy_verdict;
 	rval.policy_epoch = fval->policy_epoch;
 	rval.created_ns = now;
 	rval.last_seen_ns = now;
 	ret = ep_ct_create(&fkey, fval, &rkey, &rval);
-	if (ret)
-		return ret;
-	ep_stat_inc(EP_STAT_LB_NEW_FLOW);
-	return EP_ACT_PASS;
-}
-
-/* A new flow to a non-service address: tracked only so policy has a cache. */
-static __attribute__((noinline)) int ep_new_plain_flow(struct ep_ctx *ctx)
-{
-	struct ep_ct_key fkey = {}, rkey = {};
-	struct ep_ct_value *fval = ctx->ct, rval = {};  /* &ctx->ct_new, set by the caller */
-	__u64 now;
-	int ret;
-
-	if (!ep_policy_enabled(ctx))
-		return EP_ACT_PASS;
-	__builtin_memset(fval, 0, sizeof(*fval));
-	now = bpf_ktime_get_ns();
-	fval->nat_addr = ctx->daddr;
-	fval->nat_port = ctx->dport;
-	fval->created_ns = now;
-	fval->last_seen_ns = now;
-	ret = ep_policy_stage(ctx);
-	if (ret)
-		return ret;
-	ep_ct_key_fill(&fkey, ctx->saddr, ctx->daddr, ctx->sport, ctx->dport, ctx->proto,
-		       EP_CT_DIR_FORWARD);
-	ep_ct_key_fill(&rkey, ctx->daddr, ctx->saddr, ctx->dport, ctx->sport, ctx->proto,
-		       EP_CT_DIR_REPLY);
-	rval.nat_addr = ctx->saddr;
-	rval.nat_port = ctx->sport;
-	rval.policy_verdict = fval->policy_verdict;
-	rval.policy_epoch = fval->policy_epoch;
-	rval.created_ns = now;
-	rval.last_seen_ns = now;
-	/* Policy works without the cache: a full table is no reason to drop. */
-	ep_ct_create(&fkey, fval, &rkey, &rval);
+	if (ctx->dsr_opt) {
+		/* Without its reply entry a DSR flow's replies would leave untranslated. */
+		if (ret)
+			return ret;
+		ep_stat_inc(EP_STAT_LB_NEW_FLOW);
+	}
+	/* A plain flow works without the cache: a full table is no reason to drop. */
 	ep_frag_remember(ctx);
 	return EP_ACT_PASS;
 }
@@ -371,6 +349,7 @@ static __always_inline int ep_flow_stage(struct ep_ctx *ctx)
 	struct ep_ct_key key = {};
 	struct ep_ct_value *ct;
 	struct ep_svc_value *svc;
+	__u8 scope;
 	int ret;
 
 	/* Established forward: one lookup, plus the backend check. */
@@ -469,19 +448,15 @@ translate:
 new_flow:
 	/* Set here, in the frame that owns ctx: callees may not store stack pointers in it. */
 	ctx->ct = &ctx->ct_new;
-	svc = 0;
-	if (ctx->from_host)
-		svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto, EP_SCOPE_EXTERNAL);
-	if (svc) {
-		ret = ep_new_service_flow(ctx, svc, EP_SCOPE_EXTERNAL);
-		if (ret)
-			return ret;
-		ct = ctx->ct;
-		goto translate;
+	/* From outside: the external frontend first, then the cluster one. */
+	scope = EP_SCOPE_EXTERNAL;
+	svc = ctx->from_host ? ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto, scope) : 0;
+	if (!svc) {
+		scope = EP_SCOPE_CLUSTER;
+		svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto, scope);
 	}
-	svc = ep_lb_lookup(ctx->daddr, ctx->dport, ctx->proto, EP_SCOPE_CLUSTER);
 	if (svc) {
-		ret = ep_new_service_flow(ctx, svc, EP_SCOPE_CLUSTER);
+		ret = ep_new_service_flow(ctx, svc, scope);
 		if (ret)
 			return ret;
 		ct = ctx->ct;
@@ -489,9 +464,7 @@ new_flow:
 	}
 	if (ctx->is_fragment)
 		return EP_ACT_UNTRACKED;  /* head seen, flow gone: judge it like a stray fragment */
-	if (ctx->dsr_opt)
-		return ep_new_dsr_flow(ctx);
-	return ep_new_plain_flow(ctx);
+	return ep_new_untranslated_flow(ctx);
 }
 
 /* Non-first fragment: recover the ports from the first one, if we saw it. */

@@ -113,14 +113,7 @@ impl NodeContext {
     pub fn from_settings(settings: &crate::config::Settings) -> NodeContext {
         NodeContext {
             node_name: settings.node_name.clone(),
-            node_ips: settings
-                .node_ips
-                .iter()
-                .filter_map(|ip| match ip {
-                    IpAddr::V4(v4) => Some(*v4),
-                    IpAddr::V6(_) => None,
-                })
-                .collect(),
+            node_ips: settings.node_ipv4s(),
         }
     }
 

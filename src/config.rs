@@ -51,6 +51,19 @@ pub struct Settings {
     pub metrics_address: Option<SocketAddr>,
 }
 
+impl Settings {
+    /// The IPv4 addresses of `node-ips`, in order (IPv6 ones are not translated yet).
+    pub fn node_ipv4s(&self) -> Vec<Ipv4Addr> {
+        self.node_ips
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

@@ -227,12 +227,8 @@ pub fn desired_state(
 
 /// ep_node_v1's contents from the settings: the first IPv4 of node-ips, dsr.
 pub fn node_config(settings: &Settings) -> NodeConfig {
-    let snat = settings.node_ips.iter().find_map(|ip| match ip {
-        std::net::IpAddr::V4(v4) => Some(v4.octets()),
-        std::net::IpAddr::V6(_) => None,
-    });
     NodeConfig {
-        snat_addr: snat.unwrap_or_default(),
+        snat_addr: settings.node_ipv4s().first().map(|ip| ip.octets()).unwrap_or_default(),
         flags: if settings.dsr { NODE_F_DSR } else { 0 },
         ..NodeConfig::default()
     }

@@ -14,7 +14,7 @@
 //! shared state: a changed count is served by the same socket.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -31,7 +31,6 @@ pub struct ServiceHealth {
 
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
-const MAX_REQUEST_HEAD: usize = 8192;
 
 struct Listener {
     stop: Arc<AtomicBool>,
@@ -113,24 +112,14 @@ fn accept_loop(socket: &TcpListener, port: u16, state: &RwLock<BTreeMap<u16, Ser
     }
 }
 
-/// Reads the request head (bounded in size and time), then answers.
+/// Reads the request head (bounded in size and time, as /metrics does), then answers.
 fn answer(stream: &mut TcpStream, health: Option<&ServiceHealth>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if Instant::now() > deadline || head.len() > MAX_REQUEST_HEAD {
-            return;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
+    if crate::metrics::read_head(stream, Instant::now() + IO_TIMEOUT).is_ok() {
+        let _ = stream.write_all(response(health).as_bytes());
     }
-    let _ = stream.write_all(response(health).as_bytes());
 }
 
 /// The HTTP response for a port's current state.
@@ -158,6 +147,7 @@ fn response(health: Option<&ServiceHealth>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn free_port() -> u16 {
         TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

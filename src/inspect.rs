@@ -65,26 +65,15 @@ fn scope_name(scope: u8) -> &'static str {
 }
 
 fn svc_flag_names(flags: u16) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if flags & SVC_F_AFFINITY != 0 {
-        out.push("affinity");
-    }
-    if flags & SVC_F_TERMINATING != 0 {
-        out.push("terminating");
-    }
-    if flags & SVC_F_DROP_EMPTY != 0 {
-        out.push("drop-if-empty");
-    }
-    if flags & SVC_F_SOURCE_RANGES != 0 {
-        out.push("source-ranges");
-    }
-    if flags & SVC_F_NODE_ADDR != 0 {
-        out.push("node-address");
-    }
-    if flags & SVC_F_DSR_OK != 0 {
-        out.push("dsr-ok");
-    }
-    out
+    const NAMES: [(u16, &str); 6] = [
+        (SVC_F_AFFINITY, "affinity"),
+        (SVC_F_TERMINATING, "terminating"),
+        (SVC_F_DROP_EMPTY, "drop-if-empty"),
+        (SVC_F_SOURCE_RANGES, "source-ranges"),
+        (SVC_F_NODE_ADDR, "node-address"),
+        (SVC_F_DSR_OK, "dsr-ok"),
+    ];
+    NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, name)| *name).collect()
 }
 
 /// Names of the frontends the config dir defines, and their draining backends.

@@ -432,7 +432,7 @@ fn parse_request(head: &[u8]) -> Result<Request, u16> {
 /// Reads a request head: up to the blank line, at most MAX_REQUEST bytes,
 /// none read after `deadline` (a client sending a byte at a time cannot
 /// hold the only serving thread longer than that and one read timeout).
-fn read_head(stream: &mut impl Read, deadline: Instant) -> Result<Vec<u8>, u16> {
+pub(crate) fn read_head(stream: &mut impl Read, deadline: Instant) -> Result<Vec<u8>, u16> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {

@@ -20,13 +20,25 @@ fn node_ip(n: usize) -> Ipv4Addr {
 }
 
 /// Both nodes' pods as endpoints of one NodePort service.
-fn both_nodes_service(t: &MultiNode, policy: &str) -> String {
-    let eps: Vec<(Ipv4Addr, &str)> = t
-        .pods
+/// Every pod of both nodes as an endpoint, with its nodeName.
+fn all_endpoints(t: &MultiNode) -> Vec<(Ipv4Addr, &'static str)> {
+    t.pods
         .iter()
         .enumerate()
         .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
-        .collect();
+        .collect()
+}
+
+/// A Local policy with no local endpoint drops: the connection times out, never refused.
+fn assert_dropped(r: std::io::Result<Answer>) {
+    match r {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "dropped, not refused: {e}"),
+        Ok(a) => panic!("no local endpoint must not answer: {a:?}"),
+    }
+}
+
+fn both_nodes_service(t: &MultiNode, policy: &str) -> String {
+    let eps = all_endpoints(t);
     node_port_yaml("web", "NodePort", "198.18.250.10", &format!("  externalTrafficPolicy: {policy}\n"), &eps)
 }
 
@@ -106,10 +118,7 @@ fn local_policy_keeps_client_address_and_drops_without_local_endpoint() {
     let svc = node_port_yaml("web", "NodePort", "198.18.250.10", "  externalTrafficPolicy: Local\n", &remote_only);
     t.apply(false, &[svc]);
     let r = t.client.within(move || tcp_ask(to, Duration::from_millis(800)));
-    match r {
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "dropped, not refused: {e}"),
-        Ok(a) => panic!("no local endpoint must not answer: {a:?}"),
-    }
+    assert_dropped(r);
     let drops = t.agents[0].drops_text();
     assert!(drops.contains("local"), "node1 counts a no-local-endpoints drop:\n{drops}");
 }
@@ -147,12 +156,7 @@ fn harness_client_entry() {
 fn internal_local_policy_keeps_pod_traffic_on_its_node() {
     need_root!();
     let mut t = MultiNode::new([2, 2], POD_PORT, true);
-    let eps: Vec<(Ipv4Addr, &str)> = t
-        .pods
-        .iter()
-        .enumerate()
-        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
-        .collect();
+    let eps = all_endpoints(&t);
     let itp = "  internalTrafficPolicy: Local\n";
     t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", itp, &eps)]);
     let vip = SocketAddrV4::new(Ipv4Addr::new(198, 18, 250, 10), 80);
@@ -163,10 +167,7 @@ fn internal_local_policy_keeps_pod_traffic_on_its_node() {
     let remote_only: Vec<(Ipv4Addr, &str)> = t.pods[1].iter().map(|p| (p.ip, "node2")).collect();
     t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", itp, &remote_only)]);
     let r = t.pods[0][0].ns.within(move || tcp_ask(vip, Duration::from_millis(800)));
-    match r {
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "dropped, not refused: {e}"),
-        Ok(a) => panic!("no local endpoint must not answer: {a:?}"),
-    }
+    assert_dropped(r);
     let drops = t.agents[0].drops_text();
     assert!(drops.contains("no-local-endpoints"), "node1 counts the drop:\n{drops}");
 }
@@ -179,12 +180,7 @@ fn external_ips_follow_the_external_traffic_policy() {
     need_root!();
     let mut t = MultiNode::new([2, 2], POD_PORT, true);
     t.router.ip(&["route", "add", "198.19.100.11/32", "via", &node_ip(1).to_string()]);
-    let eps: Vec<(Ipv4Addr, &str)> = t
-        .pods
-        .iter()
-        .enumerate()
-        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
-        .collect();
+    let eps = all_endpoints(&t);
     let extra = "  externalIPs: [198.19.100.11]\n  externalTrafficPolicy: Local\n";
     t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", extra, &eps)]);
     let to = SocketAddrV4::new(Ipv4Addr::new(198, 19, 100, 11), 80);
@@ -206,12 +202,7 @@ fn load_balancer_ip_with_source_ranges() {
     need_root!();
     let mut t = MultiNode::new([1, 1], POD_PORT, true);
     t.router.ip(&["route", "add", "198.19.100.10/32", "via", &node_ip(1).to_string()]);
-    let eps: Vec<(Ipv4Addr, &str)> = t
-        .pods
-        .iter()
-        .enumerate()
-        .flat_map(|(n, ps)| ps.iter().map(move |p| (p.ip, if n == 0 { "node1" } else { "node2" })))
-        .collect();
+    let eps = all_endpoints(&t);
     let lb = |ranges: &str| {
         node_port_yaml("web", "LoadBalancer", "198.18.250.10", &format!("  loadBalancerSourceRanges: [{ranges}]\n"), &eps)
             .replacen(
