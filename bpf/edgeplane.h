@@ -28,6 +28,8 @@
 #define EP_MAP_FRAG    "ep_frag4_v1"   /* IPv4 fragment tracking for translated datagrams */
 #define EP_MAP_NODE    "ep_node_v1"    /* this node: SNAT address, DSR (array, one entry) */
 #define EP_MAP_LBSRC   "ep_lbsrc_v1"   /* loadBalancerSourceRanges (LPM) */
+#define EP_MAP_EVENTS  "ep_events_v1"  /* ring buffer of struct ep_event for `edgeplane monitor` */
+#define EP_MAP_MONITOR "ep_monitor_v1" /* struct ep_monitor: what to emit, and until when */
 
 /* ---- default capacities (overridden from the config file) -------------- */
 #define EP_DEFAULT_SVC_ENTRIES   1048576   /* service slots: 100k services x (1 + endpoints) */
@@ -326,6 +328,57 @@ _Static_assert(sizeof(struct ep_drop_event) == 32, "ep_drop_event layout is ABI"
 
 #define EP_DIR_INGRESS 0
 #define EP_DIR_EGRESS  1
+
+/* ---- ep_events_v1 / ep_monitor_v1: live events for `edgeplane monitor` --- */
+/*
+ * Programs emit into the ring buffer only while ep_monitor_v1[0] asks for it
+ * and its lease has not run out: `monitor` renews the lease every second, so
+ * a killed monitor stops the events within EP_MONITOR_LEASE_NS. Nobody
+ * listening costs one array lookup per drop or new flow, nothing else.
+ */
+#define EP_EVENTS_BYTES     (256 * 1024)   /* ring buffer size (a power of 2, >= a page) */
+#define EP_MONITOR_LEASE_NS 3000000000ULL  /* how long one renewal keeps events on */
+
+#define EP_MON_F_DROPS 0x1  /* every counted drop and reject */
+#define EP_MON_F_FLOWS 0x2  /* new flows: translation and policy verdict */
+
+struct ep_monitor {
+	__u64 until_ns;    /* bpf_ktime_get_ns() deadline of the lease; 0 = off */
+	__u32 flags;       /* EP_MON_F_* */
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct ep_monitor) == 16, "ep_monitor layout is ABI");
+
+enum ep_event_kind {
+	EP_EV_DROP = 1,      /* code = enum ep_drop_reason */
+	EP_EV_NEW_FLOW = 2,  /* code = EP_POLICY_* verdict (EP_POLICY_UNKNOWN: policy off) */
+};
+
+struct ep_event {
+	__u64 ts_ns;       /* bpf_ktime_get_ns() */
+	__be32 saddr;      /* the client as it arrived */
+	__be32 daddr;      /* the destination as it arrived (a frontend for service flows) */
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 kind;         /* enum ep_event_kind */
+	__u8 code;         /* drop reason or policy verdict, by kind */
+	__u8 direction;    /* policy drops: EP_DIR_INGRESS / EP_DIR_EGRESS */
+	__u32 ifindex;     /* interface the packet arrived on */
+	__u32 endpoint;    /* policy drops: the local pod's endpoint id that denied it, else 0 */
+	__be32 nat_addr;   /* new flows: the backend chosen (daddr when not translated); drops: final daddr */
+	__be16 nat_port;
+	__u16 ct_flags;    /* new flows: EP_CT_F_* (SNAT, DSR, hairpin, FIB-routed) */
+	__u32 svc_id;      /* service flows: the service id, else 0 */
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct ep_event) == 48, "ep_event layout is ABI");
+/* Not in the object's BTF (only a ring buffer carries it): the offsets that
+ * src/maps/layout.rs's Event relies on are pinned here and asserted there. */
+_Static_assert(__builtin_offsetof(struct ep_event, proto) == 20, "ep_event layout is ABI");
+_Static_assert(__builtin_offsetof(struct ep_event, ifindex) == 24, "ep_event layout is ABI");
+_Static_assert(__builtin_offsetof(struct ep_event, nat_addr) == 32, "ep_event layout is ABI");
+_Static_assert(__builtin_offsetof(struct ep_event, svc_id) == 40, "ep_event layout is ABI");
 
 /* ---- ep_stats_v1: per-CPU event counters (not drops) -------------------- */
 enum ep_stat {

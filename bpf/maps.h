@@ -120,6 +120,19 @@ struct {
 	__uint(max_entries, 1);
 } ep_dropseq_v1 SEC(".maps");
 
+/* Live events for `edgeplane monitor` (lib/monitor.h): emitted only while leased. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EP_EVENTS_BYTES);
+} ep_events_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ep_monitor);
+	__uint(max_entries, 1);
+} ep_monitor_v1 SEC(".maps");
+
 /* ---- NetworkPolicy maps ---- (owned by the policy work; layouts in edgeplane.h) */
 /* IPv4 prefix -> identity. LPM tries must not be preallocated. */
 struct {

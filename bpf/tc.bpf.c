@@ -206,6 +206,7 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 	__u64 now;
 	int ret;
 
+	ctx->svc_id = svc->svc_id;  /* names the service in drop events */
 	if (ctx->is_fragment)
 		return -EP_DROP_FRAGMENT;
 	if ((svc->flags & EP_SVC_F_SOURCE_RANGES) && !ep_source_allowed(ctx))
@@ -284,6 +285,7 @@ static __attribute__((noinline)) int ep_new_service_flow(struct ep_ctx *ctx, con
 	if (ret)
 		return ret;
 	ep_stat_inc(EP_STAT_LB_NEW_FLOW);
+	ep_monitor_flow(ctx, fval);
 	return EP_CONTINUE;  /* the caller translates with ctx->ct, as for established flows */
 }
 
@@ -333,6 +335,8 @@ static __attribute__((noinline)) int ep_new_untranslated_flow(struct ep_ctx *ctx
 	rval.created_ns = now;
 	rval.last_seen_ns = now;
 	ret = ep_ct_create(&fkey, fval, &rkey, &rval);
+	if (!ret)
+		ep_monitor_flow(ctx, fval);
 	if (ctx->dsr_opt) {
 		/* Without its reply entry a DSR flow's replies would leave untranslated. */
 		if (ret)

@@ -11,9 +11,13 @@ use crate::plan::{Plan, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("step {index} of {total} failed: {source}; the {index} earlier steps were rolled back, previous state intact")]
+    #[error(
+        "step {index} of {total} failed: {source}; the {index} earlier steps were rolled back, previous state intact"
+    )]
     RolledBack { index: usize, total: usize, source: MapError },
-    #[error("step {index} of {total} failed: {source}; rollback also failed: {rollback}; the next pass re-plans from the live maps")]
+    #[error(
+        "step {index} of {total} failed: {source}; rollback also failed: {rollback}; the next pass re-plans from the live maps"
+    )]
     RollbackFailed { index: usize, total: usize, source: MapError, rollback: Box<MapError> },
 }
 

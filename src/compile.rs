@@ -111,10 +111,7 @@ pub struct NodeContext {
 
 impl NodeContext {
     pub fn from_settings(settings: &crate::config::Settings) -> NodeContext {
-        NodeContext {
-            node_name: settings.node_name.clone(),
-            node_ips: settings.node_ipv4s(),
-        }
+        NodeContext { node_name: settings.node_name.clone(), node_ips: settings.node_ipv4s() }
     }
 
     fn is_local(&self, endpoint_node: Option<&String>) -> bool {
@@ -202,7 +199,11 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
         };
         let cluster_ips = ipv4("spec.clusterIPs", &svc.cluster_ips, &mut warnings);
         let mut external: Vec<(Ipv4Addr, FrontendKind)> = Vec::new();
-        external.extend(ipv4("spec.externalIPs", &svc.external_ips, &mut warnings).into_iter().map(|ip| (ip, FrontendKind::ExternalIp)));
+        external.extend(
+            ipv4("spec.externalIPs", &svc.external_ips, &mut warnings)
+                .into_iter()
+                .map(|ip| (ip, FrontendKind::ExternalIp)),
+        );
         if svc.service_type == ServiceType::LoadBalancer {
             external.extend(
                 ipv4("status.loadBalancer.ingress", &svc.lb_ingress_ips, &mut warnings)
@@ -249,7 +250,14 @@ pub fn compile_services(cluster: &Cluster, node: &NodeContext) -> (ServiceSet, V
             };
             let internal = if svc.internal_traffic_policy == TrafficPolicy::Local { &local } else { &all };
             for vip in &cluster_ips {
-                add(*vip, port.port.get(), SCOPE_CLUSTER, internal, drop_empty(svc.internal_traffic_policy, internal), "");
+                add(
+                    *vip,
+                    port.port.get(),
+                    SCOPE_CLUSTER,
+                    internal,
+                    drop_empty(svc.internal_traffic_policy, internal),
+                    "",
+                );
             }
             let (ext, ext_flags) = if svc.external_traffic_policy == TrafficPolicy::Local {
                 (&local, drop_empty(TrafficPolicy::Local, &local))
@@ -548,7 +556,13 @@ mod tests {
         ServiceSet {
             services: BTreeMap::from([(
                 fe,
-                ServiceEntry { name: "demo/web:http".into(), backends, draining: vec![], flags: 0, affinity_timeout: 0 },
+                ServiceEntry {
+                    name: "demo/web:http".into(),
+                    backends,
+                    draining: vec![],
+                    flags: 0,
+                    affinity_timeout: 0,
+                },
             )]),
             ..ServiceSet::default()
         }
@@ -611,7 +625,8 @@ mod tests {
         assert_eq!(local.len(), 1, "{local:?}");
         assert!(local[0].contains("demo/a, demo/c") && local[0].contains("node-name"), "{}", local[0]);
         assert!(!local[0].contains("demo/b"), "{}", local[0]);
-        let (_, warnings) = compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()), ..NodeContext::default() });
+        let (_, warnings) =
+            compile_services(&loaded.cluster, &NodeContext { node_name: Some("n1".into()), ..NodeContext::default() });
         assert!(warnings.iter().all(|w| !w.to_string().contains("internalTrafficPolicy")), "{warnings:?}");
     }
 
@@ -740,12 +755,18 @@ mod tests {
         let ranges = &maps[&MapId::SourceRanges];
         assert_eq!(ranges.len(), 1);
         let key = LbsrcKey::from_bytes(ranges.keys().next().expect("one")).expect("key");
-        assert_eq!((key.prefixlen, key.vip, key.port, key.saddr), (64 + 24, [198, 19, 100, 10], 80u16.to_be_bytes(), [198, 19, 250, 0]));
+        assert_eq!(
+            (key.prefixlen, key.vip, key.port, key.saddr),
+            (64 + 24, [198, 19, 100, 10], 80u16.to_be_bytes(), [198, 19, 250, 0])
+        );
         // Unchanged input over its own result plans nothing; a node-name change flips flags only.
         assert_eq!(resolve(&set, &maps), maps);
         let other = compile_services(&loaded.cluster, &NodeContext { node_name: Some("node2".into()), ..node1() }).0;
         let maps2 = resolve(&other, &maps);
-        assert_eq!(maps2[&MapId::Backends].keys().collect::<Vec<_>>(), maps[&MapId::Backends].keys().collect::<Vec<_>>());
+        assert_eq!(
+            maps2[&MapId::Backends].keys().collect::<Vec<_>>(),
+            maps[&MapId::Backends].keys().collect::<Vec<_>>()
+        );
         assert_ne!(maps2[&MapId::Backends], maps[&MapId::Backends]);
     }
 }

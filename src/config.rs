@@ -128,9 +128,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 apply_maps(&mut settings.maps, value, &mut errors);
                 Ok(())
             }
-            "settle-milliseconds" => {
-                number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n))
-            }
+            "settle-milliseconds" => number(value, 0, 60_000).map(|n| settings.settle = Duration::from_millis(n)),
             "allow-mass-delete" => boolean(value).map(|b| settings.allow_mass_delete = b),
             "allow-external-symlinks" => boolean(value).map(|b| settings.allow_external_symlinks = b),
             "conntrack-timeouts" => {
@@ -162,10 +160,7 @@ pub const DEFAULT_NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
 
 /// `node-ips` / `--node-ip`: IP addresses.
 pub fn parse_node_ips(values: &[String]) -> Result<Vec<IpAddr>, String> {
-    values
-        .iter()
-        .map(|v| v.parse::<IpAddr>().map_err(|_| format!("expected an IP address, found {v:?}")))
-        .collect()
+    values.iter().map(|v| v.parse::<IpAddr>().map_err(|_| format!("expected an IP address, found {v:?}"))).collect()
 }
 
 /// `node-port-range`: `FIRST-LAST`, as kube-proxy's --service-node-port-range.

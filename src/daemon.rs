@@ -14,19 +14,19 @@ use anyhow::{Context, Result, bail};
 use crate::apply;
 use crate::compile::{self, NodeContext};
 use crate::compile_policy::{self, PolicyCompiled, PolicyNode};
-use crate::healthcheck::{HealthServers, ServiceHealth};
 use crate::config::{self, Settings};
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
+use crate::guard;
+use crate::healthcheck::{HealthServers, ServiceHealth};
 use crate::maps::fake::FakeMaps;
+use crate::maps::layout::CFG_F_INPUT_HELD;
 use crate::maps::layout::{CFG_F_POLICY, Config, NODE_F_DSR, NodeConfig};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::metrics::{self, ErrorKind, Metrics};
 use crate::model::{self, Loaded};
 use crate::notify::Notifier;
 use crate::plan::{self, Plan};
-use crate::guard;
-use crate::maps::layout::CFG_F_INPUT_HELD;
 use crate::source::{self, LoadLimits, Snapshot, SourceError, WatchEvent, Watcher};
 
 /// Logs to stderr; under systemd (JOURNAL_STREAM set) with `<N>` priority

@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::compile::{self, Frontend, NodeContext, ServiceEntry};
 use crate::datapath::ct_gc::{forward_key_of, is_pair, reply_key_of};
 use crate::maps::layout::{
-    Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CT_F_SOURCE_NATED, CtKey, CtValue,
-    SCOPE_CLUSTER, SCOPE_EXTERNAL, SVC_F_AFFINITY, SVC_F_DROP_EMPTY, SVC_F_DSR_OK, SVC_F_NODE_ADDR, SVC_F_SOURCE_RANGES,
-    SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
+    Backend, CT_DIR_FORWARD, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CT_F_SOURCE_NATED, CtKey,
+    CtValue, SCOPE_CLUSTER, SCOPE_EXTERNAL, SVC_F_AFFINITY, SVC_F_DROP_EMPTY, SVC_F_DSR_OK, SVC_F_NODE_ADDR,
+    SVC_F_SOURCE_RANGES, SVC_F_TERMINATING, SvcKey, SvcValue, backend_id_from_key,
 };
 use crate::maps::{Entries, proto_name};
 

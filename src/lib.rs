@@ -22,6 +22,7 @@ pub mod kernel;
 pub mod maps;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod notify;
 pub mod parse;
 pub mod plan;

@@ -9,7 +9,11 @@ use edgeplane::config::{self, Settings};
 use edgeplane::{daemon, inspect};
 
 #[derive(Parser)]
-#[command(name = "edgeplane", version, about = "eBPF service load balancing and NetworkPolicy from a directory of Kubernetes YAML")]
+#[command(
+    name = "edgeplane",
+    version,
+    about = "eBPF service load balancing and NetworkPolicy from a directory of Kubernetes YAML"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -124,6 +128,21 @@ enum Command {
         /// Most flows printed.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+    },
+    /// Follow drops live (and with --flows new flows: translation, policy
+    /// verdict) from the data plane's event ring, names resolved.
+    Monitor {
+        #[command(flatten)]
+        output: Output,
+        /// Also every new flow: its service, chosen backend, translation and policy verdict.
+        #[arg(long)]
+        flows: bool,
+        /// Exit after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Exit after SECONDS.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
     },
     /// Print the shell completion script for SHELL (the packages install them).
     #[command(hide = true)]
@@ -250,6 +269,15 @@ fn main() -> ExitCode {
         Command::Conntrack { output, addr, port, limit } => {
             inspect::conntrack(&settings, output.json(), &inspect::CtFilter { addr, port }, limit)
         }
+        Command::Monitor { output, flows, count, duration } => edgeplane::monitor::monitor(
+            &settings,
+            edgeplane::monitor::MonitorOptions {
+                flows,
+                json: output.json(),
+                count,
+                duration: duration.filter(|d| d.is_finite() && *d >= 0.0).map(std::time::Duration::from_secs_f64),
+            },
+        ),
         Command::Completions { .. } | Command::Man => unreachable!("handled by generate()"),
     };
     ExitCode::from(code)

@@ -16,8 +16,17 @@ use crate::maps::{Entries, MapBackend, MapError, MapId, render_key, render_value
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Insert (`prev` None) or overwrite (`prev` Some).
-    Upsert { map: MapId, key: Vec<u8>, value: Vec<u8>, prev: Option<Vec<u8>> },
-    Delete { map: MapId, key: Vec<u8>, prev: Vec<u8> },
+    Upsert {
+        map: MapId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        prev: Option<Vec<u8>>,
+    },
+    Delete {
+        map: MapId,
+        key: Vec<u8>,
+        prev: Vec<u8>,
+    },
 }
 
 impl Step {
@@ -136,7 +145,9 @@ pub fn plan(desired: &BTreeMap<MapId, Entries>, live: &BTreeMap<MapId, Entries>)
 
 /// A desired state that does not fit is refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{map}: desired state needs {needed} entries (peak during the change), capacity is {capacity}; nothing was applied (raise maps.{setting} in the config file)")]
+#[error(
+    "{map}: desired state needs {needed} entries (peak during the change), capacity is {capacity}; nothing was applied (raise maps.{setting} in the config file)"
+)]
 pub struct CapacityError {
     pub map: MapId,
     pub needed: usize,
@@ -177,7 +188,10 @@ fn setting_name(map: MapId) -> &'static str {
 }
 
 /// Reads every map `desired` manages from the backend.
-pub fn dump_live(backend: &dyn MapBackend, maps: impl IntoIterator<Item = MapId>) -> Result<BTreeMap<MapId, Entries>, MapError> {
+pub fn dump_live(
+    backend: &dyn MapBackend,
+    maps: impl IntoIterator<Item = MapId>,
+) -> Result<BTreeMap<MapId, Entries>, MapError> {
     maps.into_iter().map(|m| Ok((m, backend.dump(m)?))).collect()
 }
 

@@ -9,12 +9,12 @@ use std::sync::Mutex;
 
 mod common;
 
-const HINT: &str =
-    "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root or via the edgeplane.service unit";
+const HINT: &str = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root or via the edgeplane.service unit";
 const NOBODY: u32 = 65534;
 
 fn edgeplane(args: &[&str], as_nobody: bool) -> Output {
-    let mut cmd = Command::new(if as_nobody { nobody_binary() } else { PathBuf::from(env!("CARGO_BIN_EXE_edgeplane")) });
+    let mut cmd =
+        Command::new(if as_nobody { nobody_binary() } else { PathBuf::from(env!("CARGO_BIN_EXE_edgeplane")) });
     cmd.args(args).args(["--config", "/dev/null"]).env_remove("RUST_LOG");
     if as_nobody {
         // With a uid set, std also clears the supplementary groups (as root).
@@ -168,9 +168,6 @@ fn libbpf_messages_go_to_the_log_at_debug_level() {
     let seen = SEEN.lock().expect("lock");
     let from_libbpf: Vec<_> = seen.iter().filter(|(_, t, _)| t == "libbpf").collect();
     assert!(!from_libbpf.is_empty(), "libbpf's warning reached the log: {seen:?}");
-    assert!(
-        from_libbpf.iter().all(|(l, _, _)| *l >= log::Level::Debug),
-        "at debug level or below: {from_libbpf:?}"
-    );
+    assert!(from_libbpf.iter().all(|(l, _, _)| *l >= log::Level::Debug), "at debug level or below: {from_libbpf:?}");
     assert!(from_libbpf.iter().any(|(_, _, m)| m.contains("libbpf: ")), "libbpf's own text kept: {from_libbpf:?}");
 }

@@ -37,7 +37,14 @@ fn clsact_fallback_forwards_and_reset_removes_the_filter() {
         workload_interfaces: vec!["fa*".into()],
         host_interfaces: vec![],
         cgroup: None,
-        capacities: Capacities { services: 1024, backends: 1024, conntrack: 8192, affinity: 1024, sknat: 1024, ..Capacities::default() },
+        capacities: Capacities {
+            services: 1024,
+            backends: 1024,
+            conntrack: 8192,
+            affinity: 1024,
+            sknat: 1024,
+            ..Capacities::default()
+        },
         hairpin_addr: Ipv4Addr::new(169, 254, 42, 1),
     };
     // SAFETY: the only test of this binary, set before any thread reads the environment.

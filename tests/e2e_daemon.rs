@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::topo::*;
 use common::*;
 
-
 fn terminating(ip: Ipv4Addr) -> Ep {
     Ep { ip, ready: false, serving: true, terminating: true }
 }
@@ -25,7 +24,9 @@ fn svc_entries(t: &Topo) -> u64 {
     edgeplane::datapath::read_status(&t.state.path)
         .ok()
         .and_then(|s| serde_json::to_value(&s).ok())
-        .and_then(|v| v["maps"].as_array()?.iter().find(|m| m["name"] == "ep_svc_v1").and_then(|m| m["entries"].as_u64()))
+        .and_then(|v| {
+            v["maps"].as_array()?.iter().find(|m| m["name"] == "ep_svc_v1").and_then(|m| m["entries"].as_u64())
+        })
         .unwrap_or(0)
 }
 

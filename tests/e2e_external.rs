@@ -204,12 +204,18 @@ fn load_balancer_ip_with_source_ranges() {
     t.router.ip(&["route", "add", "198.19.100.10/32", "via", &node_ip(1).to_string()]);
     let eps = all_endpoints(&t);
     let lb = |ranges: &str| {
-        node_port_yaml("web", "LoadBalancer", "198.18.250.10", &format!("  loadBalancerSourceRanges: [{ranges}]\n"), &eps)
-            .replacen(
-                "---\napiVersion: discovery",
-                "status:\n  loadBalancer:\n    ingress: [{ip: 198.19.100.10}]\n---\napiVersion: discovery",
-                1,
-            )
+        node_port_yaml(
+            "web",
+            "LoadBalancer",
+            "198.18.250.10",
+            &format!("  loadBalancerSourceRanges: [{ranges}]\n"),
+            &eps,
+        )
+        .replacen(
+            "---\napiVersion: discovery",
+            "status:\n  loadBalancer:\n    ingress: [{ip: 198.19.100.10}]\n---\napiVersion: discovery",
+            1,
+        )
     };
     t.apply(false, &[lb("198.19.250.0/24")]);
     let to = SocketAddrV4::new(Ipv4Addr::new(198, 19, 100, 10), 80);

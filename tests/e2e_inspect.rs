@@ -309,3 +309,70 @@ fn measure_large_table() {
     let all = json(&t, &["conntrack", "-o", "json", "--limit", "0"]);
     assert_eq!(all["matched"].as_u64(), Some(u64::from(n)), "every synthetic flow pairs into one row");
 }
+
+/// `edgeplane monitor --flows -o json` as a user runs it, started before the
+/// traffic: a connection through a Service shows as a new flow (service,
+/// chosen backend, verdict), one to a Service without endpoints as a drop.
+#[test]
+fn monitor_follows_new_flows_and_drops_live() {
+    need_root!();
+    let t = Topo::new(1, false);
+    t.apply(&[service_yaml("web", VIP, &[ready(backend_ip(0))], None), service_yaml("empty", VIP_EMPTY, &[], None)]);
+    let mut child = t
+        .edgeplane("monitor")
+        .args(["--flows", "--count", "2", "--duration", "60", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn monitor");
+    let reap = KillOnDrop(child.id());
+    // It says so on stderr once its lease is written: only then is traffic seen.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).expect("monitor banner");
+    assert!(banner.starts_with("monitoring drops and new flows"), "{banner}");
+
+    let answer = t.ask("tcp", vip(80)).expect("tcp through the VIP");
+    assert_eq!(answer.server, "be0");
+    let refused = t.ask("tcp", SocketAddrV4::new(VIP_EMPTY, 80));
+    assert!(refused.is_err(), "a service without endpoints answered: {refused:?}");
+
+    let out = child.wait_with_output().expect("monitor output");
+    std::mem::forget(reap); // reaped: its pid is no longer ours to signal
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert!(out.status.success(), "monitor: {out:?} {rest}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let flow = &events[0];
+    assert_eq!(flow["kind"], "flow", "{flow:#}");
+    assert_eq!(flow["verdict"], "not-evaluated", "no policy here: {flow:#}");
+    assert_eq!(
+        (flow["saddr"].as_str(), flow["daddr"].as_str(), &flow["dport"]),
+        (Some("198.18.0.2"), Some("198.19.0.10"), &serde_json::json!(80))
+    );
+    assert_eq!(flow["to_addr"], backend_ip(0).to_string(), "{flow:#}");
+    assert_eq!(flow["to_port"], 8080);
+    assert_eq!(flow["service"], "e2e/web:http");
+    assert_eq!(flow["translation"], serde_json::json!(["service"]));
+    assert!(flow["interface"].as_str().is_some_and(|i| !i.starts_with("if")), "interface not named: {flow:#}");
+    let drop = &events[1];
+    assert_eq!(drop["kind"], "drop", "{drop:#}");
+    assert_eq!(drop["reason"], "no-endpoints");
+    assert_eq!(drop["service"], "e2e/empty:http");
+    assert_eq!(drop["daddr"], VIP_EMPTY.to_string());
+}
+
+/// Kills our child (by its pid) if the test fails before reaping it;
+/// forgotten once the child is reaped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own, not yet reaped child: its pid cannot be reused.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}

@@ -27,7 +27,6 @@ fn web2() -> String {
     service_yaml("web2", VIP2, &[ready(backend_ip(1))], None)
 }
 
-
 /// `t.edgeplane(sub)` with another --state-dir.
 fn with_state_dir(t: &Topo, sub: &str, state: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_edgeplane"));

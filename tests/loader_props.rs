@@ -34,10 +34,7 @@ fn seeds() -> Vec<String> {
 fn check(loaded: &Loaded) -> Result<(), TestCaseError> {
     for d in &loaded.diagnostics {
         prop_assert!(!d.span.file.is_empty(), "diagnostic without a file: {d}");
-        prop_assert!(
-            d.span.line >= 1 && d.span.col >= 1,
-            "diagnostic without a position: {d}"
-        );
+        prop_assert!(d.span.line >= 1 && d.span.col >= 1, "diagnostic without a position: {d}");
         prop_assert!(!d.message.is_empty(), "empty message: {d}");
     }
     Ok(())
@@ -45,22 +42,11 @@ fn check(loaded: &Loaded) -> Result<(), TestCaseError> {
 
 /// Small limits, so that budget errors are reached by small inputs too.
 fn limits() -> LoadLimits {
-    LoadLimits {
-        max_depth: 64,
-        max_nodes: 20_000,
-        threads: 1,
-        ..LoadLimits::default()
-    }
+    LoadLimits { max_depth: 64, max_nodes: 20_000, threads: 1, ..LoadLimits::default() }
 }
 
 fn load_text(text: String) -> Loaded {
-    let snapshot = Snapshot {
-        files: vec![SourceFile {
-            path: Arc::from("fuzz.yaml"),
-            text,
-        }],
-        ..Snapshot::default()
-    };
+    let snapshot = Snapshot { files: vec![SourceFile { path: Arc::from("fuzz.yaml"), text }], ..Snapshot::default() };
     model::load_snapshot(snapshot, &limits())
 }
 
@@ -78,11 +64,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(at, value)| Mutation::FlipByte { at, value }),
         any::<usize>().prop_map(|at| Mutation::Truncate { at }),
-        (any::<usize>(), 1usize..400, any::<bool>()).prop_map(|(at, depth, flow)| Mutation::Nest {
-            at,
-            depth,
-            flow
-        }),
+        (any::<usize>(), 1usize..400, any::<bool>()).prop_map(|(at, depth, flow)| Mutation::Nest { at, depth, flow }),
         (any::<usize>(), 1usize..12).prop_map(|(at, fanout)| Mutation::Alias { at, fanout }),
         (any::<usize>(), 1usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
         (
@@ -116,10 +98,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 "~",
             ])
         )
-            .prop_map(|(at, t)| Mutation::Insert {
-                at,
-                text: t.to_string()
-            }),
+            .prop_map(|(at, t)| Mutation::Insert { at, text: t.to_string() }),
     ]
 }
 
@@ -139,11 +118,7 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
         }
         Mutation::Nest { at, depth, flow } => {
             let i = pos(*at, bytes.len());
-            let nest = if *flow {
-                "[".repeat(*depth) + "x" + &"]".repeat(*depth)
-            } else {
-                "- ".repeat(*depth) + "x\n"
-            };
+            let nest = if *flow { "[".repeat(*depth) + "x" + &"]".repeat(*depth) } else { "- ".repeat(*depth) + "x\n" };
             bytes.splice(i..i, nest.into_bytes());
         }
         Mutation::Alias { at, fanout } => {
@@ -216,36 +191,18 @@ proptest! {
 
 #[test]
 fn deep_nesting_and_alias_bombs_are_errors_at_default_limits() {
-    let cases = [
-        "- ".repeat(20_000) + "x\n",
-        "[".repeat(20_000),
-        "{a: ".repeat(20_000),
-        {
-            let mut s = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
-            for (prev, cur) in ('a'..='k').zip('b'..='l') {
-                s.push_str(&format!(
-                    "{cur}: &{cur} [{}]\n",
-                    vec![format!("*{prev}"); 10].join(", ")
-                ));
-            }
-            s
-        },
-    ];
+    let cases = ["- ".repeat(20_000) + "x\n", "[".repeat(20_000), "{a: ".repeat(20_000), {
+        let mut s = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (prev, cur) in ('a'..='k').zip('b'..='l') {
+            s.push_str(&format!("{cur}: &{cur} [{}]\n", vec![format!("*{prev}"); 10].join(", ")));
+        }
+        s
+    }];
     for text in cases {
-        let snapshot = Snapshot {
-            files: vec![SourceFile {
-                path: Arc::from("bomb.yaml"),
-                text,
-            }],
-            ..Snapshot::default()
-        };
+        let snapshot =
+            Snapshot { files: vec![SourceFile { path: Arc::from("bomb.yaml"), text }], ..Snapshot::default() };
         let loaded = model::load_snapshot(snapshot, &LoadLimits::default());
         assert!(loaded.has_errors());
-        assert!(
-            loaded
-                .diagnostics
-                .iter()
-                .all(|d| &*d.span.file == "bomb.yaml" && d.span.line >= 1)
-        );
+        assert!(loaded.diagnostics.iter().all(|d| &*d.span.file == "bomb.yaml" && d.span.line >= 1));
     }
 }

@@ -23,11 +23,7 @@ fn load(path: &str) -> Loaded {
 }
 
 fn render(loaded: &Loaded) -> String {
-    loaded
-        .diagnostics
-        .iter()
-        .map(|d| format!("{d}\n"))
-        .collect()
+    loaded.diagnostics.iter().map(|d| format!("{d}\n")).collect()
 }
 
 #[test]
@@ -39,17 +35,11 @@ fn invalid_cases_match_their_golden_stderr() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
         .collect();
     cases.sort();
-    assert!(
-        cases.len() >= 8,
-        "expected the invalid cases, found {cases:?}"
-    );
+    assert!(cases.len() >= 8, "expected the invalid cases, found {cases:?}");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for case in &cases {
-        let name = case
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("utf-8 name");
+        let name = case.file_name().and_then(|n| n.to_str()).expect("utf-8 name");
         let rel = format!("tests/invalid/{name}");
         let loaded = load(&rel);
         assert!(loaded.has_errors(), "{rel} should be invalid");
@@ -59,40 +49,22 @@ fn invalid_cases_match_their_golden_stderr() {
             fs::write(&golden, &got).expect("write golden");
             continue;
         }
-        let want = fs::read_to_string(&golden)
-            .unwrap_or_else(|_| panic!("{} is missing", golden.display()));
+        let want = fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{} is missing", golden.display()));
         if got != want {
             failures.push(format!("--- {}\n+++ actual\n{got}", golden.display()));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "golden mismatch:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "golden mismatch:\n{}", failures.join("\n"));
 }
 
 #[test]
 fn examples_config_is_valid_and_complete() {
     let loaded = load("examples-config");
-    assert_eq!(
-        render(&loaded),
-        "",
-        "examples-config must load without diagnostics"
-    );
+    assert_eq!(render(&loaded), "", "examples-config must load without diagnostics");
     assert!(!loaded.has_errors());
     let c = &loaded.cluster;
-    assert!(
-        !c.services.is_empty()
-            && !c.endpoint_slices.is_empty()
-            && !c.pods.is_empty()
-            && !c.policies.is_empty()
-    );
-    assert!(
-        c.namespaces
-            .iter()
-            .all(|n| n.labels.get("kubernetes.io/metadata.name") == Some(&n.name))
-    );
+    assert!(!c.services.is_empty() && !c.endpoint_slices.is_empty() && !c.pods.is_empty() && !c.policies.is_empty());
+    assert!(c.namespaces.iter().all(|n| n.labels.get("kubernetes.io/metadata.name") == Some(&n.name)));
     assert!(model::summary(c).contains("services"));
     // Deterministic: loading twice gives the same model and hash.
     let again = load("examples-config");
@@ -103,8 +75,7 @@ fn examples_config_is_valid_and_complete() {
 #[test]
 fn json_rendering_has_one_object_per_diagnostic() {
     let loaded = load("tests/invalid/service-ports.yaml");
-    let json: serde_json::Value =
-        serde_json::from_str(&diag::to_json(&loaded.diagnostics)).expect("valid JSON");
+    let json: serde_json::Value = serde_json::from_str(&diag::to_json(&loaded.diagnostics)).expect("valid JSON");
     let rows = json.as_array().expect("an array");
     assert_eq!(rows.len(), loaded.diagnostics.len());
     let first = &rows[0];
@@ -114,14 +85,7 @@ fn json_rendering_has_one_object_per_diagnostic() {
     assert_eq!(first["column"], d.span.col);
     assert_eq!(first["field"], d.field.as_str());
     assert_eq!(first["message"], d.message.as_str());
-    assert_eq!(
-        first["severity"],
-        if d.severity == Severity::Error {
-            "error"
-        } else {
-            "warning"
-        }
-    );
+    assert_eq!(first["severity"], if d.severity == Severity::Error { "error" } else { "warning" });
     assert!(rows.iter().any(|r| r["severity"] == "warning"));
 }
 

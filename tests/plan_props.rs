@@ -16,23 +16,28 @@ fn service_set() -> impl Strategy<Value = ServiceSet> {
     // Small pools so that states overlap and changes are partial.
     let frontend = (0u8..6, prop_oneof![Just(80u16), Just(53u16)], prop_oneof![Just(6u8), Just(17u8)]);
     let backends = proptest::collection::btree_set((0u8..8, prop_oneof![Just(8080u16), Just(5353u16)]), 0..5);
-    proptest::collection::btree_map(frontend, (backends.clone(), backends, any::<bool>()), 0..8).prop_map(|m| ServiceSet {
-        services: m
-            .into_iter()
-            .map(|((v, port, proto), (bes, draining, affinity))| {
-                let to_addr = |(b, p): (u8, u16)| BackendAddr { addr: Ipv4Addr::new(198, 18, 1, b), port: p, proto };
-                (
-                    Frontend { vip: Ipv4Addr::new(198, 19, 0, v), port, proto, scope: 0 },
-                    ServiceEntry {
-                        name: format!("ns/svc{v}:{port}"),
-                        backends: bes.iter().copied().map(to_addr).collect(),
-                        draining: draining.difference(&bes).copied().map(to_addr).collect(),
-                        flags: u16::from(affinity),
-                        affinity_timeout: if affinity { 10800 } else { 0 },
-                    },
-                )
-            })
-            .collect(), ..ServiceSet::default() })
+    proptest::collection::btree_map(frontend, (backends.clone(), backends, any::<bool>()), 0..8).prop_map(|m| {
+        ServiceSet {
+            services: m
+                .into_iter()
+                .map(|((v, port, proto), (bes, draining, affinity))| {
+                    let to_addr =
+                        |(b, p): (u8, u16)| BackendAddr { addr: Ipv4Addr::new(198, 18, 1, b), port: p, proto };
+                    (
+                        Frontend { vip: Ipv4Addr::new(198, 19, 0, v), port, proto, scope: 0 },
+                        ServiceEntry {
+                            name: format!("ns/svc{v}:{port}"),
+                            backends: bes.iter().copied().map(to_addr).collect(),
+                            draining: draining.difference(&bes).copied().map(to_addr).collect(),
+                            flags: u16::from(affinity),
+                            affinity_timeout: if affinity { 10800 } else { 0 },
+                        },
+                    )
+                })
+                .collect(),
+            ..ServiceSet::default()
+        }
+    })
 }
 
 /// The maps service load balancing writes.
@@ -218,7 +223,9 @@ fn over_capacity_is_refused_naming_map_capacity_and_need() {
                     },
                 )
             })
-            .collect(), ..ServiceSet::default() };
+            .collect(),
+        ..ServiceSet::default()
+    };
     let desired = resolve(&set, &LiveMaps::new());
     let fake = FakeMaps::new().with_capacity(MapId::Services, 15);
     let errs = check_capacity(&desired, &LiveMaps::new(), |m| fake.capacity(m)).expect_err("20 entries > 15");

@@ -534,7 +534,8 @@ fn host_network_pods_ipv6_and_duplicate_ips() {
     c.pods.push(pod("y", "dup", &[("pod", "zzz")], "198.18.0.1", NODE, vec![]));
     c.policies.push(Pol::new("x", "deny", sel(&[("pod", "a")])).build());
     let host = "198.19.0.1".parse::<Ipv4Addr>().expect("ip");
-    let node = PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4(host)]), ..Default::default() };
+    let node =
+        PolicyNode { node_name: Some(NODE.into()), host_ips: BTreeSet::from([IpAddr::V4(host)]), ..Default::default() };
     let out = compile(&c, &node, &BTreeMap::new(), 0);
     let mut eps: Vec<&String> = out.endpoints.values().collect();
     eps.sort();

@@ -5,22 +5,22 @@
 //! node's own traffic, and re-evaluation of an established flow when the
 //! policy epoch advances.
 
+mod common;
 #[path = "policy_common/model.rs"]
 mod model;
-mod common;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
+use common::packet::*;
 use edgeplane::compile_policy::{PolicyCompiled, PolicyNode, compile};
 use edgeplane::datapath::{self, Capacities, PinnedMaps, object_map};
 use edgeplane::drop_reason::DropReason;
-use edgeplane::maps::layout::{CFG_F_POLICY, Config, DIR_EGRESS, DIR_INGRESS};
 use edgeplane::maps::MapId;
+use edgeplane::maps::layout::{CFG_F_POLICY, Config, DIR_EGRESS, DIR_INGRESS};
 use edgeplane::model::{Cluster, Protocol};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
 use model::*;
-use common::packet::*;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -41,7 +41,14 @@ struct Fixture {
 
 impl Fixture {
     fn new(c: &Cluster) -> Fixture {
-        let caps = Capacities { services: 1024, backends: 1024, conntrack: 4096, affinity: 1024, sknat: 1024, ..Capacities::default() };
+        let caps = Capacities {
+            services: 1024,
+            backends: 1024,
+            conntrack: 4096,
+            affinity: 1024,
+            sknat: 1024,
+            ..Capacities::default()
+        };
         let obj = datapath::load_unpinned(&caps).expect("tc object loads (verifier accepts it)");
         let maps = POLICY_MAPS.iter().map(|m| (*m, object_map(&obj, m.pin_name()).expect("policy map"))).collect();
         let node = PolicyNode {

@@ -35,6 +35,7 @@ fn mirrors_match_btf_sizes() {
         c::ep_node => r::NodeConfig,
         c::ep_lbsrc_key => r::LbsrcKey,
         c::ep_lbsrc_value => r::LbsrcValue,
+        c::ep_monitor => r::Monitor,
     );
     assert_eq!(size_of::<c::ep_drop_event>(), 32);
     assert_eq!(size_of::<c::ep_frag_key>(), 12);

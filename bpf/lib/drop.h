@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* drop.h: drop accounting (ep_drops_v1 + ep_dropev_v1) and event counters. */
+/* drop.h: drop accounting (ep_drops_v1 + ep_dropev_v1, ep_events_v1 when monitored) and event counters. */
 #ifndef EP_DROP_H
 #define EP_DROP_H
 
 #include <bpf/bpf_helpers.h>
 #include "../maps.h"
 #include "ctx.h"
+#include "monitor.h"
 
 static __always_inline void ep_stat_inc(__u32 idx)
 {
@@ -28,6 +29,7 @@ static __always_inline void ep_drop_record(const struct ep_ctx *ctx, __u32 reaso
 	if (cnt)
 		*cnt += 1;
 	ep_stat_inc(EP_STAT_DROPEV_SEQ);
+	ep_monitor_drop(ctx, reason);
 
 	seq = bpf_map_lookup_elem(&ep_dropseq_v1, &zero);
 	if (!seq)

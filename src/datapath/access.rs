@@ -53,10 +53,8 @@ pub fn explain(e: &anyhow::Error) -> String {
 /// is reported by the syscall, with the same hint.
 pub fn missing_capabilities() -> Vec<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let Some(eff) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    let Some(eff) =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
     else {
         return Vec::new(); // cannot tell: let the syscalls answer
     };

@@ -13,6 +13,7 @@
 mod access;
 mod attach;
 pub mod ct_gc;
+pub mod events;
 mod inspect;
 mod mapio;
 mod netlink;
@@ -38,7 +39,7 @@ pub use mapio::{PinnedMaps, errno_name};
 pub use netlink::LinkEvents;
 pub use status::{
     ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, StatCount, Status, conntrack_insert_failed,
-    read_status, recent_drops, reset,
+    monotonic_ns, read_status, recent_drops, reset,
 };
 pub use trust::{DEFAULT_LOCK_WAIT, LockWait};
 
@@ -538,8 +539,8 @@ impl Datapath {
                 continue;
             }
             let host = self.is_host(name);
-            let known = self.attached.get(name).is_some_and(|(i, _)| i == idx)
-                && self.attached_host.get(name) == Some(&host);
+            let known =
+                self.attached.get(name).is_some_and(|(i, _)| i == idx) && self.attached_host.get(name) == Some(&host);
             if known && !replace_all {
                 now.insert(name.clone(), self.attached[name]);
                 continue;

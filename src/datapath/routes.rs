@@ -154,9 +154,7 @@ pub fn routed_via(candidates: impl IntoIterator<Item = IpAddr>, globs: &[String]
     let routes = routes_v4()?;
     let names: std::collections::BTreeMap<u32, String> =
         super::interfaces()?.into_iter().map(|(name, idx)| (idx, name)).collect();
-    let workload = |oif: u32| {
-        names.get(&oif).is_some_and(|name| globs.iter().any(|g| super::glob_match(g, name)))
-    };
+    let workload = |oif: u32| names.get(&oif).is_some_and(|name| globs.iter().any(|g| super::glob_match(g, name)));
     Ok(candidates
         .into_iter()
         .filter(|ip| match ip {

@@ -92,8 +92,10 @@ fn kind_name(t: MapType) -> String {
     }
 }
 
-fn is_array(t: MapType) -> bool {
-    matches!(t, MapType::Array | MapType::PercpuArray)
+/// Maps without a count of entries: arrays (every slot exists) and ring
+/// buffers (capacity is bytes).
+fn has_no_entries(t: MapType) -> bool {
+    matches!(t, MapType::Array | MapType::PercpuArray | MapType::RingBuf)
 }
 
 fn open_ro(path: &Path) -> Result<MapHandle> {
@@ -127,7 +129,7 @@ pub fn read_status(state_dir: &Path) -> Result<Status> {
         let h = open_ro(&state_dir.join(name))?;
         let t = h.map_type();
         let capacity = h.max_entries();
-        let entries = if is_array(t) { None } else { Some(count_entries(&h)?) };
+        let entries = if has_no_entries(t) { None } else { Some(count_entries(&h)?) };
         let fill_percent = entries.map(|e| if capacity == 0 { 0.0 } else { e as f64 * 100.0 / capacity as f64 });
         maps.push(MapStatus { name: name.clone(), kind: kind_name(t), entries, capacity, fill_percent });
     }
@@ -293,7 +295,8 @@ impl fmt::Display for DropEvent {
     }
 }
 
-pub(super) fn monotonic_ns() -> u64 {
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
+pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime into a zeroed timespec.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

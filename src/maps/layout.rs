@@ -376,7 +376,61 @@ pod_bytes!(LepValue, 24);
 impl LepValue {
     /// (identity, isolation flags) in force at `epoch`.
     pub fn at(&self, epoch: u32) -> (u32, u16) {
-        if epoch_new(epoch, self.switch_epoch) { (self.identity, self.flags) } else { (self.prev_identity, self.prev_flags) }
+        if epoch_new(epoch, self.switch_epoch) {
+            (self.identity, self.flags)
+        } else {
+            (self.prev_identity, self.prev_flags)
+        }
     }
 }
 // ---- end NetworkPolicy ----
+
+// ---- ep_events_v1 / ep_monitor_v1: live events for `edgeplane monitor` ----
+
+pub const MON_F_DROPS: u32 = 0x1;
+pub const MON_F_FLOWS: u32 = 0x2;
+/// How long one renewal of the lease keeps the programs emitting (EP_MONITOR_LEASE_NS).
+pub const MONITOR_LEASE_NS: u64 = 3_000_000_000;
+
+/// ep_monitor_v1 (array, index 0): which events to emit, until when.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Monitor {
+    /// CLOCK_MONOTONIC deadline of the lease, ns; 0 = off.
+    pub until_ns: u64,
+    pub flags: u32,
+    pub _pad0: u32,
+}
+pod_bytes!(Monitor, 16);
+
+pub const EV_DROP: u8 = 1;
+pub const EV_NEW_FLOW: u8 = 2;
+
+/// One ep_events_v1 record (struct ep_event).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Event {
+    pub ts_ns: u64,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub kind: u8,
+    pub code: u8,
+    pub direction: u8,
+    pub ifindex: u32,
+    pub endpoint: u32,
+    pub nat_addr: [u8; 4],
+    pub nat_port: [u8; 2],
+    pub ct_flags: u16,
+    pub svc_id: u32,
+    pub _pad0: u32,
+}
+pod_bytes!(Event, 48);
+// No BTF carries struct ep_event (a ring buffer has no value type): the
+// offsets bpf/edgeplane.h asserts, asserted again on this side.
+const _: () = assert!(std::mem::offset_of!(Event, proto) == 20);
+const _: () = assert!(std::mem::offset_of!(Event, ifindex) == 24);
+const _: () = assert!(std::mem::offset_of!(Event, nat_addr) == 32);
+const _: () = assert!(std::mem::offset_of!(Event, svc_id) == 40);

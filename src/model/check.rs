@@ -58,8 +58,7 @@ fn qualified_name_part(s: &str) -> bool {
         && b.len() <= 63
         && b.first().is_some_and(u8::is_ascii_alphanumeric)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
 /// A label key: an optional DNS subdomain prefix and '/', then a name part.
@@ -130,29 +129,18 @@ pub fn cidr(s: &str) -> Result<(IpNet, bool), &'static str> {
     if prefix > max {
         return Err(WHAT);
     }
-    let net = IpNet {
-        addr: mask(addr, prefix),
-        prefix,
-    };
+    let net = IpNet { addr: mask(addr, prefix), prefix };
     Ok((net, net.addr != addr))
 }
 
 fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(prefix))
-            };
+            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
             IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
         }
         IpAddr::V6(a) => {
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(prefix))
-            };
+            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
             IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
         }
     }
@@ -211,12 +199,7 @@ mod tests {
 
     #[test]
     fn labels() {
-        for good in [
-            "app",
-            "kubernetes.io/service-name",
-            "A_b.c-D",
-            "example.com/X",
-        ] {
+        for good in ["app", "kubernetes.io/service-name", "A_b.c-D", "example.com/X"] {
             assert!(label_key(good).is_ok(), "{good}");
         }
         for bad in ["", "/a", "a/", "-a", "a b", "Example.com/a", "a/b/c"] {
@@ -245,27 +228,15 @@ mod tests {
         assert!(ip("010.1.1.1").is_err());
         assert!(ipv4("2001:db8::1").is_err());
         let (net, host_bits) = cidr("198.18.1.7/24").expect("cidr");
-        assert_eq!(
-            net,
-            IpNet {
-                addr: "198.18.1.0".parse().expect("ip"),
-                prefix: 24
-            }
-        );
+        assert_eq!(net, IpNet { addr: "198.18.1.0".parse().expect("ip"), prefix: 24 });
         assert!(host_bits);
         assert!(cidr("198.18.0.0/33").is_err());
         assert!(cidr("198.18.0.0").is_err());
         assert!(cidr("2001:db8::/129").is_err());
         let outer = cidr("198.18.0.0/16").expect("cidr").0;
-        assert!(strictly_inside(
-            &cidr("198.18.1.0/24").expect("cidr").0,
-            &outer
-        ));
+        assert!(strictly_inside(&cidr("198.18.1.0/24").expect("cidr").0, &outer));
         assert!(!strictly_inside(&outer, &outer));
-        assert!(!strictly_inside(
-            &cidr("198.19.0.0/24").expect("cidr").0,
-            &outer
-        ));
+        assert!(!strictly_inside(&cidr("198.19.0.0/24").expect("cidr").0, &outer));
         assert!(endpoint_ip_problem("127.0.0.1".parse().expect("ip")).is_some());
         assert!(endpoint_ip_problem("fe80::1".parse().expect("ip")).is_some());
         assert!(endpoint_ip_problem("224.0.0.5".parse().expect("ip")).is_some());

@@ -46,9 +46,7 @@ impl fmt::Display for Path<'_> {
         for seg in segs.iter().rev() {
             match seg {
                 Path::Field(_, name) => {
-                    let plain = name
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+                    let plain = name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
                     if !plain {
                         write!(f, "[{name:?}]")?;
                     } else if first {
@@ -124,34 +122,16 @@ fn get<'n>(map: &'n Node, key: &str) -> Option<&'n Node> {
 
 impl Ctx<'_> {
     pub(crate) fn error(&mut self, span: &Span, path: &Path<'_>, message: impl Into<String>) {
-        self.diags.push(Diagnostic::error(
-            span.clone(),
-            self.object.clone(),
-            path.to_string(),
-            message,
-        ));
+        self.diags.push(Diagnostic::error(span.clone(), self.object.clone(), path.to_string(), message));
     }
     pub(crate) fn warning(&mut self, span: &Span, path: &Path<'_>, message: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(
-            span.clone(),
-            self.object.clone(),
-            path.to_string(),
-            message,
-        ));
+        self.diags.push(Diagnostic::warning(span.clone(), self.object.clone(), path.to_string(), message));
     }
     fn expected(&mut self, node: &Node, path: &Path<'_>, what: &str) {
-        self.error(
-            &node.span,
-            path,
-            format!("expected {what}, found {}", node.describe()),
-        );
+        self.error(&node.span, path, format!("expected {what}, found {}", node.describe()));
     }
     fn missing(&mut self, parent: &Node, path: &Path<'_>, what: &str) {
-        self.error(
-            &parent.span,
-            path,
-            format!("expected {what}, the field is missing"),
-        );
+        self.error(&parent.span, path, format!("expected {what}, the field is missing"));
     }
 
     fn string<'n>(&mut self, node: &'n Node, path: &Path<'_>) -> Option<&'n str> {
@@ -163,12 +143,7 @@ impl Ctx<'_> {
             }
         }
     }
-    fn str_field<'n>(
-        &mut self,
-        map: &'n Node,
-        key: &str,
-        path: &Path<'_>,
-    ) -> Option<(&'n str, &'n Node)> {
+    fn str_field<'n>(&mut self, map: &'n Node, key: &str, path: &Path<'_>) -> Option<(&'n str, &'n Node)> {
         let node = get(map, key)?;
         self.string(node, &path.f(key)).map(|s| (s, node))
     }
@@ -212,10 +187,7 @@ impl Ctx<'_> {
                 self.warning(
                     &k.span,
                     &path.f(name),
-                    format!(
-                        "unknown field {name:?} is ignored (expected one of: {})",
-                        known.join(", ")
-                    ),
+                    format!("unknown field {name:?} is ignored (expected one of: {})", known.join(", ")),
                 );
             }
         }
@@ -262,12 +234,7 @@ impl Ctx<'_> {
             }
         }
     }
-    fn check_name(
-        &mut self,
-        node: &Node,
-        path: &Path<'_>,
-        rule: fn(&str) -> Result<(), &'static str>,
-    ) -> bool {
+    fn check_name(&mut self, node: &Node, path: &Path<'_>, rule: fn(&str) -> Result<(), &'static str>) -> bool {
         match node.as_str() {
             Some(s) => match rule(s) {
                 Ok(()) => true,
@@ -315,11 +282,7 @@ impl Ctx<'_> {
                 // An empty value (`key:`) is the empty string in Kubernetes JSON.
                 Value::Null => "",
                 _ => {
-                    self.expected(
-                        v,
-                        &p,
-                        "a string (quote numbers and booleans used as label values)",
-                    );
+                    self.expected(v, &p, "a string (quote numbers and booleans used as label values)");
                     continue;
                 }
             };
@@ -337,11 +300,7 @@ impl Ctx<'_> {
     pub(crate) fn selector(&mut self, node: &Node, path: &Path<'_>) -> LabelSelector {
         let mut sel = LabelSelector::default();
         if node.as_map().is_none() {
-            self.expected(
-                node,
-                path,
-                "a label selector (a mapping with matchLabels and/or matchExpressions)",
-            );
+            self.expected(node, path, "a label selector (a mapping with matchLabels and/or matchExpressions)");
             return sel;
         }
         self.known_fields(node, path, &["matchLabels", "matchExpressions"]);
@@ -403,32 +362,18 @@ impl Ctx<'_> {
                     if values.is_empty() && values_node.is_none_or(|v| v.as_seq().is_some()) =>
                 {
                     let at = values_node.unwrap_or(e);
-                    self.error(
-                        &at.span,
-                        &vp,
-                        "expected at least one value for operator In or NotIn",
-                    );
+                    self.error(&at.span, &vp, "expected at least one value for operator In or NotIn");
                 }
                 Some(SelectorOp::Exists | SelectorOp::DoesNotExist)
-                    if values_node
-                        .and_then(Node::as_seq)
-                        .is_some_and(|v| !v.is_empty()) =>
+                    if values_node.and_then(Node::as_seq).is_some_and(|v| !v.is_empty()) =>
                 {
                     let at = values_node.unwrap_or(e);
-                    self.error(
-                        &at.span,
-                        &vp,
-                        "expected no values for operator Exists or DoesNotExist",
-                    );
+                    self.error(&at.span, &vp, "expected no values for operator Exists or DoesNotExist");
                 }
                 _ => {}
             }
             if let (Some(key), Some(op)) = (key, op) {
-                sel.match_expressions.push(SelectorRequirement {
-                    key: key.to_string(),
-                    op,
-                    values,
-                });
+                sel.match_expressions.push(SelectorRequirement { key: key.to_string(), op, values });
             }
         }
         sel
@@ -452,10 +397,30 @@ const READ_KINDS: [(&str, &str); 5] = [
 
 /// Kubernetes kinds a directory commonly holds besides those: never typos.
 const OTHER_KINDS: [&str; 24] = [
-    "Node", "ConfigMap", "Secret", "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job", "CronJob",
-    "Ingress", "IngressClass", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
-    "PersistentVolume", "PersistentVolumeClaim", "StorageClass", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-    "LimitRange", "ResourceQuota", "CustomResourceDefinition",
+    "Node",
+    "ConfigMap",
+    "Secret",
+    "Deployment",
+    "DaemonSet",
+    "StatefulSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Ingress",
+    "IngressClass",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "StorageClass",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "LimitRange",
+    "ResourceQuota",
+    "CustomResourceDefinition",
 ];
 
 /// "did you mean …?" for an ignored kind that is probably a typo of a kind
@@ -527,23 +492,10 @@ fn group_of(api_version: &str) -> &str {
 /// Converts one document (or one `List` item) into objects. `base` is the
 /// path prefix (`items[3]` inside a List) used for problems found before the
 /// object's identity is known.
-pub(crate) fn convert(
-    root: &Node,
-    base: &Path<'_>,
-    out: &mut Objects,
-    diags: &mut Vec<Diagnostic>,
-    depth: usize,
-) {
-    let mut ctx = Ctx {
-        object: None,
-        diags,
-    };
+pub(crate) fn convert(root: &Node, base: &Path<'_>, out: &mut Objects, diags: &mut Vec<Diagnostic>, depth: usize) {
+    let mut ctx = Ctx { object: None, diags };
     if root.as_map().is_none() {
-        ctx.expected(
-            root,
-            base,
-            "a Kubernetes object (a mapping with apiVersion and kind)",
-        );
+        ctx.expected(root, base, "a Kubernetes object (a mapping with apiVersion and kind)");
         return;
     }
     let api_version = match get(root, "apiVersion") {
@@ -599,11 +551,7 @@ pub(crate) fn convert(
                     format!("{api_version} {kind} is not a kind edgeplane reads, so this object is ignored; {hint}"),
                 );
             } else {
-                log::debug!(
-                    "{}:{}: ignoring {api_version} {kind}",
-                    root.span.file,
-                    root.span.line
-                );
+                log::debug!("{}:{}: ignoring {api_version} {kind}", root.span.file, root.span.line);
             }
             return;
         }
@@ -612,11 +560,7 @@ pub(crate) fn convert(
         let (name, ns) = quick_identity(root);
         ctx.object = Some(object_label(kind, namespaced.then_some(ns), name));
         let node = get(root, "apiVersion").unwrap_or(root);
-        ctx.expected(
-            node,
-            &Path::Root.f("apiVersion"),
-            &format!("{expected_version:?} for {kind}"),
-        );
+        ctx.expected(node, &Path::Root.f("apiVersion"), &format!("{expected_version:?} for {kind}"));
         return;
     }
     // Identity first: every later diagnostic names the object.
@@ -677,11 +621,7 @@ pub(crate) fn convert(
     };
     let head = Head { kind, name };
     let meta = ObjectMeta {
-        namespace: if namespaced {
-            namespace.to_string()
-        } else {
-            String::new()
-        },
+        namespace: if namespaced { namespace.to_string() } else { String::new() },
         name: name.to_string(),
         labels,
         origin: root.span.clone(),
@@ -702,25 +642,15 @@ pub(crate) fn convert(
             let mut labels = meta.labels;
             let key = "kubernetes.io/metadata.name";
             if let Some(v) = labels.get(key).filter(|v| v.as_str() != head.name) {
-                let span = get(metadata, "labels")
-                    .and_then(|l| l.get(key))
-                    .map_or(&root.span, |n| &n.span)
-                    .clone();
+                let span = get(metadata, "labels").and_then(|l| l.get(key)).map_or(&root.span, |n| &n.span).clone();
                 ctx.warning(
                     &span,
                     &meta_path.f("labels").f(key),
-                    format!(
-                        "the API server sets this label to the namespace name {:?}, not {v:?}",
-                        head.name
-                    ),
+                    format!("the API server sets this label to the namespace name {:?}, not {v:?}", head.name),
                 );
             }
             labels.insert(key.to_string(), head.name.to_string());
-            out.namespaces.push(Namespace {
-                name: meta.name,
-                labels,
-                origin: meta.origin,
-            });
+            out.namespaces.push(Namespace { name: meta.name, labels, origin: meta.origin });
         }
         "NetworkPolicy" => out.policies.push(network_policy(root, meta, &mut ctx)),
         _ => {}
@@ -730,30 +660,15 @@ pub(crate) fn convert(
 /// Name and namespace for messages about objects we do not convert.
 fn quick_identity(root: &Node) -> (&str, &str) {
     let meta = root.get("metadata");
-    let name = meta
-        .and_then(|m| m.get("name"))
-        .and_then(Node::as_str)
-        .unwrap_or("?");
-    let ns = meta
-        .and_then(|m| m.get("namespace"))
-        .and_then(Node::as_str)
-        .unwrap_or("default");
+    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or("?");
+    let ns = meta.and_then(|m| m.get("namespace")).and_then(Node::as_str).unwrap_or("default");
     (name, ns)
 }
 
 /// A `List` kept as a tree (a small one, or items the parser did not stream).
-fn list(
-    root: &Node,
-    base: &Path<'_>,
-    out: &mut Objects,
-    diags: &mut Vec<Diagnostic>,
-    depth: usize,
-) {
+fn list(root: &Node, base: &Path<'_>, out: &mut Objects, diags: &mut Vec<Diagnostic>, depth: usize) {
     let items = {
-        let mut ctx = Ctx {
-            object: None,
-            diags: &mut *diags,
-        };
+        let mut ctx = Ctx { object: None, diags: &mut *diags };
         if depth > 4 {
             ctx.error(&root.span, base, "Lists nested more than 4 deep");
             return;
@@ -768,10 +683,7 @@ fn list(
 
 /// True for a `List` wrapper document (`v1 List`, `ServiceList`, ...).
 pub(crate) fn is_list(root: &Node) -> bool {
-    let api = root
-        .get("apiVersion")
-        .and_then(Node::as_str)
-        .unwrap_or_default();
+    let api = root.get("apiVersion").and_then(Node::as_str).unwrap_or_default();
     let kind = root.get("kind").and_then(Node::as_str).unwrap_or_default();
     group_of(api).is_empty() && kind.ends_with("List")
 }
@@ -779,10 +691,7 @@ pub(crate) fn is_list(root: &Node) -> bool {
 fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra) {
     let root_path = Path::Root;
     let sp = root_path.f("spec");
-    let empty = Node {
-        span: root.span.clone(),
-        value: Value::Map(Vec::new()),
-    };
+    let empty = Node { span: root.span.clone(), value: Value::Map(Vec::new()) };
     let spec = ctx.map(root, "spec", &root_path).unwrap_or(&empty);
     let mut extra = Extra::default();
 
@@ -792,11 +701,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         Some(("LoadBalancer", _)) => ServiceType::LoadBalancer,
         Some(("ExternalName", _)) => ServiceType::ExternalName,
         Some((_, n)) => {
-            ctx.expected(
-                n,
-                &sp.f("type"),
-                "ClusterIP, NodePort, LoadBalancer or ExternalName",
-            );
+            ctx.expected(n, &sp.f("type"), "ClusterIP, NodePort, LoadBalancer or ExternalName");
             ServiceType::ClusterIp
         }
     };
@@ -830,11 +735,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             let p = ips_path.i(i);
             match n.as_str() {
                 Some("None") if ips_nodes.len() == 1 => headless = true,
-                Some("None") => ctx.error(
-                    &n.span,
-                    &p,
-                    "\"None\" may only be the only entry of clusterIPs",
-                ),
+                Some("None") => ctx.error(&n.span, &p, "\"None\" may only be the only entry of clusterIPs"),
                 _ => {
                     if let Some(ip) = ctx.ip_field(n, &p) {
                         if from_list.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
@@ -847,11 +748,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             }
         }
         if ips_nodes.len() > 2 {
-            ctx.error(
-                &ips_nodes[2].span,
-                &ips_path,
-                format!("expected at most 2 entries, found {}", ips_nodes.len()),
-            );
+            ctx.error(&ips_nodes[2].span, &ips_path, format!("expected at most 2 entries, found {}", ips_nodes.len()));
         }
         if let (Some((first_text, _)), Some(first)) = (cluster_ip, ips_nodes.first())
             && !first_text.is_empty()
@@ -860,10 +757,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             ctx.error(
                 &first.span,
                 &ips_path.i(0),
-                format!(
-                    "expected the same address as spec.clusterIP ({first_text}), found {}",
-                    first.describe()
-                ),
+                format!("expected the same address as spec.clusterIP ({first_text}), found {}", first.describe()),
             );
         }
         if cluster_ip.is_none_or(|(s, _)| s.is_empty()) || !from_list.is_empty() {
@@ -873,11 +767,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     if service_type == ServiceType::ExternalName {
         if let Some((s, n)) = cluster_ip.filter(|(s, _)| !s.is_empty()) {
             let _ = s;
-            ctx.error(
-                &n.span,
-                &sp.f("clusterIP"),
-                "may not be set for ExternalName services",
-            );
+            ctx.error(&n.span, &sp.f("clusterIP"), "may not be set for ExternalName services");
         }
         cluster_ips.clear();
         match ctx.str_field(spec, "externalName", &sp) {
@@ -886,21 +776,13 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             }
             None => {
                 if get(spec, "externalName").is_none() {
-                    ctx.missing(
-                        spec,
-                        &sp.f("externalName"),
-                        "a DNS name for an ExternalName service",
-                    );
+                    ctx.missing(spec, &sp.f("externalName"), "a DNS name for an ExternalName service");
                 }
             }
         }
     } else if headless && service_type != ServiceType::ClusterIp {
         let n = get(spec, "clusterIP").unwrap_or(spec);
-        ctx.error(
-            &n.span,
-            &sp.f("clusterIP"),
-            format!("may not be \"None\" (headless) for {type_name} services"),
-        );
+        ctx.error(&n.span, &sp.f("clusterIP"), format!("may not be \"None\" (headless) for {type_name} services"));
     } else if !headless
         && cluster_ips.is_empty()
         && cluster_ip.is_none_or(|(s, _)| s.is_empty())
@@ -928,14 +810,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         if let Some(ip) = cluster_ips.get(i)
             && ip.is_ipv4() != want_v4
         {
-            ctx.error(
-                &n.span,
-                &p,
-                format!(
-                    "expected the family of clusterIPs[{i}] ({ip}), found {}",
-                    n.describe()
-                ),
-            );
+            ctx.error(&n.span, &p, format!("expected the family of clusterIPs[{i}] ({ip}), found {}", n.describe()));
         }
     }
 
@@ -964,18 +839,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             ctx.expected(pn, &p, "a mapping with port, protocol and targetPort");
             continue;
         }
-        ctx.known_fields(
-            pn,
-            &p,
-            &[
-                "name",
-                "protocol",
-                "appProtocol",
-                "port",
-                "targetPort",
-                "nodePort",
-            ],
-        );
+        ctx.known_fields(pn, &p, &["name", "protocol", "appProtocol", "port", "targetPort", "nodePort"]);
         let name = match ctx.str_field(pn, "name", &p) {
             Some((s, n)) => {
                 if !s.is_empty() {
@@ -994,11 +858,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         };
         if name.is_empty() && port_nodes.len() > 1 {
             let at = get(pn, "name").unwrap_or(pn);
-            ctx.error(
-                &at.span,
-                &p.f("name"),
-                "expected a port name: every port needs one when a service has several",
-            );
+            ctx.error(&at.span, &p.f("name"), "expected a port name: every port needs one when a service has several");
         }
         let protocol = ctx.protocol(pn, &p);
         let port = ctx.required_port(pn, "port", &p);
@@ -1006,9 +866,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         let target = match target_node {
             None => port.map(PortRef::Number),
             Some(n) if matches!(&n.value, Value::Int(0)) => port.map(PortRef::Number),
-            Some(n) if matches!(&n.value, Value::Str(s) if s.is_empty()) => {
-                port.map(PortRef::Number)
-            }
+            Some(n) if matches!(&n.value, Value::Str(s) if s.is_empty()) => port.map(PortRef::Number),
             Some(n) => ctx.port_ref(n, &p.f("targetPort")),
         };
         let mut node_port = None;
@@ -1017,19 +875,12 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             let np_path = p.f("nodePort");
             match n.value {
                 Value::Int(0) => {}
-                Value::Int(v)
-                    if matches!(
-                        service_type,
-                        ServiceType::ClusterIp | ServiceType::ExternalName
-                    ) =>
-                {
+                Value::Int(v) if matches!(service_type, ServiceType::ClusterIp | ServiceType::ExternalName) => {
                     let _ = v;
                     ctx.error(
                         &n.span,
                         &np_path,
-                        format!(
-                            "may not be set when type is {type_name} (use NodePort or LoadBalancer)"
-                        ),
+                        format!("may not be set when type is {type_name} (use NodePort or LoadBalancer)"),
                     );
                 }
                 // The range is a setting (node-port-range), checked with the other services.
@@ -1046,11 +897,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             ctx.error(
                 &at.span,
                 &p.f("port"),
-                format!(
-                    "duplicate port {}/{} (also spec.ports[{first}])",
-                    port,
-                    protocol.as_str()
-                ),
+                format!("duplicate port {}/{} (also spec.ports[{first}])", port, protocol.as_str()),
             );
         }
         if let (Some(np), Some(n)) = (node_port, np_node)
@@ -1059,29 +906,17 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
             ctx.error(
                 &n.span,
                 &p.f("nodePort"),
-                format!(
-                    "duplicate nodePort {}/{} (also spec.ports[{first}])",
-                    np,
-                    protocol.as_str()
-                ),
+                format!("duplicate nodePort {}/{} (also spec.ports[{first}])", np, protocol.as_str()),
             );
         }
         if let (Some(port), Some(target_port)) = (port, target) {
             extra.ports.push(PortSpans {
                 index: i,
                 port: get(pn, "port").map_or(&pn.span, |n| &n.span).clone(),
-                node_port: np_node
-                    .filter(|_| node_port.is_some())
-                    .map(|n| n.span.clone()),
+                node_port: np_node.filter(|_| node_port.is_some()).map(|n| n.span.clone()),
                 target_port: target_node.map(|n| n.span.clone()),
             });
-            ports.push(ServicePort {
-                name: name.to_string(),
-                protocol,
-                port,
-                target_port,
-                node_port,
-            });
+            ports.push(ServicePort { name: name.to_string(), protocol, port, target_port, node_port });
         }
     }
     if port_nodes.is_empty() && !headless && service_type != ServiceType::ExternalName {
@@ -1100,29 +935,20 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     let affinity_timeout = match affinity {
         None | Some(("None", _)) => {
             if let Some(c) = config {
-                ctx.error(
-                    &c.span,
-                    &cfg_path,
-                    "may not be set when spec.sessionAffinity is None",
-                );
+                ctx.error(&c.span, &cfg_path, "may not be set when spec.sessionAffinity is None");
             }
             None
         }
         Some(("ClientIP", _)) => {
             let client_path = cfg_path.f("clientIP");
-            let timeout_node = config
-                .and_then(|c| ctx.map(c, "clientIP", &cfg_path))
-                .and_then(|c| get(c, "timeoutSeconds"));
+            let timeout_node =
+                config.and_then(|c| ctx.map(c, "clientIP", &cfg_path)).and_then(|c| get(c, "timeoutSeconds"));
             match timeout_node {
                 None => Some(10800),
                 Some(n) => match n.value {
                     Value::Int(t) if (1..=86400).contains(&t) => Some(t as u32),
                     _ => {
-                        ctx.expected(
-                            n,
-                            &client_path.f("timeoutSeconds"),
-                            "a timeout of 1-86400 seconds",
-                        );
+                        ctx.expected(n, &client_path.f("timeoutSeconds"), "a timeout of 1-86400 seconds");
                         Some(10800)
                     }
                 },
@@ -1145,10 +971,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
     let (internal_traffic_policy, _) = traffic(ctx, "internalTrafficPolicy");
     let (external_traffic_policy, _) = traffic(ctx, "externalTrafficPolicy");
     if let Some(n) = get(spec, "externalTrafficPolicy")
-        && matches!(
-            service_type,
-            ServiceType::ClusterIp | ServiceType::ExternalName
-        )
+        && matches!(service_type, ServiceType::ClusterIp | ServiceType::ExternalName)
     {
         ctx.error(
             &n.span,
@@ -1159,10 +982,7 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
 
     if let Some(sel) = get(spec, "selector") {
         let selector = ctx.labels(sel, &sp.f("selector"));
-        if ports
-            .iter()
-            .any(|p| matches!(p.target_port, PortRef::Name(_)))
-        {
+        if ports.iter().any(|p| matches!(p.target_port, PortRef::Name(_))) {
             extra.selector = Some(selector);
         }
     }
@@ -1238,9 +1058,8 @@ fn service(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> (Service, Extra)
         }
     }
 
-    extra.cluster_ip = ["clusterIP", "clusterIPs"]
-        .into_iter()
-        .find_map(|field| get(spec, field).map(|n| (field, n.span.clone())));
+    extra.cluster_ip =
+        ["clusterIP", "clusterIPs"].into_iter().find_map(|field| get(spec, field).map(|n| (field, n.span.clone())));
     let svc = Service {
         meta,
         service_type,
@@ -1283,12 +1102,7 @@ fn source_range(text: &str) -> Result<Option<(std::net::Ipv4Addr, u8)>, ()> {
 
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-fn endpoint_slice(
-    root: &Node,
-    metadata: &Node,
-    meta: ObjectMeta,
-    ctx: &mut Ctx<'_>,
-) -> Option<(EndpointSlice, Extra)> {
+fn endpoint_slice(root: &Node, metadata: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Option<(EndpointSlice, Extra)> {
     let rp = Path::Root;
     let mut extra = Extra::default();
     let address_type = match ctx.str_field(root, "addressType", &rp) {
@@ -1325,16 +1139,7 @@ fn endpoint_slice(
         ctx.known_fields(
             en,
             &p,
-            &[
-                "addresses",
-                "conditions",
-                "hostname",
-                "targetRef",
-                "nodeName",
-                "zone",
-                "hints",
-                "deprecatedTopology",
-            ],
+            &["addresses", "conditions", "hostname", "targetRef", "nodeName", "zone", "hints", "deprecatedTopology"],
         );
         let ap = p.f("addresses");
         let addr_nodes = ctx.seq(en, "addresses", &p);
@@ -1419,32 +1224,20 @@ fn endpoint_slice(
                     ctx.check_name(n, &p.f("name"), check::dns1123_label);
                 }
                 if let Some(first) = seen.insert(s, i) {
-                    ctx.error(
-                        &n.span,
-                        &p.f("name"),
-                        format!("duplicate port name {s:?} (also ports[{first}])"),
-                    );
+                    ctx.error(&n.span, &p.f("name"), format!("duplicate port name {s:?} (also ports[{first}])"));
                 }
                 s
             }
             None => {
                 if let Some(first) = seen.insert("", i) {
-                    ctx.error(
-                        &pn.span,
-                        &p.f("name"),
-                        format!("duplicate unnamed port (also ports[{first}])"),
-                    );
+                    ctx.error(&pn.span, &p.f("name"), format!("duplicate unnamed port (also ports[{first}])"));
                 }
                 ""
             }
         };
         let protocol = ctx.protocol(pn, &p);
         let port = get(pn, "port").and_then(|n| ctx.port_number(n, &p.f("port")));
-        ports.push(EndpointPort {
-            name: name.to_string(),
-            protocol,
-            port,
-        });
+        ports.push(EndpointPort { name: name.to_string(), protocol, port });
     }
     let label_node = get(metadata, "labels").and_then(|l| get(l, SERVICE_NAME_LABEL));
     let service_name = meta.labels.get(SERVICE_NAME_LABEL).cloned();
@@ -1460,25 +1253,13 @@ fn endpoint_slice(
     };
     extra.service_label_span = label_node.map(|n| n.span.clone());
     let address_type = address_type?;
-    Some((
-        EndpointSlice {
-            meta,
-            service_name,
-            address_type,
-            endpoints,
-            ports,
-        },
-        extra,
-    ))
+    Some((EndpointSlice { meta, service_name, address_type, endpoints, ports }, extra))
 }
 
 fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
     let rp = Path::Root;
     let sp = rp.f("spec");
-    let empty = Node {
-        span: root.span.clone(),
-        value: Value::Map(Vec::new()),
-    };
+    let empty = Node { span: root.span.clone(), value: Value::Map(Vec::new()) };
     let spec = ctx.map(root, "spec", &rp).unwrap_or(&empty);
     let node_name = match ctx.str_field(spec, "nodeName", &sp) {
         Some((s, n)) => {
@@ -1504,11 +1285,7 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
                 ctx.expected(port, &p, "a mapping with containerPort, name and protocol");
                 continue;
             }
-            ctx.known_fields(
-                port,
-                &p,
-                &["name", "containerPort", "protocol", "hostPort", "hostIP"],
-            );
+            ctx.known_fields(port, &p, &["name", "containerPort", "protocol", "hostPort", "hostIP"]);
             let name = match ctx.str_field(port, "name", &p) {
                 Some((s, n)) => {
                     if ctx.check_name(n, &p.f("name"), check::port_name)
@@ -1517,9 +1294,7 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
                         ctx.error(
                             &n.span,
                             &p.f("name"),
-                            format!(
-                                "duplicate port name {s:?} (also spec.containers[{fc}].ports[{fp}])"
-                            ),
+                            format!("duplicate port name {s:?} (also spec.containers[{fc}].ports[{fp}])"),
                         );
                     }
                     Some(s.to_string())
@@ -1528,11 +1303,7 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
             };
             let protocol = ctx.protocol(port, &p);
             if let Some(number) = ctx.required_port(port, "containerPort", &p) {
-                container_ports.push(ContainerPort {
-                    name,
-                    port: number,
-                    protocol,
-                });
+                container_ports.push(ContainerPort { name, port: number, protocol });
             }
         }
     }
@@ -1547,11 +1318,7 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
         let ip_nodes = ctx.seq(status, "podIPs", &st);
         for (i, n) in ip_nodes.iter().enumerate() {
             let p = ips_path.i(i);
-            let Some(ipn) = (if n.as_map().is_some() {
-                get(n, "ip")
-            } else {
-                None
-            }) else {
+            let Some(ipn) = (if n.as_map().is_some() { get(n, "ip") } else { None }) else {
                 ctx.expected(n, &p, "a mapping with ip");
                 continue;
             };
@@ -1566,10 +1333,7 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
         if let (Some(pod_ip), Some(first)) = (pod_ip, ips.first())
             && *first != pod_ip
         {
-            let n = ip_nodes
-                .first()
-                .and_then(|n| get(n, "ip"))
-                .unwrap_or(status);
+            let n = ip_nodes.first().and_then(|n| get(n, "ip")).unwrap_or(status);
             ctx.error(
                 &n.span,
                 &ips_path.i(0).f("ip"),
@@ -1580,28 +1344,15 @@ fn pod(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> Pod {
             ips.extend(pod_ip);
         }
     }
-    Pod {
-        meta,
-        node_name,
-        ips,
-        host_network,
-        container_ports,
-    }
+    Pod { meta, node_name, ips, host_network, container_ports }
 }
 
 fn network_policy(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> NetworkPolicy {
     let rp = Path::Root;
     let sp = rp.f("spec");
-    let empty = Node {
-        span: root.span.clone(),
-        value: Value::Map(Vec::new()),
-    };
+    let empty = Node { span: root.span.clone(), value: Value::Map(Vec::new()) };
     let spec = ctx.map(root, "spec", &rp).unwrap_or(&empty);
-    ctx.known_fields(
-        spec,
-        &sp,
-        &["podSelector", "policyTypes", "ingress", "egress"],
-    );
+    ctx.known_fields(spec, &sp, &["podSelector", "policyTypes", "ingress", "egress"]);
     let pod_selector = match get(spec, "podSelector") {
         Some(n) => ctx.selector(n, &sp.f("podSelector")),
         None => LabelSelector::default(),
@@ -1622,11 +1373,7 @@ fn network_policy(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> NetworkPo
             }
         };
         if *slot {
-            ctx.error(
-                &n.span,
-                &p,
-                format!("duplicate policy type {}", n.describe()),
-            );
+            ctx.error(&n.span, &p, format!("duplicate policy type {}", n.describe()));
         }
         *slot = true;
     }
@@ -1636,33 +1383,16 @@ fn network_policy(root: &Node, meta: ObjectMeta, ctx: &mut Ctx<'_>) -> NetworkPo
     } else {
         (has_ingress, has_egress)
     };
-    NetworkPolicy {
-        meta,
-        pod_selector,
-        ingress_isolation,
-        egress_isolation,
-        ingress,
-        egress,
-    }
+    NetworkPolicy { meta, pod_selector, ingress_isolation, egress_isolation, ingress, egress }
 }
 
-fn rules(
-    ctx: &mut Ctx<'_>,
-    spec: &Node,
-    key: &str,
-    peers_key: &str,
-    sp: &Path<'_>,
-) -> Vec<PolicyRule> {
+fn rules(ctx: &mut Ctx<'_>, spec: &Node, key: &str, peers_key: &str, sp: &Path<'_>) -> Vec<PolicyRule> {
     let rules_path = sp.f(key);
     let mut out = Vec::new();
     for (i, rn) in ctx.seq(spec, key, sp).iter().enumerate() {
         let p = rules_path.i(i);
         if rn.as_map().is_none() {
-            ctx.expected(
-                rn,
-                &p,
-                &format!("a rule (a mapping with {peers_key} and ports)"),
-            );
+            ctx.expected(rn, &p, &format!("a rule (a mapping with {peers_key} and ports)"));
             continue;
         }
         ctx.known_fields(rn, &p, &[peers_key, "ports"]);
@@ -1686,11 +1416,7 @@ fn rules(
 
 fn policy_peer(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPeer> {
     if node.as_map().is_none() {
-        ctx.expected(
-            node,
-            p,
-            "a peer (a mapping with podSelector, namespaceSelector or ipBlock)",
-        );
+        ctx.expected(node, p, "a peer (a mapping with podSelector, namespaceSelector or ipBlock)");
         return None;
     }
     ctx.known_fields(node, p, &["podSelector", "namespaceSelector", "ipBlock"]);
@@ -1709,15 +1435,16 @@ fn policy_peer(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPee
         return peer;
     }
     if pod_sel.is_none() && ns_sel.is_none() {
-        ctx.error(&node.span, p, "expected a peer: podSelector, namespaceSelector or ipBlock (an empty peer is not allowed)");
+        ctx.error(
+            &node.span,
+            p,
+            "expected a peer: podSelector, namespaceSelector or ipBlock (an empty peer is not allowed)",
+        );
         return None;
     }
     let pod_selector = pod_sel.map(|n| ctx.selector(n, &p.f("podSelector")));
     let namespace_selector = ns_sel.map(|n| ctx.selector(n, &p.f("namespaceSelector")));
-    Some(PolicyPeer::Pods {
-        pod_selector,
-        namespace_selector,
-    })
+    Some(PolicyPeer::Pods { pod_selector, namespace_selector })
 }
 
 fn ip_block(ctx: &mut Ctx<'_>, block: &Node, p: &Path<'_>) -> Option<PolicyPeer> {
@@ -1747,14 +1474,7 @@ fn ip_block(ctx: &mut Ctx<'_>, block: &Node, p: &Path<'_>) -> Option<PolicyPeer>
         if let Some(outer) = cidr
             && !check::strictly_inside(&net, &outer)
         {
-            ctx.expected(
-                n,
-                &ep.i(i),
-                &format!(
-                    "a CIDR strictly inside cidr {}/{}",
-                    outer.addr, outer.prefix
-                ),
-            );
+            ctx.expected(n, &ep.i(i), &format!("a CIDR strictly inside cidr {}/{}", outer.addr, outer.prefix));
             continue;
         }
         except.push(net);
@@ -1766,14 +1486,7 @@ fn parse_cidr(ctx: &mut Ctx<'_>, s: &str, node: &Node, p: &Path<'_>) -> Option<I
     match check::cidr(s) {
         Ok((net, host_bits)) => {
             if host_bits {
-                ctx.warning(
-                    &node.span,
-                    p,
-                    format!(
-                        "{s:?} has host bits set; it means {}/{}",
-                        net.addr, net.prefix
-                    ),
-                );
+                ctx.warning(&node.span, p, format!("{s:?} has host bits set; it means {}/{}", net.addr, net.prefix));
             }
             Some(net)
         }
@@ -1802,22 +1515,16 @@ fn policy_port(ctx: &mut Ctx<'_>, node: &Node, p: &Path<'_>) -> Option<PolicyPor
         let end = ctx.port_number(en, &ep)?;
         match &port {
             None => ctx.error(&en.span, &ep, "may not be set without a numeric port"),
-            Some(PortRef::Name(name)) => ctx.error(
-                &en.span,
-                &ep,
-                format!("may not be set with a named port ({name:?}); use a number"),
-            ),
+            Some(PortRef::Name(name)) => {
+                ctx.error(&en.span, &ep, format!("may not be set with a named port ({name:?}); use a number"))
+            }
             Some(PortRef::Number(start)) if end < *start => {
                 ctx.expected(en, &ep, &format!("an end port >= port ({start})"));
             }
             Some(PortRef::Number(_)) => end_port = Some(end),
         }
     }
-    Some(PolicyPort {
-        protocol,
-        port,
-        end_port,
-    })
+    Some(PolicyPort { protocol, port, end_port })
 }
 
 #[cfg(test)]
@@ -1833,11 +1540,25 @@ mod near_miss_tests {
         assert_eq!(hint("v1", "service").as_deref(), Some("did you mean kind Service?"));
         assert_eq!(hint("v1", "Pods").as_deref(), Some("did you mean kind Pod?"));
         assert_eq!(hint("discovery.k8s.io/v1", "EndpointSlices").as_deref(), Some("did you mean kind EndpointSlice?"));
-        assert_eq!(hint("networking.k8s.io/v1", "NetworkPolicies").as_deref(), Some("did you mean kind NetworkPolicy?"));
-        assert_eq!(hint("v1", "EndpointSlice").as_deref(), Some("did you mean apiVersion discovery.k8s.io/v1 for EndpointSlice?"));
-        for (v, k) in [("v1", "Node"), ("batch/v1", "Job"), ("v1", "ConfigMap"), ("v1", "Secret"), ("apps/v1", "Deployment"),
-            ("serving.knative.dev/v1", "Service"), ("example.com/v1", "Pods"), ("v1", "PodList"), ("v1", "Widget")]
-        {
+        assert_eq!(
+            hint("networking.k8s.io/v1", "NetworkPolicies").as_deref(),
+            Some("did you mean kind NetworkPolicy?")
+        );
+        assert_eq!(
+            hint("v1", "EndpointSlice").as_deref(),
+            Some("did you mean apiVersion discovery.k8s.io/v1 for EndpointSlice?")
+        );
+        for (v, k) in [
+            ("v1", "Node"),
+            ("batch/v1", "Job"),
+            ("v1", "ConfigMap"),
+            ("v1", "Secret"),
+            ("apps/v1", "Deployment"),
+            ("serving.knative.dev/v1", "Service"),
+            ("example.com/v1", "Pods"),
+            ("v1", "PodList"),
+            ("v1", "Widget"),
+        ] {
             assert_eq!(hint(v, k), None, "{v} {k}");
         }
     }

@@ -11,22 +11,12 @@ use super::types::*;
 use crate::diag::{Diagnostic, Span};
 
 fn label(kind: &str, ns: &str, name: &str) -> String {
-    if ns.is_empty() {
-        format!("{kind} {name}")
-    } else {
-        format!("{kind} {ns}/{name}")
-    }
+    if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {ns}/{name}") }
 }
 
 /// `objects` in file order: "first" below means first in that order.
 pub(crate) fn assemble(objects: Objects, node_port_range: (u16, u16), diags: &mut Vec<Diagnostic>) -> Cluster {
-    let Objects {
-        mut services,
-        mut slices,
-        mut pods,
-        mut namespaces,
-        mut policies,
-    } = objects;
+    let Objects { mut services, mut slices, mut pods, mut namespaces, mut policies } = objects;
     // Stable sorts keep file order among equal names, so the first
     // definition stays and the later ones are reported.
     dedup(&mut services, "Service", |(s, _)| &s.meta, diags);
@@ -60,9 +50,7 @@ pub(crate) fn assemble(objects: Objects, node_port_range: (u16, u16), diags: &mu
         .chain(pods.iter().map(|p: &Pod| &p.meta))
         .chain(policies.iter().map(|p: &NetworkPolicy| &p.meta));
     for m in metas {
-        ns_names
-            .entry(m.namespace.clone())
-            .or_insert_with(|| Some(m.origin.clone()));
+        ns_names.entry(m.namespace.clone()).or_insert_with(|| Some(m.origin.clone()));
     }
     for n in &namespaces {
         ns_names.insert(n.name.clone(), None);
@@ -71,33 +59,18 @@ pub(crate) fn assemble(objects: Objects, node_port_range: (u16, u16), diags: &mu
         if let Some(origin) = origin {
             let mut labels = Labels::new();
             labels.insert("kubernetes.io/metadata.name".to_string(), name.clone());
-            namespaces.push(Namespace {
-                name,
-                labels,
-                origin,
-            });
+            namespaces.push(Namespace { name, labels, origin });
         }
     }
 
     let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
     let endpoint_slices: Vec<EndpointSlice> = slices.into_iter().map(|(s, _)| s).collect();
     namespaces.sort_by(|a, b| a.name.cmp(&b.name));
-    Cluster {
-        services,
-        endpoint_slices,
-        pods,
-        namespaces,
-        policies,
-    }
+    Cluster { services, endpoint_slices, pods, namespaces, policies }
 }
 
 /// Sorts by (namespace, name) and drops later duplicates with an error.
-fn dedup<T>(
-    items: &mut Vec<T>,
-    kind: &str,
-    meta: impl Fn(&T) -> &ObjectMeta,
-    diags: &mut Vec<Diagnostic>,
-) {
+fn dedup<T>(items: &mut Vec<T>, kind: &str, meta: impl Fn(&T) -> &ObjectMeta, diags: &mut Vec<Diagnostic>) {
     items.sort_by(|a, b| {
         let (a, b) = (meta(a), meta(b));
         (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
@@ -118,10 +91,7 @@ fn dedup<T>(
 }
 
 fn ctx_for<'d>(meta: &ObjectMeta, kind: &str, diags: &'d mut Vec<Diagnostic>) -> Ctx<'d> {
-    Ctx {
-        object: Some(label(kind, &meta.namespace, &meta.name)),
-        diags,
-    }
+    Ctx { object: Some(label(kind, &meta.namespace, &meta.name)), diags }
 }
 
 /// `spec.ports[i]` of a service's `pi`-th converted port, as written.
@@ -179,16 +149,9 @@ fn check_service_conflicts(services: &[(Service, Extra)], node_port_range: (u16,
                     Some(&(fs, fp)) if fs != si => {
                         let (other, oextra) = &services[fs];
                         let mut ctx = ctx_for(&svc.meta, "Service", diags);
-                        let span = extra
-                            .ports
-                            .get(pi)
-                            .and_then(|p| p.node_port.as_ref())
-                            .unwrap_or(&svc.meta.origin);
-                        let other_span = oextra
-                            .ports
-                            .get(fp)
-                            .and_then(|p| p.node_port.as_ref())
-                            .unwrap_or(&other.meta.origin);
+                        let span = extra.ports.get(pi).and_then(|p| p.node_port.as_ref()).unwrap_or(&svc.meta.origin);
+                        let other_span =
+                            oextra.ports.get(fp).and_then(|p| p.node_port.as_ref()).unwrap_or(&other.meta.origin);
                         ctx.error(
                             span,
                             &this.f("nodePort"),
@@ -211,31 +174,18 @@ fn check_service_conflicts(services: &[(Service, Extra)], node_port_range: (u16,
 }
 
 /// Slices whose service does not exist; service ports that no slice serves.
-fn check_slices(
-    services: &[(Service, Extra)],
-    slices: &[(EndpointSlice, Extra)],
-    diags: &mut Vec<Diagnostic>,
-) {
-    let by_name: HashMap<(&str, &str), usize> = services
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| ((s.meta.namespace.as_str(), s.meta.name.as_str()), i))
-        .collect();
+fn check_slices(services: &[(Service, Extra)], slices: &[(EndpointSlice, Extra)], diags: &mut Vec<Diagnostic>) {
+    let by_name: HashMap<(&str, &str), usize> =
+        services.iter().enumerate().map(|(i, (s, _))| ((s.meta.namespace.as_str(), s.meta.name.as_str()), i)).collect();
     let mut served: HashMap<usize, Vec<(&str, Protocol)>> = HashMap::new();
     for (slice, extra) in slices {
         match by_name.get(&(slice.meta.namespace.as_str(), slice.service_name.as_str())) {
             None => {
                 let mut ctx = ctx_for(&slice.meta, "EndpointSlice", diags);
-                let span = extra
-                    .service_label_span
-                    .as_ref()
-                    .unwrap_or(&slice.meta.origin);
+                let span = extra.service_label_span.as_ref().unwrap_or(&slice.meta.origin);
                 ctx.warning(
                     span,
-                    &Path::Root
-                        .f("metadata")
-                        .f("labels")
-                        .f(super::convert::SERVICE_NAME_LABEL),
+                    &Path::Root.f("metadata").f("labels").f(super::convert::SERVICE_NAME_LABEL),
                     format!(
                         "no Service {}/{} is defined; these endpoints are unused",
                         slice.meta.namespace, slice.service_name
@@ -273,11 +223,7 @@ fn check_slices(
 }
 
 /// A named targetPort that none of the selected pods declares.
-fn check_named_target_ports(
-    services: &[(Service, Extra)],
-    pods: &[Pod],
-    diags: &mut Vec<Diagnostic>,
-) {
+fn check_named_target_ports(services: &[(Service, Extra)], pods: &[Pod], diags: &mut Vec<Diagnostic>) {
     for (svc, extra) in services {
         let Some(selector) = extra.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue;
@@ -285,10 +231,7 @@ fn check_named_target_ports(
         let selected: Vec<&Pod> = pods
             .iter()
             .filter(|p| {
-                p.meta.namespace == svc.meta.namespace
-                    && selector
-                        .iter()
-                        .all(|(k, v)| p.meta.labels.get(k) == Some(v))
+                p.meta.namespace == svc.meta.namespace && selector.iter().all(|(k, v)| p.meta.labels.get(k) == Some(v))
             })
             .collect();
         if selected.is_empty() {
@@ -299,17 +242,13 @@ fn check_named_target_ports(
                 continue;
             };
             let declared = selected.iter().any(|p| {
-                p.container_ports.iter().any(|c| {
-                    c.name.as_deref() == Some(name.as_str()) && c.protocol == port.protocol
-                })
+                p.container_ports
+                    .iter()
+                    .any(|c| c.name.as_deref() == Some(name.as_str()) && c.protocol == port.protocol)
             });
             if !declared {
                 let mut ctx = ctx_for(&svc.meta, "Service", diags);
-                let span = extra
-                    .ports
-                    .get(pi)
-                    .and_then(|p| p.target_port.as_ref())
-                    .unwrap_or(&svc.meta.origin);
+                let span = extra.ports.get(pi).and_then(|p| p.target_port.as_ref()).unwrap_or(&svc.meta.origin);
                 ctx.warning(
                     span,
                     &port_path(extra, pi).f("targetPort"),

@@ -75,23 +75,10 @@ pub fn load_snapshot(snapshot: Snapshot, limits: &LoadLimits) -> Loaded {
 }
 
 /// [`load_snapshot`] that stops soon once `cancel` is set.
-pub fn load_snapshot_cancellable(
-    snapshot: Snapshot,
-    limits: &LoadLimits,
-    cancel: &Arc<AtomicBool>,
-) -> Loaded {
-    let Snapshot {
-        files,
-        problems,
-        content_hash,
-        version,
-        ..
-    } = snapshot;
+pub fn load_snapshot_cancellable(snapshot: Snapshot, limits: &LoadLimits, cancel: &Arc<AtomicBool>) -> Loaded {
+    let Snapshot { files, problems, content_hash, version, .. } = snapshot;
     let mut diagnostics = problems;
-    let yaml_limits = yaml::Limits {
-        max_depth: limits.max_depth,
-        max_nodes: limits.max_nodes,
-    };
+    let yaml_limits = yaml::Limits { max_depth: limits.max_depth, max_nodes: limits.max_nodes };
     let input_bytes: usize = files.iter().map(|f| f.text.len()).sum();
     let budget = yaml::Budget::new(input_bytes, cancel.clone());
     let kept = AtomicUsize::new(0);
@@ -106,18 +93,11 @@ pub fn load_snapshot_cancellable(
         let path = f.path;
         let text = Arc::new(f.text);
         for (range, first_line) in split_text(&text) {
-            units.push(Unit {
-                path: path.clone(),
-                text: text.clone(),
-                range,
-                first_line,
-            });
+            units.push(Unit { path: path.clone(), text: text.clone(), range, first_line });
         }
     }
     let threads = match limits.threads {
-        0 => std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
         n => n,
     }
     .min(units.len())
@@ -184,14 +164,7 @@ pub fn load_snapshot_cancellable(
     };
     diag::sort(&mut diagnostics);
     cap_diagnostics(&mut diagnostics, not_kept);
-    Loaded {
-        cluster,
-        diagnostics,
-        files: file_count,
-        content_hash,
-        version,
-        cancelled,
-    }
+    Loaded { cluster, diagnostics, files: file_count, content_hash, version, cancelled }
 }
 
 /// Keeps the first [`MAX_DIAGNOSTICS`] of sorted `diags` and says how many
@@ -208,8 +181,7 @@ fn cap_diagnostics(diags: &mut Vec<Diagnostic>, not_kept: (usize, bool)) {
     diags.truncate(cut);
     diags.shrink_to_fit();
     let span = diags.last().map(|d| d.span.clone()).unwrap_or_default();
-    let message =
-        format!("{more} more diagnostic(s) not shown (at most {MAX_DIAGNOSTICS} are kept)");
+    let message = format!("{more} more diagnostic(s) not shown (at most {MAX_DIAGNOSTICS} are kept)");
     diags.push(if any_error {
         Diagnostic::error(span, None, "", message)
     } else {
@@ -308,20 +280,11 @@ struct UnitOutput {
     not_kept_error: bool,
 }
 
-fn run_unit(
-    unit: &Unit,
-    limits: &yaml::Limits,
-    budget: &yaml::Budget,
-    kept: &AtomicUsize,
-) -> UnitOutput {
+fn run_unit(unit: &Unit, limits: &yaml::Limits, budget: &yaml::Budget, kept: &AtomicUsize) -> UnitOutput {
     // A private copy of the name: threads sharing one Arc would contend on its
     // reference count for every node.
     let file: Arc<str> = Arc::from(&*unit.path);
-    let mut sink = LoadSink {
-        out: UnitOutput::default(),
-        pending: UnitOutput::default(),
-        kept,
-    };
+    let mut sink = LoadSink { out: UnitOutput::default(), pending: UnitOutput::default(), kept };
     let text = unit.text.get(unit.range.clone()).unwrap_or_default();
     yaml::parse_stream(&file, text, unit.first_line, limits, budget, &mut sink);
     sink.out
@@ -364,13 +327,7 @@ impl yaml::Sink for LoadSink<'_> {
         let base = Path::Root;
         let items = base.f("items");
         let from = self.pending.diags.len();
-        convert::convert(
-            &item,
-            &items.i(index),
-            &mut self.pending.objects,
-            &mut self.pending.diags,
-            1,
-        );
+        convert::convert(&item, &items.i(index), &mut self.pending.objects, &mut self.pending.diags, 1);
         Self::limit(self.kept, &mut self.pending, from);
         None
     }
@@ -388,13 +345,7 @@ impl yaml::Sink for LoadSink<'_> {
             self.out.not_kept_error |= pending.not_kept_error;
         }
         let from = self.out.diags.len();
-        convert::convert(
-            &root,
-            &Path::Root,
-            &mut self.out.objects,
-            &mut self.out.diags,
-            0,
-        );
+        convert::convert(&root, &Path::Root, &mut self.out.objects, &mut self.out.diags, 0);
         Self::limit(self.kept, &mut self.out, from);
     }
 
@@ -416,21 +367,14 @@ mod tests {
 
     fn load(text: &str) -> Loaded {
         let snapshot = Snapshot {
-            files: vec![SourceFile {
-                path: Arc::from("t.yaml"),
-                text: text.to_string(),
-            }],
+            files: vec![SourceFile { path: Arc::from("t.yaml"), text: text.to_string() }],
             ..Snapshot::default()
         };
         load_snapshot(snapshot, &LoadLimits::default())
     }
 
     fn rendered(text: &str) -> Vec<String> {
-        load(text)
-            .diagnostics
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        load(text).diagnostics.iter().map(ToString::to_string).collect()
     }
 
     /// The document's diagnostics are exactly `want`.
@@ -439,7 +383,8 @@ mod tests {
         assert_eq!(rendered(text), want, "for:\n{text}");
     }
 
-    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  clusterIP: 198.19.0.10\n";
+    const SVC: &str =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  clusterIP: 198.19.0.10\n";
 
     fn svc(rest: &str) -> String {
         format!("{SVC}{rest}")
@@ -469,8 +414,14 @@ mod tests {
         );
         let got = rendered(&text);
         assert_eq!(got.len(), 4, "{got:#?}");
-        assert!(got[0].contains("t.yaml:9:24: Service demo/web: spec.healthCheckNodePort: may only be set"), "{got:#?}");
-        assert!(got[1].contains("t.yaml:10:30: Service demo/web: spec.loadBalancerSourceRanges[0]: expected a CIDR"), "{got:#?}");
+        assert!(
+            got[0].contains("t.yaml:9:24: Service demo/web: spec.healthCheckNodePort: may only be set"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].contains("t.yaml:10:30: Service demo/web: spec.loadBalancerSourceRanges[0]: expected a CIDR"),
+            "{got:#?}"
+        );
         assert!(got[2].contains("status.loadBalancer.ingress[0].ip: expected"), "{got:#?}");
         assert!(got[3].contains("status.loadBalancer.ingress[1].ipMode: expected VIP or Proxy"), "{got:#?}");
     }
@@ -481,10 +432,7 @@ mod tests {
         assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
         let s = &l.cluster.services[0];
         assert_eq!(s.ports[0].target_port, PortRef::Name("http".into()));
-        assert_eq!(
-            s.cluster_ips,
-            ["198.19.0.10".parse::<IpAddr>().expect("ip")]
-        );
+        assert_eq!(s.cluster_ips, ["198.19.0.10".parse::<IpAddr>().expect("ip")]);
         assert_eq!(s.meta.origin.line, 1);
         assert_eq!(l.cluster.namespaces[0].name, "demo");
     }
@@ -495,9 +443,7 @@ mod tests {
     fn port_range() {
         exactly(
             &svc("  ports:\n  - port: 99999\n"),
-            &[
-                "t.yaml:9:11: Service demo/web: spec.ports[0].port: expected a port number 1-65535, found integer 99999",
-            ],
+            &["t.yaml:9:11: Service demo/web: spec.ports[0].port: expected a port number 1-65535, found integer 99999"],
         );
     }
 
@@ -505,9 +451,7 @@ mod tests {
     fn port_is_required() {
         exactly(
             &svc("  ports:\n  - name: a\n"),
-            &[
-                "t.yaml:9:5: Service demo/web: spec.ports[0].port: expected a port number 1-65535, the field is missing",
-            ],
+            &["t.yaml:9:5: Service demo/web: spec.ports[0].port: expected a port number 1-65535, the field is missing"],
         );
     }
 
@@ -545,9 +489,7 @@ mod tests {
     fn duplicate_port_and_protocol() {
         exactly(
             &svc("  ports:\n  - {name: a, port: 80}\n  - {name: b, port: 80}\n"),
-            &[
-                "t.yaml:10:21: Service demo/web: spec.ports[1].port: duplicate port 80/TCP (also spec.ports[0])",
-            ],
+            &["t.yaml:10:21: Service demo/web: spec.ports[1].port: duplicate port 80/TCP (also spec.ports[0])"],
         );
     }
 
@@ -573,16 +515,10 @@ mod tests {
         let text = SVC.replace("198.19.0.10", "198.19.0.256") + "  ports: [{port: 80}]\n";
         exactly(
             &text,
-            &[
-                "t.yaml:7:14: Service demo/web: spec.clusterIP: expected an IP address, found string \"198.19.0.256\"",
-            ],
+            &["t.yaml:7:14: Service demo/web: spec.clusterIP: expected an IP address, found string \"198.19.0.256\""],
         );
         let l = load(&SVC.replace("198.19.0.10", "None"));
-        assert!(
-            l.diagnostics.is_empty(),
-            "headless needs no ports: {:?}",
-            l.diagnostics
-        );
+        assert!(l.diagnostics.is_empty(), "headless needs no ports: {:?}", l.diagnostics);
         assert!(l.cluster.services[0].cluster_ips.is_empty());
     }
 
@@ -612,14 +548,10 @@ mod tests {
         let base = "  ports: [{port: 80}]\n  sessionAffinity: ClientIP\n";
         let l = load(&svc(base));
         assert_eq!(l.cluster.services[0].affinity_timeout, Some(10800));
-        let l = load(&svc(&format!(
-            "{base}  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 86400}}}}\n"
-        )));
+        let l = load(&svc(&format!("{base}  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 86400}}}}\n")));
         assert_eq!(l.cluster.services[0].affinity_timeout, Some(86400));
         exactly(
-            &svc(&format!(
-                "{base}  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 86401}}}}\n"
-            )),
+            &svc(&format!("{base}  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 86401}}}}\n")),
             &[
                 "t.yaml:10:54: Service demo/web: spec.sessionAffinityConfig.clientIP.timeoutSeconds: expected a timeout of 1-86400 seconds, found integer 86401",
             ],
@@ -663,7 +595,8 @@ mod tests {
 
     #[test]
     fn label_key_and_value_syntax() {
-        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels:\n    example.com/app: \"-x\"\n    a/b/c: y\n";
+        let text =
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels:\n    example.com/app: \"-x\"\n    a/b/c: y\n";
         exactly(
             text,
             &[
@@ -701,10 +634,7 @@ mod tests {
         let l = load(&pol("{key: a, operator: In, values: [x, y]}"));
         assert!(l.diagnostics.is_empty());
         let req = &l.cluster.policies[0].pod_selector.match_expressions[0];
-        assert_eq!(
-            (req.op, req.values.clone()),
-            (SelectorOp::In, vec!["x".to_string(), "y".to_string()])
-        );
+        assert_eq!((req.op, req.values.clone()), (SelectorOp::In, vec!["x".to_string(), "y".to_string()]));
     }
 
     fn policy(spec: &str) -> String {
@@ -717,9 +647,7 @@ mod tests {
     fn policy_types_values_and_defaulting() {
         exactly(
             &policy("  policyTypes: [Ingress, Ingress]\n"),
-            &[
-                "t.yaml:6:26: NetworkPolicy demo/p: spec.policyTypes[1]: duplicate policy type string \"Ingress\"",
-            ],
+            &["t.yaml:6:26: NetworkPolicy demo/p: spec.policyTypes[1]: duplicate policy type string \"Ingress\""],
         );
         exactly(
             &policy("  policyTypes: [ingress]\n"),
@@ -728,10 +656,7 @@ mod tests {
             ],
         );
         let p = &load(&policy("  egress: [{}]\n")).cluster.policies[0];
-        assert!(
-            p.ingress_isolation && p.egress_isolation,
-            "egress rules imply Egress"
-        );
+        assert!(p.ingress_isolation && p.egress_isolation, "egress rules imply Egress");
         let p = &load(&policy("")).cluster.policies[0];
         assert!(p.ingress_isolation && !p.egress_isolation);
         let p = &load(&policy("  policyTypes: [Egress]\n")).cluster.policies[0];
@@ -741,9 +666,7 @@ mod tests {
     #[test]
     fn ip_block_except_inside_cidr() {
         exactly(
-            &policy(
-                "  ingress:\n  - from:\n    - ipBlock: {cidr: 198.18.0.0/16, except: [198.0.0.0/8]}\n",
-            ),
+            &policy("  ingress:\n  - from:\n    - ipBlock: {cidr: 198.18.0.0/16, except: [198.0.0.0/8]}\n"),
             &[
                 "t.yaml:8:47: NetworkPolicy demo/p: spec.ingress[0].from[0].ipBlock.except[0]: expected a CIDR strictly inside cidr 198.18.0.0/16, found string \"198.0.0.0/8\"",
             ],
@@ -754,9 +677,7 @@ mod tests {
                 "t.yaml:8:23: NetworkPolicy demo/p: spec.ingress[0].from[0].ipBlock.cidr: expected a CIDR (ADDRESS/PREFIX-LENGTH), found string \"2001:db8::/129\"",
             ],
         );
-        let l = load(&policy(
-            "  ingress:\n  - from:\n    - ipBlock: {cidr: 198.18.0.0/16, except: [198.18.1.0/24]}\n",
-        ));
+        let l = load(&policy("  ingress:\n  - from:\n    - ipBlock: {cidr: 198.18.0.0/16, except: [198.18.1.0/24]}\n"));
         assert!(l.diagnostics.is_empty());
         assert!(
             matches!(&l.cluster.policies[0].ingress[0].peers[0], PolicyPeer::IpBlock { except, .. } if except.len() == 1)
@@ -787,14 +708,9 @@ mod tests {
                 "t.yaml:7:23: NetworkPolicy demo/p: spec.ingress[0].ports[0].endPort: may not be set without a numeric port",
             ],
         );
-        let l = load(&policy(
-            "  ingress:\n  - ports: [{port: 100, endPort: 200, protocol: UDP}]\n",
-        ));
+        let l = load(&policy("  ingress:\n  - ports: [{port: 100, endPort: 200, protocol: UDP}]\n"));
         let port = &l.cluster.policies[0].ingress[0].ports[0];
-        assert_eq!(
-            (port.protocol, port.end_port.map(|p| p.get())),
-            (Protocol::Udp, Some(200))
-        );
+        assert_eq!((port.protocol, port.end_port.map(|p| p.get())), (Protocol::Udp, Some(200)));
     }
 
     #[test]
@@ -869,10 +785,7 @@ mod tests {
     #[test]
     fn duplicate_objects_name_both_places() {
         let text = format!("{SVC}  ports: [{{port: 80}}]\n---\n{SVC}  ports: [{{port: 81}}]\n");
-        exactly(
-            &text,
-            &["t.yaml:10:1: Service demo/web: defined twice (first at t.yaml:1:1)"],
-        );
+        exactly(&text, &["t.yaml:10:1: Service demo/web: defined twice (first at t.yaml:1:1)"]);
     }
 
     #[test]
@@ -892,11 +805,7 @@ mod tests {
     #[test]
     fn node_port_collision() {
         let a = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  type: NodePort\n  clusterIP: 198.19.0.1\n  ports: [{port: 80, nodePort: 30080}]\n";
-        let text = format!(
-            "{a}---\n{}",
-            a.replace("name: a", "name: b")
-                .replace("198.19.0.1", "198.19.0.2")
-        );
+        let text = format!("{a}---\n{}", a.replace("name: a", "name: b").replace("198.19.0.1", "198.19.0.2"));
         exactly(
             &text,
             &[
@@ -937,9 +846,7 @@ mod tests {
         );
         exactly(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 198.18.1}\n",
-            &[
-                "t.yaml:4:17: Pod default/p: status.podIP: expected an IP address, found string \"198.18.1\"",
-            ],
+            &["t.yaml:4:17: Pod default/p: status.podIP: expected an IP address, found string \"198.18.1\""],
         );
     }
 
@@ -956,23 +863,12 @@ mod tests {
             .cluster
             .namespaces
             .iter()
-            .map(|n| {
-                (
-                    n.name.as_str(),
-                    n.labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect(),
-                )
-            })
+            .map(|n| (n.name.as_str(), n.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()))
             .collect();
         assert_eq!(
             ns,
             [
-                (
-                    "demo",
-                    vec![("kubernetes.io/metadata.name", "demo"), ("team", "a")]
-                ),
+                ("demo", vec![("kubernetes.io/metadata.name", "demo"), ("team", "a")]),
                 ("other", vec![("kubernetes.io/metadata.name", "other")]),
             ]
         );
@@ -991,21 +887,14 @@ mod tests {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: k}\n",
             &[],
         );
-        exactly(
-            "kind: Pod\n",
-            &["t.yaml:1:1: apiVersion: expected an apiVersion, the field is missing"],
-        );
+        exactly("kind: Pod\n", &["t.yaml:1:1: apiVersion: expected an apiVersion, the field is missing"]);
         exactly(
             "- a\n",
-            &[
-                "t.yaml:1:1: expected a Kubernetes object (a mapping with apiVersion and kind), found a list",
-            ],
+            &["t.yaml:1:1: expected a Kubernetes object (a mapping with apiVersion and kind), found a list"],
         );
         exactly(
             "apiVersion: v1\nkind: Pod\n",
-            &[
-                "t.yaml:1:1: Pod: metadata: expected a mapping with name (and namespace), the field is missing",
-            ],
+            &["t.yaml:1:1: Pod: metadata: expected a mapping with name (and namespace), the field is missing"],
         );
     }
 
@@ -1017,27 +906,16 @@ mod tests {
         );
         let l = load(&text);
         assert_eq!(l.cluster.pods.len(), 2);
-        let a = l
-            .cluster
-            .pods
-            .iter()
-            .find(|p| p.meta.name == "a")
-            .expect("pod a");
+        let a = l.cluster.pods.iter().find(|p| p.meta.name == "a").expect("pod a");
         assert_eq!(a.meta.origin.line, 4);
         assert_eq!(
-            l.diagnostics
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
+            l.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
                 "t.yaml:7:20: Pod default/Bad: metadata.name: expected a DNS-1123 subdomain (at most 253 characters: lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit), found string \"Bad\""
             ]
         );
         // An object that merely has an `items` field is not a List.
-        exactly(
-            "apiVersion: v1\nkind: ConfigMap\nitems: [{kind: Pod}]\n",
-            &[],
-        );
+        exactly("apiVersion: v1\nkind: ConfigMap\nitems: [{kind: Pod}]\n", &[]);
     }
 
     #[test]
@@ -1049,20 +927,14 @@ mod tests {
         assert_eq!(l.diagnostics.len(), MAX_DIAGNOSTICS + 1);
         let last = l.diagnostics.last().expect("summary");
         assert!(!last.is_error());
-        assert_eq!(
-            last.message,
-            "2000 more diagnostic(s) not shown (at most 10000 are kept)"
-        );
+        assert_eq!(last.message, "2000 more diagnostic(s) not shown (at most 10000 are kept)");
         // 50,000 errors (more than are ever stored): the summary is an error.
         let items = "- {kind: Foo}\n".repeat(50_000);
         let l = load(&format!("apiVersion: v1\nkind: List\nitems:\n{items}"));
         assert_eq!(l.diagnostics.len(), MAX_DIAGNOSTICS + 1);
         let last = l.diagnostics.last().expect("summary");
         assert!(last.is_error());
-        assert_eq!(
-            last.message,
-            "40000 more diagnostic(s) not shown (at most 10000 are kept)"
-        );
+        assert_eq!(last.message, "40000 more diagnostic(s) not shown (at most 10000 are kept)");
         assert_eq!(
             l.diagnostics[0].to_string(),
             "t.yaml:4:3: items[0].apiVersion: expected an apiVersion, the field is missing"
@@ -1072,10 +944,7 @@ mod tests {
     #[test]
     fn cancelled_load_is_an_error_and_empty() {
         let snapshot = Snapshot {
-            files: vec![SourceFile {
-                path: Arc::from("t.yaml"),
-                text: svc("  ports: [{port: 80}]\n"),
-            }],
+            files: vec![SourceFile { path: Arc::from("t.yaml"), text: svc("  ports: [{port: 80}]\n") }],
             ..Snapshot::default()
         };
         let cancel = Arc::new(AtomicBool::new(true));
@@ -1092,31 +961,16 @@ mod tests {
         }
         text.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: BAD}\n");
         assert!(text.len() > CHUNK);
-        let file = SourceFile {
-            path: Arc::from("t.yaml"),
-            text: text.clone(),
-        };
+        let file = SourceFile { path: Arc::from("t.yaml"), text: text.clone() };
         assert!(split_text(&file.text).len() > 1);
         for threads in [1, 2, 3] {
-            let snapshot = Snapshot {
-                files: vec![file.clone()],
-                ..Snapshot::default()
-            };
-            let l = load_snapshot(
-                snapshot,
-                &LoadLimits {
-                    threads,
-                    ..LoadLimits::default()
-                },
-            );
+            let snapshot = Snapshot { files: vec![file.clone()], ..Snapshot::default() };
+            let l = load_snapshot(snapshot, &LoadLimits { threads, ..LoadLimits::default() });
             assert_eq!(l.cluster.pods.len(), 12_001);
             let d: Vec<String> = l.diagnostics.iter().map(ToString::to_string).collect();
             assert_eq!(d.len(), 1);
             assert!(
-                d[0].starts_with(&format!(
-                    "t.yaml:{}:18: Pod default/BAD: metadata.name:",
-                    12_000 * 7 + 4
-                )),
+                d[0].starts_with(&format!("t.yaml:{}:18: Pod default/BAD: metadata.name:", 12_000 * 7 + 4)),
                 "{d:?}"
             );
         }

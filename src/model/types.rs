@@ -211,8 +211,14 @@ pub struct IpNet {
 pub enum PolicyPeer {
     /// `podSelector` and/or `namespaceSelector`. None for namespace_selector
     /// means "the policy's own namespace"; None for pod_selector means all pods.
-    Pods { pod_selector: Option<LabelSelector>, namespace_selector: Option<LabelSelector> },
-    IpBlock { cidr: IpNet, except: Vec<IpNet> },
+    Pods {
+        pod_selector: Option<LabelSelector>,
+        namespace_selector: Option<LabelSelector>,
+    },
+    IpBlock {
+        cidr: IpNet,
+        except: Vec<IpNet>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,15 +44,7 @@ pub(super) fn document<E: Emit>(text: &str, out: &mut E) -> Option<u64> {
     if !b.iter().all(|&c| (0x20..0x7f).contains(&c) || c == b'\n') {
         return None;
     }
-    let mut p = Fast {
-        b,
-        pos: 0,
-        line: 0,
-        line_start: 0,
-        indent: None,
-        depth: 0,
-        out,
-    };
+    let mut p = Fast { b, pos: 0, line: 0, line_start: 0, indent: None, depth: 0, out };
     p.document()?;
     // document() only succeeds after reading to the end of the text.
     Some(p.line)
@@ -86,10 +78,7 @@ impl<E: Emit> Fast<'_, E> {
         self.at(self.pos)
     }
     fn mark(&self, pos: usize) -> Mark {
-        Mark {
-            line: self.line,
-            col: (pos - self.line_start) as u64,
-        }
+        Mark { line: self.line, col: (pos - self.line_start) as u64 }
     }
     fn col(&self) -> usize {
         self.pos - self.line_start
@@ -194,11 +183,7 @@ impl<E: Emit> Fast<'_, E> {
         if self.b[self.pos..].starts_with(b"...") || self.b[self.pos..].starts_with(b"---") {
             return None;
         }
-        self.out.emit(Event::DocumentStart(if explicit {
-            doc_mark
-        } else {
-            self.mark(self.pos)
-        }))?;
+        self.out.emit(Event::DocumentStart(if explicit { doc_mark } else { self.mark(self.pos) }))?;
         self.node(indent, -1, false)?;
         if self.indent.is_some() {
             return None;
@@ -252,13 +237,7 @@ impl<E: Emit> Fast<'_, E> {
                 }
                 let start = self.pos;
                 let (value, plain) = self.block_scalar_value()?;
-                self.out.emit(Event::Scalar {
-                    anchor: None,
-                    tag: None,
-                    value,
-                    plain,
-                    mark: self.mark(start),
-                })?;
+                self.out.emit(Event::Scalar { anchor: None, tag: None, value, plain, mark: self.mark(start) })?;
                 self.end_line()?;
                 self.no_continuation(parent)
             }
@@ -328,8 +307,8 @@ impl<E: Emit> Fast<'_, E> {
                 let next = self.at(self.pos + 1);
                 !(is_ws_or_eol(next) || (flow && next.is_some_and(is_flow_indicator)))
             }
-            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\''
-            | b'"' | b'%' | b'@' | b'`' => false,
+            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\'' | b'"' | b'%' | b'@'
+            | b'`' => false,
             _ => true,
         }
     }
@@ -399,20 +378,11 @@ impl<E: Emit> Fast<'_, E> {
     }
 
     fn block_mapping(&mut self, col: usize) -> Option<()> {
-        self.out.emit(Event::MappingStart {
-            anchor: None,
-            mark: self.mark(self.pos),
-        })?;
+        self.out.emit(Event::MappingStart { anchor: None, mark: self.mark(self.pos) })?;
         loop {
             let key_mark = self.mark(self.pos);
             let (key, plain) = self.scan_key()?;
-            self.out.emit(Event::Scalar {
-                anchor: None,
-                tag: None,
-                value: key,
-                plain,
-                mark: key_mark,
-            })?;
+            self.out.emit(Event::Scalar { anchor: None, tag: None, value: key, plain, mark: key_mark })?;
             let after_colon = self.mark(self.pos);
             self.skip_spaces();
             match self.cur() {
@@ -423,11 +393,7 @@ impl<E: Emit> Fast<'_, E> {
                     self.end_line()?;
                     match self.indent {
                         Some(n) if n > col => self.node(n, col as isize, false)?,
-                        Some(n)
-                            if n == col
-                                && self.cur() == Some(b'-')
-                                && is_ws_or_eol(self.at(self.pos + 1)) =>
-                        {
+                        Some(n) if n == col && self.cur() == Some(b'-') && is_ws_or_eol(self.at(self.pos + 1)) => {
                             self.block_sequence(col)?
                         }
                         _ => self.empty_scalar(after_colon)?,
@@ -454,21 +420,12 @@ impl<E: Emit> Fast<'_, E> {
     }
 
     fn empty_scalar(&mut self, mark: Mark) -> Option<()> {
-        self.out.emit(Event::Scalar {
-            anchor: None,
-            tag: None,
-            value: String::new(),
-            plain: true,
-            mark,
-        })
+        self.out.emit(Event::Scalar { anchor: None, tag: None, value: String::new(), plain: true, mark })
     }
 
     /// Entries `- ...` at column `col` (the first `-` is at `pos`).
     fn block_sequence(&mut self, col: usize) -> Option<()> {
-        self.out.emit(Event::SequenceStart {
-            anchor: None,
-            mark: self.mark(self.pos),
-        })?;
+        self.out.emit(Event::SequenceStart { anchor: None, mark: self.mark(self.pos) })?;
         loop {
             self.pos += 1;
             let after_dash = self.mark(self.pos);
@@ -490,10 +447,7 @@ impl<E: Emit> Fast<'_, E> {
                 }
             }
             match self.indent {
-                Some(n)
-                    if n == col
-                        && self.cur() == Some(b'-')
-                        && is_ws_or_eol(self.at(self.pos + 1)) => {}
+                Some(n) if n == col && self.cur() == Some(b'-') && is_ws_or_eol(self.at(self.pos + 1)) => {}
                 Some(n) if n > col => return None,
                 _ => break,
             }
@@ -530,10 +484,7 @@ impl<E: Emit> Fast<'_, E> {
     }
 
     fn flow_sequence(&mut self, parent: isize) -> Option<()> {
-        self.out.emit(Event::SequenceStart {
-            anchor: None,
-            mark: self.mark(self.pos),
-        })?;
+        self.out.emit(Event::SequenceStart { anchor: None, mark: self.mark(self.pos) })?;
         self.pos += 1;
         loop {
             self.flow_ws(parent)?;
@@ -554,10 +505,7 @@ impl<E: Emit> Fast<'_, E> {
     }
 
     fn flow_mapping(&mut self, parent: isize) -> Option<()> {
-        self.out.emit(Event::MappingStart {
-            anchor: None,
-            mark: self.mark(self.pos),
-        })?;
+        self.out.emit(Event::MappingStart { anchor: None, mark: self.mark(self.pos) })?;
         self.pos += 1;
         loop {
             self.flow_ws(parent)?;
@@ -599,13 +547,7 @@ impl<E: Emit> Fast<'_, E> {
             if plain && !is_ws_or_eol(self.cur()) {
                 return None;
             }
-            self.out.emit(Event::Scalar {
-                anchor: None,
-                tag: None,
-                value: key,
-                plain,
-                mark: key_mark,
-            })?;
+            self.out.emit(Event::Scalar { anchor: None, tag: None, value: key, plain, mark: key_mark })?;
             self.flow_ws(parent)?;
             if matches!(self.cur()?, b',' | b'}') {
                 return None;
@@ -639,23 +581,13 @@ impl<E: Emit> Fast<'_, E> {
             b'[' => self.flow_sequence(parent),
             b'{' => self.flow_mapping(parent),
             b'"' | b'\'' => {
-                let value = if self.cur()? == b'"' {
-                    self.double_quoted()?
-                } else {
-                    self.single_quoted()?
-                };
+                let value = if self.cur()? == b'"' { self.double_quoted()? } else { self.single_quoted()? };
                 // `"k": v` inside a sequence is a single-pair mapping.
                 self.skip_spaces();
                 if self.cur() == Some(b':') {
                     return None;
                 }
-                self.out.emit(Event::Scalar {
-                    anchor: None,
-                    tag: None,
-                    value,
-                    plain: false,
-                    mark,
-                })?;
+                self.out.emit(Event::Scalar { anchor: None, tag: None, value, plain: false, mark })?;
                 Some(())
             }
             c => {
@@ -685,13 +617,7 @@ impl<E: Emit> Fast<'_, E> {
                         return None;
                     }
                 }
-                self.out.emit(Event::Scalar {
-                    anchor: None,
-                    tag: None,
-                    value,
-                    plain: true,
-                    mark,
-                })?;
+                self.out.emit(Event::Scalar { anchor: None, tag: None, value, plain: true, mark })?;
                 Some(())
             }
         }
@@ -701,7 +627,5 @@ impl<E: Emit> Fast<'_, E> {
 fn trim_end(bytes: &[u8]) -> String {
     let end = bytes.iter().rposition(|&c| c != b' ').map_or(0, |i| i + 1);
     // The document was checked to be ASCII, so this never loses anything.
-    std::str::from_utf8(&bytes[..end])
-        .map(str::to_owned)
-        .unwrap_or_default()
+    std::str::from_utf8(&bytes[..end]).map(str::to_owned).unwrap_or_default()
 }

@@ -44,10 +44,7 @@ impl Node {
     /// The value of `key` in a mapping with string keys; None for non-mappings.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -127,10 +124,7 @@ impl Default for Limits {
         // Real Kubernetes objects nest about 15 deep; 128 is what the serde_yaml
         // family allows. 2M nodes is at least 2M x NODE_BYTES (about 130 MB);
         // the byte budgets below bound what strings add.
-        Limits {
-            max_depth: 128,
-            max_nodes: 2_000_000,
-        }
+        Limits { max_depth: 128, max_nodes: 2_000_000 }
     }
 }
 
@@ -159,9 +153,7 @@ impl Budget {
     /// A budget for a load of `input_bytes` bytes of text in all.
     pub fn new(input_bytes: usize, cancel: Arc<AtomicBool>) -> Self {
         Budget {
-            alias_limit: input_bytes
-                .saturating_mul(ALIAS_BYTES_PER_INPUT_BYTE)
-                .saturating_add(ALIAS_BYTES_BASE),
+            alias_limit: input_bytes.saturating_mul(ALIAS_BYTES_PER_INPUT_BYTE).saturating_add(ALIAS_BYTES_BASE),
             alias_used: AtomicUsize::new(0),
             cancel,
         }
@@ -182,8 +174,7 @@ impl Budget {
 
 /// The tree-size budget of a document whose text has `len` bytes.
 fn doc_limit(len: usize) -> usize {
-    len.saturating_mul(DOC_BYTES_PER_INPUT_BYTE)
-        .saturating_add(DOC_BYTES_BASE)
+    len.saturating_mul(DOC_BYTES_PER_INPUT_BYTE).saturating_add(DOC_BYTES_BASE)
 }
 
 /// Receives what [`parse_stream`] finds. Documents arrive in file order.
@@ -213,10 +204,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
     }
     impl Sink for Collect {
         fn document(&mut self, root: Option<Node>, start: Span) {
-            self.docs.push(root.unwrap_or(Node {
-                span: start,
-                value: Value::Null,
-            }));
+            self.docs.push(root.unwrap_or(Node { span: start, value: Value::Null }));
         }
         fn error(&mut self, diag: Diagnostic) {
             if self.first_error.is_none() {
@@ -224,19 +212,9 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
             }
         }
     }
-    let mut sink = Collect {
-        docs: Vec::new(),
-        first_error: None,
-    };
+    let mut sink = Collect { docs: Vec::new(), first_error: None };
     let budget = Budget::new(text.len(), Arc::default());
-    parse_stream(
-        &Arc::from(file),
-        text,
-        0,
-        &Limits::default(),
-        &budget,
-        &mut sink,
-    );
+    parse_stream(&Arc::from(file), text, 0, &Limits::default(), &budget, &mut sink);
     match sink.first_error {
         Some(e) => Err(e),
         None => Ok(sink.docs),
@@ -259,16 +237,9 @@ impl<'a> RawParser<'a> {
             if unsafe_libyaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
                 return None;
             }
-            unsafe_libyaml::yaml_parser_set_input_string(
-                parser.as_mut_ptr(),
-                input.as_ptr(),
-                input.len() as u64,
-            );
+            unsafe_libyaml::yaml_parser_set_input_string(parser.as_mut_ptr(), input.as_ptr(), input.len() as u64);
         }
-        Some(RawParser {
-            parser,
-            _input: std::marker::PhantomData,
-        })
+        Some(RawParser { parser, _input: std::marker::PhantomData })
     }
 
     fn next(&mut self) -> Result<Event, ParseError> {
@@ -315,39 +286,17 @@ impl ParseError {
     /// `parser` must be an initialised parser whose last call failed.
     unsafe fn from_parser(parser: &unsafe_libyaml::yaml_parser_t) -> Self {
         let problem = unsafe { cstr(parser.problem) }.unwrap_or_else(|| "invalid YAML".to_string());
-        let mark = Mark {
-            line: parser.problem_mark.line,
-            col: parser.problem_mark.column,
-        };
-        let context = unsafe { cstr(parser.context) }.map(|ctx| {
-            (
-                ctx,
-                Mark {
-                    line: parser.context_mark.line,
-                    col: parser.context_mark.column,
-                },
-            )
-        });
-        ParseError {
-            problem,
-            mark,
-            context,
-        }
+        let mark = Mark { line: parser.problem_mark.line, col: parser.problem_mark.column };
+        let context = unsafe { cstr(parser.context) }
+            .map(|ctx| (ctx, Mark { line: parser.context_mark.line, col: parser.context_mark.column }));
+        ParseError { problem, mark, context }
     }
 }
 
 /// # Safety
 /// `p` is null or a NUL-terminated string.
 unsafe fn cstr(p: *const std::ffi::c_char) -> Option<String> {
-    if p.is_null() {
-        None
-    } else {
-        Some(
-            unsafe { std::ffi::CStr::from_ptr(p) }
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
+    if p.is_null() { None } else { Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()) }
 }
 
 /// # Safety
@@ -362,26 +311,11 @@ pub(super) enum Event {
     StreamEnd,
     DocumentStart(Mark),
     DocumentEnd,
-    Alias {
-        anchor: String,
-        mark: Mark,
-    },
-    Scalar {
-        anchor: Option<String>,
-        tag: Option<String>,
-        value: String,
-        plain: bool,
-        mark: Mark,
-    },
-    SequenceStart {
-        anchor: Option<String>,
-        mark: Mark,
-    },
+    Alias { anchor: String, mark: Mark },
+    Scalar { anchor: Option<String>, tag: Option<String>, value: String, plain: bool, mark: Mark },
+    SequenceStart { anchor: Option<String>, mark: Mark },
     SequenceEnd,
-    MappingStart {
-        anchor: Option<String>,
-        mark: Mark,
-    },
+    MappingStart { anchor: Option<String>, mark: Mark },
     MappingEnd,
 }
 
@@ -389,26 +323,19 @@ impl Event {
     /// # Safety
     /// `ev` is an event just returned by yaml_parser_parse.
     unsafe fn from_raw(ev: &unsafe_libyaml::yaml_event_t) -> Event {
-        let mark = Mark {
-            line: ev.start_mark.line,
-            col: ev.start_mark.column,
-        };
+        let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
         unsafe {
             match ev.type_ {
                 unsafe_libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
                 unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(mark),
                 unsafe_libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
-                unsafe_libyaml::YAML_ALIAS_EVENT => Event::Alias {
-                    anchor: ustr(ev.data.alias.anchor).unwrap_or_default(),
-                    mark,
-                },
+                unsafe_libyaml::YAML_ALIAS_EVENT => {
+                    Event::Alias { anchor: ustr(ev.data.alias.anchor).unwrap_or_default(), mark }
+                }
                 unsafe_libyaml::YAML_SCALAR_EVENT => {
                     let s = ev.data.scalar;
-                    let bytes: &[u8] = if s.value.is_null() {
-                        &[]
-                    } else {
-                        std::slice::from_raw_parts(s.value, s.length as usize)
-                    };
+                    let bytes: &[u8] =
+                        if s.value.is_null() { &[] } else { std::slice::from_raw_parts(s.value, s.length as usize) };
                     // libyaml has already decoded the input to UTF-8.
                     let value = String::from_utf8_lossy(bytes).into_owned();
                     Event::Scalar {
@@ -419,15 +346,13 @@ impl Event {
                         mark,
                     }
                 }
-                unsafe_libyaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
-                    anchor: ustr(ev.data.sequence_start.anchor),
-                    mark,
-                },
+                unsafe_libyaml::YAML_SEQUENCE_START_EVENT => {
+                    Event::SequenceStart { anchor: ustr(ev.data.sequence_start.anchor), mark }
+                }
                 unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
-                unsafe_libyaml::YAML_MAPPING_START_EVENT => Event::MappingStart {
-                    anchor: ustr(ev.data.mapping_start.anchor),
-                    mark,
-                },
+                unsafe_libyaml::YAML_MAPPING_START_EVENT => {
+                    Event::MappingStart { anchor: ustr(ev.data.mapping_start.anchor), mark }
+                }
                 unsafe_libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
                 _ => Event::StreamEnd,
             }
@@ -527,11 +452,7 @@ pub fn parse_stream<S: Sink>(
         anchor_nodes: 0,
         bytes: 0,
         byte_limit: doc_limit(text.len()),
-        doc_start: Span {
-            file: file.clone(),
-            line: first_line + 1,
-            col: 1,
-        },
+        doc_start: Span { file: file.clone(), line: first_line + 1, col: 1 },
         root: None,
         stopped: false,
         in_document: false,
@@ -607,17 +528,8 @@ impl<S: Sink> Builder<'_, S> {
     fn libyaml(&mut self, text: &str, line_base: u32) {
         self.line_base = line_base;
         let Some(mut parser) = RawParser::new(text.as_bytes()) else {
-            let span = Span {
-                file: self.file.clone(),
-                line: line_base + 1,
-                col: 1,
-            };
-            self.sink.error(Diagnostic::error(
-                span,
-                None,
-                "",
-                "cannot initialise the YAML parser",
-            ));
+            let span = Span { file: self.file.clone(), line: line_base + 1, col: 1 };
+            self.sink.error(Diagnostic::error(span, None, "", "cannot initialise the YAML parser"));
             return;
         };
         loop {
@@ -627,10 +539,7 @@ impl<S: Sink> Builder<'_, S> {
                     let message = match e.context {
                         Some((ctx, at)) => {
                             let at = self.span(at);
-                            format!(
-                                "invalid YAML: {ctx} (line {}, column {}): {}",
-                                at.line, at.col, e.problem
-                            )
+                            format!("invalid YAML: {ctx} (line {}, column {}): {}", at.line, at.col, e.problem)
                         }
                         None => format!("invalid YAML: {}", e.problem),
                     };
@@ -670,16 +579,9 @@ impl<S: Sink> Builder<'_, S> {
     }
 
     fn span(&self, m: Mark) -> Span {
-        let line = u32::try_from(m.line)
-            .unwrap_or(u32::MAX)
-            .saturating_add(self.line_base)
-            .saturating_add(1);
+        let line = u32::try_from(m.line).unwrap_or(u32::MAX).saturating_add(self.line_base).saturating_add(1);
         let col = u32::try_from(m.col).unwrap_or(u32::MAX).saturating_add(1);
-        Span {
-            file: self.file.clone(),
-            line,
-            col,
-        }
+        Span { file: self.file.clone(), line, col }
     }
 
     /// A depth or budget error: reported, and the parse of this text ends.
@@ -757,13 +659,7 @@ impl<S: Sink> Builder<'_, S> {
                             "",
                             format!("unknown alias *{anchor}: no anchor &{anchor} before it in this document"),
                         ));
-                        self.complete(
-                            Node {
-                                span,
-                                value: Value::Null,
-                            },
-                            None,
-                        );
+                        self.complete(Node { span, value: Value::Null }, None);
                     }
                     Some((size, bytes)) => {
                         if self.nodes.saturating_add(size) > self.limits.max_nodes {
@@ -797,13 +693,7 @@ impl<S: Sink> Builder<'_, S> {
                     }
                 }
             }
-            Event::Scalar {
-                anchor,
-                tag,
-                value,
-                plain,
-                mark,
-            } => {
+            Event::Scalar { anchor, tag, value, plain, mark } => {
                 if !self.count_node(mark) || !self.charge(NODE_BYTES + value.len(), mark) {
                     return;
                 }
@@ -818,10 +708,7 @@ impl<S: Sink> Builder<'_, S> {
                 self.complete(Node { span, value }, anchor);
             }
             Event::SequenceStart { anchor, mark } => {
-                if !self.count_node(mark)
-                    || !self.charge(NODE_BYTES, mark)
-                    || !self.check_depth(mark)
-                {
+                if !self.count_node(mark) || !self.charge(NODE_BYTES, mark) || !self.check_depth(mark) {
                     return;
                 }
                 let list_items = self.stack.len() == 1
@@ -838,53 +725,21 @@ impl<S: Sink> Builder<'_, S> {
                 });
             }
             Event::MappingStart { anchor, mark } => {
-                if !self.count_node(mark)
-                    || !self.charge(NODE_BYTES, mark)
-                    || !self.check_depth(mark)
-                {
+                if !self.count_node(mark) || !self.charge(NODE_BYTES, mark) || !self.check_depth(mark) {
                     return;
                 }
                 let node_span = self.span(mark);
-                self.stack.push(Frame::Map {
-                    node_span,
-                    anchor,
-                    entries: Vec::new(),
-                    key: None,
-                });
+                self.stack.push(Frame::Map { node_span, anchor, entries: Vec::new(), key: None });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq {
-                    node_span,
-                    anchor,
-                    items,
-                    ..
-                }) = self.stack.pop()
-                {
-                    self.complete(
-                        Node {
-                            span: node_span,
-                            value: Value::Seq(items),
-                        },
-                        anchor,
-                    );
+                if let Some(Frame::Seq { node_span, anchor, items, .. }) = self.stack.pop() {
+                    self.complete(Node { span: node_span, value: Value::Seq(items) }, anchor);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map {
-                    node_span,
-                    anchor,
-                    entries,
-                    ..
-                }) = self.stack.pop()
-                {
+                if let Some(Frame::Map { node_span, anchor, entries, .. }) = self.stack.pop() {
                     self.check_duplicate_keys(&entries);
-                    self.complete(
-                        Node {
-                            span: node_span,
-                            value: Value::Map(entries),
-                        },
-                        anchor,
-                    );
+                    self.complete(Node { span: node_span, value: Value::Map(entries) }, anchor);
                 }
             }
         }
@@ -894,10 +749,7 @@ impl<S: Sink> Builder<'_, S> {
         self.nodes += 1;
         if self.nodes > self.limits.max_nodes {
             let span = self.span(mark);
-            self.fail(
-                span,
-                format!("document has more than {} nodes", self.limits.max_nodes),
-            );
+            self.fail(span, format!("document has more than {} nodes", self.limits.max_nodes));
             return false;
         }
         true
@@ -906,21 +758,14 @@ impl<S: Sink> Builder<'_, S> {
     fn check_depth(&mut self, mark: Mark) -> bool {
         if self.stack.len() >= self.limits.max_depth {
             let span = self.span(mark);
-            self.fail(
-                span,
-                format!("nesting deeper than {} levels", self.limits.max_depth),
-            );
+            self.fail(span, format!("nesting deeper than {} levels", self.limits.max_depth));
             return false;
         }
         true
     }
 
     fn check_duplicate_keys(&mut self, entries: &[(Node, Node)]) {
-        let keys = || {
-            entries
-                .iter()
-                .filter_map(|(k, _)| k.as_str().map(|s| (s, k)))
-        };
+        let keys = || entries.iter().filter_map(|(k, _)| k.as_str().map(|s| (s, k)));
         let mut dups: Vec<(&Node, &Node)> = Vec::new();
         if entries.len() <= 16 {
             let all: Vec<(&str, &Node)> = keys().collect();
@@ -957,10 +802,7 @@ impl<S: Sink> Builder<'_, S> {
             self.anchor_nodes = self.anchor_nodes.saturating_add(size);
             if self.anchor_nodes > self.limits.max_nodes {
                 let span = node.span.clone();
-                self.fail(
-                    span,
-                    format!("anchors hold more than {} nodes", self.limits.max_nodes),
-                );
+                self.fail(span, format!("anchors hold more than {} nodes", self.limits.max_nodes));
                 return;
             }
             // The anchor's copy is memory too.
@@ -978,26 +820,14 @@ impl<S: Sink> Builder<'_, S> {
                 None => *key = Some(node),
                 Some(k) => entries.push((k, node)),
             },
-            Some(Frame::Seq {
-                items,
-                list_items,
-                taken,
-                count_at_item,
-                bytes_at_item,
-                ..
-            }) => {
+            Some(Frame::Seq { items, list_items, taken, count_at_item, bytes_at_item, .. }) => {
                 if *list_items {
                     let index = items.len() + *taken;
                     let base = *count_at_item;
                     let bytes_base = *bytes_at_item;
                     match self.sink.list_item(index, node) {
                         Some(kept) => {
-                            if let Some(Frame::Seq {
-                                items,
-                                count_at_item,
-                                bytes_at_item,
-                                ..
-                            }) = self.stack.last_mut()
+                            if let Some(Frame::Seq { items, count_at_item, bytes_at_item, .. }) = self.stack.last_mut()
                             {
                                 items.push(kept);
                                 *count_at_item = self.nodes;
@@ -1065,10 +895,7 @@ fn resolve(tag: Option<&str>, value: String, plain: bool) -> Result<Value, (Stri
                     v => v,
                 })
             } else {
-                Err((
-                    format!("value tagged !!{kind} is not a valid {kind}: {v}"),
-                    v,
-                ))
+                Err((format!("value tagged !!{kind} is not a valid {kind}: {v}"), v))
             }
         }
         _ if tag == Some("!") => Ok(Value::Str(value)),
@@ -1097,17 +924,13 @@ fn resolve_plain(s: String) -> Value {
     }
     if let Some(hex) = s.strip_prefix("0x") {
         if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return i64::from_str_radix(hex, 16)
-                .map(Value::Int)
-                .unwrap_or(Value::Str(s));
+            return i64::from_str_radix(hex, 16).map(Value::Int).unwrap_or(Value::Str(s));
         }
     } else if let Some(oct) = s.strip_prefix("0o")
         && !oct.is_empty()
         && oct.bytes().all(|c| (b'0'..=b'7').contains(&c))
     {
-        return i64::from_str_radix(oct, 8)
-            .map(Value::Int)
-            .unwrap_or(Value::Str(s));
+        return i64::from_str_radix(oct, 8).map(Value::Int).unwrap_or(Value::Str(s));
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(&s);
     if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
@@ -1167,19 +990,13 @@ mod tests {
         assert_eq!(n.get("c").and_then(Node::as_bool), Some(true));
         assert!(n.get("d").is_some_and(Node::is_null));
         assert_eq!(n.get("e").map(|e| e.value.clone()), Some(Value::Float(1.5)));
-        let keys: Vec<_> = n
-            .as_map()
-            .expect("map")
-            .iter()
-            .filter_map(|(k, _)| k.as_str())
-            .collect();
+        let keys: Vec<_> = n.as_map().expect("map").iter().filter_map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b", "c", "d", "e"]);
     }
 
     #[test]
     fn multi_document_and_json() {
-        let docs =
-            parse_str("t", "---\na: 1\n---\n{\"b\": [1, 2], \"c\":\"x\"}\n").expect("parses");
+        let docs = parse_str("t", "---\na: 1\n---\n{\"b\": [1, 2], \"c\":\"x\"}\n").expect("parses");
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].get("c").and_then(Node::as_str), Some("x"));
         assert_eq!(docs[1].span.line, 4);
@@ -1196,10 +1013,7 @@ mod tests {
     #[test]
     fn duplicate_key_is_an_error() {
         let err = parse_str("t.yaml", "a: 1\nb: 2\na: 3\n").expect_err("dup");
-        assert_eq!(
-            err.to_string(),
-            "t.yaml:3:1: duplicate key \"a\" (first at line 1, column 1)"
-        );
+        assert_eq!(err.to_string(), "t.yaml:3:1: duplicate key \"a\" (first at line 1, column 1)");
     }
 
     #[test]
@@ -1231,11 +1045,7 @@ mod tests {
         let big = "x".repeat(1 << 20);
         let text = format!("a: &s {big}\nb: [{}]\n", vec!["*s"; 100].join(", "));
         let err = parse_str("t", &text).expect_err("alias bytes");
-        assert!(
-            err.message.contains("budget for aliases")
-                && err.message.contains("4 bytes per input byte"),
-            "{err}"
-        );
+        assert!(err.message.contains("budget for aliases") && err.message.contains("4 bytes per input byte"), "{err}");
         // 4 x 1 MiB + 16 MiB hold 20 copies: the 21st alias (column 5 + 4 x 20) fails.
         assert_eq!((err.span.line, err.span.col), (2, 85), "{err}");
         // Copies in separate parses (files) of one load share one budget:
@@ -1250,41 +1060,18 @@ mod tests {
             }
         }
         let mut sink = Errors(Vec::new());
-        parse_stream(
-            &Arc::from("t"),
-            &text,
-            0,
-            &Limits::default(),
-            &budget,
-            &mut sink,
-        );
+        parse_stream(&Arc::from("t"), &text, 0, &Limits::default(), &budget, &mut sink);
         assert!(sink.0.is_empty(), "{:?}", sink.0);
-        parse_stream(
-            &Arc::from("t"),
-            &text,
-            0,
-            &Limits::default(),
-            &budget,
-            &mut sink,
-        );
+        parse_stream(&Arc::from("t"), &text, 0, &Limits::default(), &budget, &mut sink);
         assert_eq!(sink.0.len(), 1);
-        assert!(
-            sink.0
-                .iter()
-                .all(|d| d.message.contains("budget for aliases")),
-            "{:?}",
-            sink.0
-        );
+        assert!(sink.0.iter().all(|d| d.message.contains("budget for aliases")), "{:?}", sink.0);
     }
 
     #[test]
     fn document_bytes_are_budgeted() {
         // 2 bytes of text per node: far more tree than 6 bytes per byte.
         let text = format!("[{}]\n", vec!["a"; 3_000_000].join(","));
-        let limits = Limits {
-            max_depth: 128,
-            max_nodes: usize::MAX,
-        };
+        let limits = Limits { max_depth: 128, max_nodes: usize::MAX };
         struct First(Option<Diagnostic>, usize);
         impl Sink for First {
             fn document(&mut self, _root: Option<Node>, _start: Span) {
@@ -1298,10 +1085,7 @@ mod tests {
         let budget = Budget::new(text.len(), Arc::default());
         parse_stream(&Arc::from("t"), &text, 0, &limits, &budget, &mut sink);
         let err = sink.0.expect("over budget");
-        assert!(
-            err.message.contains("document expands to more than"),
-            "{err}"
-        );
+        assert!(err.message.contains("document expands to more than"), "{err}");
         assert_eq!(sink.1, 0, "the document is dropped");
     }
 
@@ -1333,14 +1117,7 @@ mod tests {
         }
         let mut sink = Count(0, 0);
         let budget = Budget::new(text.len(), cancel);
-        parse_stream(
-            &Arc::from("t"),
-            &text,
-            0,
-            &Limits::default(),
-            &budget,
-            &mut sink,
-        );
+        parse_stream(&Arc::from("t"), &text, 0, &Limits::default(), &budget, &mut sink);
         assert_eq!((sink.0, sink.1), (0, 0));
     }
 
@@ -1366,14 +1143,7 @@ mod tests {
         }
         let mut sink = Rec(Vec::new(), 0, 0);
         let budget = Budget::new(text.len(), Arc::default());
-        parse_stream(
-            &Arc::from("t"),
-            text,
-            0,
-            &Limits::default(),
-            &budget,
-            &mut sink,
-        );
+        parse_stream(&Arc::from("t"), text, 0, &Limits::default(), &budget, &mut sink);
         assert_eq!(sink.0, [0, 1]);
         assert_eq!(sink.1, 1, "one duplicate key, reported once");
         assert_eq!(sink.2, 1, "the fast path's items were abandoned");
@@ -1382,32 +1152,22 @@ mod tests {
     #[test]
     fn aliases_copy_values() {
         let n = one("a: &x {p: 1}\nb: *x\n");
-        assert_eq!(
-            n.get("b").and_then(|b| b.get("p")).and_then(Node::as_i64),
-            Some(1)
-        );
+        assert_eq!(n.get("b").and_then(|b| b.get("p")).and_then(Node::as_i64), Some(1));
         assert!(parse_str("t", "a: *nope\n").is_err());
     }
 
     #[test]
     fn scalar_resolution() {
-        let n = one(
-            "a: 0x1F\nb: 0o17\nc: +12\nd: 1e3\ne: 12abc\nf: !!str 12\ng: '12'\nh: 99999999999999999999\ni: yes\n",
-        );
+        let n =
+            one("a: 0x1F\nb: 0o17\nc: +12\nd: 1e3\ne: 12abc\nf: !!str 12\ng: '12'\nh: 99999999999999999999\ni: yes\n");
         assert_eq!(n.get("a").and_then(Node::as_i64), Some(31));
         assert_eq!(n.get("b").and_then(Node::as_i64), Some(15));
         assert_eq!(n.get("c").and_then(Node::as_i64), Some(12));
-        assert_eq!(
-            n.get("d").map(|v| v.value.clone()),
-            Some(Value::Float(1000.0))
-        );
+        assert_eq!(n.get("d").map(|v| v.value.clone()), Some(Value::Float(1000.0)));
         assert_eq!(n.get("e").and_then(Node::as_str), Some("12abc"));
         assert_eq!(n.get("f").and_then(Node::as_str), Some("12"));
         assert_eq!(n.get("g").and_then(Node::as_str), Some("12"));
-        assert!(matches!(
-            n.get("h").map(|v| &v.value),
-            Some(Value::Float(_))
-        ));
+        assert!(matches!(n.get("h").map(|v| &v.value), Some(Value::Float(_))));
         assert_eq!(n.get("i").and_then(Node::as_str), Some("yes"));
     }
 
@@ -1416,13 +1176,7 @@ mod tests {
         struct Take(Vec<(usize, String)>, Vec<Node>);
         impl Sink for Take {
             fn list_item(&mut self, index: usize, item: Node) -> Option<Node> {
-                self.0.push((
-                    index,
-                    item.get("n")
-                        .and_then(Node::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                ));
+                self.0.push((index, item.get("n").and_then(Node::as_str).unwrap_or_default().to_string()));
                 None
             }
             fn document(&mut self, root: Option<Node>, _start: Span) {
@@ -1435,22 +1189,9 @@ mod tests {
         let mut sink = Take(Vec::new(), Vec::new());
         let text = "apiVersion: v1\nitems:\n- n: a\n- n: b\nkind: List\n";
         let budget = Budget::new(text.len(), Arc::default());
-        parse_stream(
-            &Arc::from("t"),
-            text,
-            0,
-            &Limits::default(),
-            &budget,
-            &mut sink,
-        );
+        parse_stream(&Arc::from("t"), text, 0, &Limits::default(), &budget, &mut sink);
         assert_eq!(sink.0, [(0, "a".to_string()), (1, "b".to_string())]);
-        assert_eq!(
-            sink.1[0]
-                .get("items")
-                .and_then(Node::as_seq)
-                .map(<[Node]>::len),
-            Some(0)
-        );
+        assert_eq!(sink.1[0].get("items").and_then(Node::as_seq).map(<[Node]>::len), Some(0));
         assert_eq!(sink.1[0].get("kind").and_then(Node::as_str), Some("List"));
     }
 
@@ -1500,11 +1241,7 @@ mod tests {
             if let Some(newlines) = super::super::fast::document(slice, &mut fast_events) {
                 assert_eq!(newlines as usize, slice.matches('\n').count());
                 let slow = libyaml_events(slice);
-                assert_eq!(
-                    Some(&fast_events),
-                    slow.as_ref(),
-                    "fast path differs from libyaml on:\n{slice}"
-                );
+                assert_eq!(Some(&fast_events), slow.as_ref(), "fast path differs from libyaml on:\n{slice}");
                 accepted += 1;
             }
             pos = end;
@@ -1568,10 +1305,7 @@ mod tests {
                 }
             }
         }
-        assert!(
-            accepted > 5,
-            "the fast path should take most project files ({accepted})"
-        );
+        assert!(accepted > 5, "the fast path should take most project files ({accepted})");
     }
 
     use proptest::prelude::*;
@@ -1604,10 +1338,7 @@ mod tests {
         let leaf = scalar.prop_map(|s| (s.to_string(), false));
         leaf.prop_recursive(5, 40, 5, |inner| {
             let entries = prop::collection::vec(
-                (
-                    prop::sample::select(vec!["k", "name", "a b", "\"q\"", "p-1"]),
-                    inner.clone(),
-                ),
+                (prop::sample::select(vec!["k", "name", "a b", "\"q\"", "p-1"]), inner.clone()),
                 0..4,
             );
             let items = prop::collection::vec(inner, 0..4);
@@ -1616,13 +1347,7 @@ mod tests {
                     if flow || es.is_empty() {
                         let body: Vec<String> = es
                             .iter()
-                            .map(|(k, (v, block))| {
-                                if *block {
-                                    format!("{k}: [x]")
-                                } else {
-                                    format!("{k}: {v}")
-                                }
-                            })
+                            .map(|(k, (v, block))| if *block { format!("{k}: [x]") } else { format!("{k}: {v}") })
                             .collect();
                         (format!("{{{}}}", body.join(", ")), false)
                     } else {
@@ -1631,10 +1356,7 @@ mod tests {
                             if *block {
                                 out.push_str(&format!("{k}:\n{}", indent(v)));
                             } else {
-                                out.push_str(&format!(
-                                    "{k}: {v}{}\n",
-                                    if comment { " # c" } else { "" }
-                                ));
+                                out.push_str(&format!("{k}: {v}{}\n", if comment { " # c" } else { "" }));
                             }
                         }
                         (out, true)
@@ -1642,10 +1364,8 @@ mod tests {
                 }),
                 (items, any::<bool>()).prop_map(|(its, flow)| {
                     if flow || its.is_empty() {
-                        let body: Vec<String> = its
-                            .iter()
-                            .map(|(v, block)| if *block { "[y]".to_string() } else { v.clone() })
-                            .collect();
+                        let body: Vec<String> =
+                            its.iter().map(|(v, block)| if *block { "[y]".to_string() } else { v.clone() }).collect();
                         (format!("[{}]", body.join(", ")), false)
                     } else {
                         let mut out = String::new();

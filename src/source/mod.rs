@@ -106,9 +106,7 @@ pub enum SourceError {
     },
     #[error("file watcher: {0}")]
     Watch(String),
-    #[error(
-        "{path}: refused: {why}; only root may write the settings (fix: chown root {path}; chmod go-w {path})"
-    )]
+    #[error("{path}: refused: {why}; only root may write the settings (fix: chown root {path}; chmod go-w {path})")]
     Untrusted { path: String, why: String },
 }
 
@@ -154,12 +152,8 @@ fn ownership_problem(meta: &fs::Metadata, owner: u32, sticky_ok: bool) -> Option
 /// (recursively, hidden names skipped). A path in `dirs` may also name one
 /// file, which is read whatever its extension.
 pub fn read_snapshot(dirs: &[PathBuf], limits: &LoadLimits) -> Result<Snapshot, SourceError> {
-    let mut reader = Reader {
-        limits,
-        snapshot: Snapshot::default(),
-        visited: HashSet::new(),
-        boundary: PathBuf::new(),
-    };
+    let mut reader =
+        Reader { limits, snapshot: Snapshot::default(), visited: HashSet::new(), boundary: PathBuf::new() };
     for dir in dirs {
         reader.read_root(dir)?;
     }
@@ -191,18 +185,12 @@ fn display(p: &Path) -> String {
 }
 
 fn whole_file(path: &str) -> Span {
-    Span {
-        file: Arc::from(path),
-        line: 1,
-        col: 1,
-    }
+    Span { file: Arc::from(path), line: 1, col: 1 }
 }
 
 impl Reader<'_> {
     fn problem(&mut self, shown: &str, message: impl Into<String>) {
-        self.snapshot
-            .problems
-            .push(Diagnostic::error(whole_file(shown), None, "", message));
+        self.snapshot.problems.push(Diagnostic::error(whole_file(shown), None, "", message));
     }
 
     fn read_root(&mut self, dir: &Path) -> Result<(), SourceError> {
@@ -224,17 +212,12 @@ impl Reader<'_> {
         if !meta.is_dir() {
             return Err(SourceError::NotADirectory { path: shown });
         }
-        let is_link = fs::symlink_metadata(dir)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false);
+        let is_link = fs::symlink_metadata(dir).map(|m| m.file_type().is_symlink()).unwrap_or(false);
         if is_link {
             self.set_version(&real);
         }
         // Fail early (exit 2) when the root itself cannot be listed.
-        fs::read_dir(&real).map_err(|e| SourceError::Io {
-            path: shown.clone(),
-            source: e,
-        })?;
+        fs::read_dir(&real).map_err(|e| SourceError::Io { path: shown.clone(), source: e })?;
         self.boundary = real.clone();
         self.walk(&real, Path::new(&shown), 0);
         Ok(())
@@ -322,19 +305,13 @@ impl Reader<'_> {
     fn walk(&mut self, real: &Path, shown: &Path, depth: usize) {
         let shown_str = display(shown);
         if depth > 64 {
-            self.problem(
-                &shown_str,
-                "directory tree deeper than 64 levels (symlink loop?)",
-            );
+            self.problem(&shown_str, "directory tree deeper than 64 levels (symlink loop?)");
             return;
         }
         match fs::metadata(real) {
             Ok(m) => {
                 if !self.visited.insert((m.dev(), m.ino())) {
-                    self.problem(
-                        &shown_str,
-                        "directory already read through another path (symlink loop)",
-                    );
+                    self.problem(&shown_str, "directory already read through another path (symlink loop)");
                     return;
                 }
                 if self.refuse_untrusted(&m, &shown_str, "directory") {
@@ -443,16 +420,9 @@ impl Reader<'_> {
                 }
                 self.note_mtime(&meta);
                 match check_text(bytes) {
-                    Ok(text) => self.snapshot.files.push(SourceFile {
-                        path: Arc::from(shown),
-                        text,
-                    }),
+                    Ok(text) => self.snapshot.files.push(SourceFile { path: Arc::from(shown), text }),
                     Err((line, col, message)) => self.snapshot.problems.push(Diagnostic::error(
-                        Span {
-                            file: Arc::from(shown),
-                            line,
-                            col,
-                        },
+                        Span { file: Arc::from(shown), line, col },
                         None,
                         "",
                         message,
@@ -500,27 +470,19 @@ fn read_stable(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String>
 
 fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String> {
     let file = fs::File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            "cannot read: file vanished while reading the directory".to_string()
-        }
+        io::ErrorKind::NotFound => "cannot read: file vanished while reading the directory".to_string(),
         _ => format!("cannot read: {e}"),
     })?;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     let size = meta.len();
     if size > max {
-        return Err(format!(
-            "file is {size} bytes, over the limit of {max} bytes"
-        ));
+        return Err(format!("file is {size} bytes, over the limit of {max} bytes"));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     // take(): a file that grows while being read still stops at the limit.
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > max {
-        return Err(format!(
-            "file grew over the limit of {max} bytes while being read"
-        ));
+        return Err(format!("file grew over the limit of {max} bytes while being read"));
     }
     Ok((bytes, meta))
 }
@@ -529,39 +491,22 @@ fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String
 fn check_text(bytes: Vec<u8>) -> Result<String, (u32, u32, String)> {
     if let Some(pos) = bytes.iter().position(|&b| b == 0) {
         let (line, col) = line_col(&bytes, pos);
-        return Err((
-            line,
-            col,
-            "binary file (NUL byte); expected UTF-8 YAML or JSON text".to_string(),
-        ));
+        return Err((line, col, "binary file (NUL byte); expected UTF-8 YAML or JSON text".to_string()));
     }
     String::from_utf8(bytes).map_err(|e| {
         let pos = e.utf8_error().valid_up_to();
         let (line, col) = line_col(e.as_bytes(), pos);
         let byte = e.as_bytes().get(pos).copied().unwrap_or(0);
-        (
-            line,
-            col,
-            format!("invalid UTF-8 (byte 0x{byte:02x}); expected UTF-8 YAML or JSON text"),
-        )
+        (line, col, format!("invalid UTF-8 (byte 0x{byte:02x}); expected UTF-8 YAML or JSON text"))
     })
 }
 
 fn line_col(bytes: &[u8], pos: usize) -> (u32, u32) {
     let before = &bytes[..pos.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let col = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
-    (
-        u32::try_from(line).unwrap_or(u32::MAX),
-        u32::try_from(col).unwrap_or(u32::MAX),
-    )
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX))
 }
 
 /// A small stable 64-bit hash (not cryptographic): the same input gives the
@@ -573,9 +518,7 @@ struct Hasher {
 impl Hasher {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     fn new() -> Self {
-        Hasher {
-            h: 0xcbf2_9ce4_8422_2325,
-        }
+        Hasher { h: 0xcbf2_9ce4_8422_2325 }
     }
     fn mix(&mut self, w: u64) {
         self.h = (self.h ^ w).wrapping_mul(Self::K).rotate_left(29);
@@ -615,15 +558,7 @@ mod tests {
 
     fn rel(snap: &Snapshot, base: &Path) -> Vec<String> {
         let base = display(base);
-        snap.files
-            .iter()
-            .map(|f| {
-                f.path
-                    .strip_prefix(base.as_str())
-                    .unwrap_or(&f.path)
-                    .to_string()
-            })
-            .collect()
+        snap.files.iter().map(|f| f.path.strip_prefix(base.as_str()).unwrap_or(&f.path).to_string()).collect()
     }
 
     #[test]
@@ -657,17 +592,10 @@ mod tests {
         symlink(root.join("loop1.yaml"), root.join("loop2.yaml")).expect("symlink");
         symlink(root.join("loop2.yaml"), root.join("loop1.yaml")).expect("symlink");
         symlink(root, root.join("cycle")).expect("symlink");
-        let limits = LoadLimits {
-            max_file_size: 100,
-            ..LoadLimits::default()
-        };
+        let limits = LoadLimits { max_file_size: 100, ..LoadLimits::default() };
         let snap = read_snapshot(&[root.to_path_buf()], &limits).expect("reads");
         let base = display(root);
-        let got: Vec<String> = snap
-            .problems
-            .iter()
-            .map(|p| p.to_string().replacen(base.as_str(), "", 1))
-            .collect();
+        let got: Vec<String> = snap.problems.iter().map(|p| p.to_string().replacen(base.as_str(), "", 1)).collect();
         assert_eq!(
             got,
             [
@@ -686,10 +614,7 @@ mod tests {
     fn root_errors() {
         let d = tempfile::tempdir().expect("tmp");
         let missing = d.path().join("nope");
-        assert!(matches!(
-            read_snapshot(&[missing], &LoadLimits::default()),
-            Err(SourceError::Missing { .. })
-        ));
+        assert!(matches!(read_snapshot(&[missing], &LoadLimits::default()), Err(SourceError::Missing { .. })));
         let file = d.path().join("one.yaml");
         write(&file, b"a: 1\n");
         let snap = read_snapshot(&[file], &LoadLimits::default()).expect("a file is accepted");
@@ -712,10 +637,7 @@ mod tests {
 
     fn problems(snap: &Snapshot, base: &Path) -> Vec<String> {
         let base = display(base);
-        snap.problems
-            .iter()
-            .map(|p| p.to_string().replace(base.as_str(), ""))
-            .collect()
+        snap.problems.iter().map(|p| p.to_string().replace(base.as_str(), "")).collect()
     }
 
     #[test]
@@ -824,8 +746,7 @@ mod tests {
         write(&d.path().join(".worktrees/abc123/x.yaml"), b"v: 1\n");
         symlink(".worktrees/abc123", d.path().join("current")).expect("symlink");
         let link = d.path().join("current");
-        let snap =
-            read_snapshot(std::slice::from_ref(&link), &LoadLimits::default()).expect("reads");
+        let snap = read_snapshot(std::slice::from_ref(&link), &LoadLimits::default()).expect("reads");
         assert_eq!(snap.version.as_deref(), Some("abc123"));
         assert_eq!(&*snap.files[0].path, display(&link.join("x.yaml")));
     }

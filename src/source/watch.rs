@@ -44,16 +44,13 @@ const MAX_BURST: Duration = Duration::from_secs(2);
 impl Watcher {
     pub fn new(dirs: &[PathBuf]) -> Result<Watcher, SourceError> {
         let (tx, rx) = mpsc::channel();
-        let watcher =
-            notify::recommended_watcher(tx).map_err(|e| SourceError::Watch(e.to_string()))?;
+        let watcher = notify::recommended_watcher(tx).map_err(|e| SourceError::Watch(e.to_string()))?;
         let mut targets = Vec::new();
         for dir in dirs {
             targets.push((dir.clone(), RecursiveMode::Recursive));
             // A symlinked root (git-sync --link) is swapped in its parent;
             // the watch on the old target would go silent.
-            let is_link = std::fs::symlink_metadata(dir)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false);
+            let is_link = std::fs::symlink_metadata(dir).map(|m| m.file_type().is_symlink()).unwrap_or(false);
             if is_link {
                 if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                     targets.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
@@ -62,17 +59,9 @@ impl Watcher {
                 }
             }
         }
-        let mut w = Watcher {
-            watcher,
-            rx,
-            targets,
-            debounce: DEBOUNCE,
-            burst_start: None,
-        };
+        let mut w = Watcher { watcher, rx, targets, debounce: DEBOUNCE, burst_start: None };
         for (path, mode) in w.targets.clone() {
-            w.watcher
-                .watch(&path, mode)
-                .map_err(|e| SourceError::Watch(format!("{}: {e}", path.display())))?;
+            w.watcher.watch(&path, mode).map_err(|e| SourceError::Watch(format!("{}: {e}", path.display())))?;
         }
         Ok(w)
     }
@@ -182,17 +171,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let root = d.path().to_path_buf();
         fs::create_dir(root.join("sub")).expect("mkdir");
-        let mut w = Watcher::new(std::slice::from_ref(&root))
-            .expect("watch")
-            .with_debounce(Duration::from_millis(100));
-        let _ = env_logger::builder()
-            .is_test(true)
-            .filter_level(log::LevelFilter::Debug)
-            .try_init();
-        assert_eq!(
-            w.wait_for_change(Duration::from_millis(50)),
-            WatchEvent::Timeout
-        );
+        let mut w = Watcher::new(std::slice::from_ref(&root)).expect("watch").with_debounce(Duration::from_millis(100));
+        let _ = env_logger::builder().is_test(true).filter_level(log::LevelFilter::Debug).try_init();
+        assert_eq!(w.wait_for_change(Duration::from_millis(50)), WatchEvent::Timeout);
 
         fs::write(root.join("a.yaml"), "a: 1\n").expect("write");
         assert_eq!(w.wait_for_change(LONG), WatchEvent::Changed);
@@ -238,9 +219,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let root = d.path().join("cfg");
         fs::create_dir(&root).expect("mkdir");
-        let mut w = Watcher::new(std::slice::from_ref(&root))
-            .expect("watch")
-            .with_debounce(Duration::from_millis(100));
+        let mut w = Watcher::new(std::slice::from_ref(&root)).expect("watch").with_debounce(Duration::from_millis(100));
         fs::remove_dir(&root).expect("rmdir");
         assert_eq!(w.wait_for_change(LONG), WatchEvent::Rescan);
     }
