@@ -26,4 +26,5 @@ pub mod monitor;
 pub mod notify;
 pub mod parse;
 pub mod plan;
+pub mod policy_view;
 pub mod source;
