@@ -236,7 +236,7 @@ pub fn node_config(settings: &Settings) -> NodeConfig {
 
 /// What this node's namespace says about pods and itself (I/O: netlink,
 /// getifaddrs): pods routed through a workload interface are local.
-fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
+pub(crate) fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
     let pod_ips = loaded.cluster.pods.iter().filter(|p| !p.host_network).flat_map(|p| p.ips.iter().copied());
     let local_pod_ips = datapath::routes::routed_via(pod_ips, &settings.workload_interfaces).unwrap_or_else(|e| {
         log::warn!("reading routes: {e:#}; only pods with spec.nodeName count as local");
@@ -252,7 +252,7 @@ fn policy_node(loaded: &Loaded, settings: &Settings) -> PolicyNode {
 /// Loads (once settled) and validates the config dir; None (after printing
 /// every problem) when it is invalid or unreadable, or when `cancel` is set
 /// meanwhile.
-fn load_valid(settings: &Settings, cancel: &Arc<AtomicBool>) -> Option<Loaded> {
+pub(crate) fn load_valid(settings: &Settings, cancel: &Arc<AtomicBool>) -> Option<Loaded> {
     let loaded = read_settled(settings, cancel)
         .map(|snapshot| model::load_snapshot_cancellable(snapshot, &limits(settings), cancel));
     match loaded {

@@ -485,6 +485,15 @@ pub fn service_names(settings: &crate::config::Settings) -> ServiceNames {
     compile::compile_services(&loaded.cluster, &node).0.services
 }
 
+/// Service names by (address, port, proto), whatever the frontend's scope.
+pub fn names_by_frontend(names: ServiceNames) -> BTreeMap<(Ipv4Addr, u16, u8), String> {
+    let mut out = BTreeMap::new();
+    for (fe, entry) in names {
+        out.entry((fe.vip, fe.port, fe.proto)).or_insert(entry.name);
+    }
+    out
+}
+
 /// Writes `v` as pretty JSON to stdout, streamed (a listing can be large).
 fn print_json<T: Serialize>(v: &T) -> u8 {
     use std::io::Write;

@@ -28,3 +28,4 @@ pub mod parse;
 pub mod plan;
 pub mod policy_view;
 pub mod source;
+pub mod trace;

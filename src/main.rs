@@ -144,6 +144,28 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
     },
+    /// Explain what the data plane does with a new flow's first packet from
+    /// SRC to DST (ADDR:PORT[/tcp|udp|sctp]): frontend, backends, translation,
+    /// policy verdict and the rules behind it, from the compiled directory.
+    Trace {
+        #[command(flatten)]
+        output: Output,
+        #[arg(value_name = "SRC")]
+        src: std::net::Ipv4Addr,
+        #[arg(value_name = "DST")]
+        dst: String,
+        /// Interface the packet arrives on: workload (a pod's), host (an
+        /// uplink), or auto: workload when SRC is a pod of the directory.
+        #[arg(long, value_enum, default_value = "auto")]
+        from: TraceFrom,
+    },
+    /// Show which NetworkPolicies select a pod (NAMESPACE/POD) and what they allow.
+    Policy {
+        #[command(flatten)]
+        output: Output,
+        #[arg(value_name = "NAMESPACE/POD")]
+        pod: String,
+    },
     /// Print the shell completion script for SHELL (the packages install them).
     #[command(hide = true)]
     Completions {
@@ -153,6 +175,13 @@ enum Command {
     /// Print the man page (roff) generated from this command line definition.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TraceFrom {
+    Auto,
+    Workload,
+    Host,
 }
 
 /// `-o/--output`, the same on every read-only command.
@@ -278,6 +307,15 @@ fn main() -> ExitCode {
                 duration: duration.filter(|d| d.is_finite() && *d >= 0.0).map(std::time::Duration::from_secs_f64),
             },
         ),
+        Command::Trace { output, src, dst, from } => {
+            let ingress = match from {
+                TraceFrom::Auto => edgeplane::trace::Ingress::Auto,
+                TraceFrom::Workload => edgeplane::trace::Ingress::Workload,
+                TraceFrom::Host => edgeplane::trace::Ingress::Host,
+            };
+            edgeplane::trace::command(&settings, src, &dst, ingress, output.json())
+        }
+        Command::Policy { output, pod } => edgeplane::policy_view::command(&settings, &pod, output.json()),
         Command::Completions { .. } | Command::Man => unreachable!("handled by generate()"),
     };
     ExitCode::from(code)

@@ -186,9 +186,7 @@ impl fmt::Display for MonitorEvent {
 /// be read stays unnamed) and the namespace's interfaces.
 fn load_names(settings: &Settings) -> Names {
     let mut names = Names::default();
-    for (fe, entry) in crate::inspect::service_names(settings) {
-        names.services.entry((fe.vip, fe.port, fe.proto)).or_insert(entry.name);
-    }
+    names.services = crate::inspect::names_by_frontend(crate::inspect::service_names(settings));
     let limits = crate::daemon::limits(settings);
     if let Ok(loaded) = crate::model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits) {
         for p in loaded.cluster.pods.iter().filter(|p| !p.host_network) {

@@ -12,8 +12,7 @@ use serde::Serialize;
 
 use crate::compile_policy::PolicyNode;
 use crate::model::{
-    Cluster, IpNet, LabelSelector, Labels, NetworkPolicy, Pod, PolicyPeer, PolicyPort, PolicyRule, PortRef,
-    SelectorOp,
+    Cluster, IpNet, LabelSelector, Labels, NetworkPolicy, Pod, PolicyPeer, PolicyPort, PolicyRule, PortRef, SelectorOp,
 };
 
 pub use crate::compile_policy::sim::Flow;
@@ -362,7 +361,11 @@ impl fmt::Display for PodPolicies {
             if self.enforced_here { "enforced on this node" } else { "not on this node: enforced where it runs" }
         )?;
         let state = |isolated: bool, dir: &str| {
-            if isolated { format!("{dir}: isolated (only what a rule below allows)") } else { format!("{dir}: all allowed") }
+            if isolated {
+                format!("{dir}: isolated (only what a rule below allows)")
+            } else {
+                format!("{dir}: all allowed")
+            }
         };
         writeln!(f, "  {}", state(self.ingress_isolated, "ingress"))?;
         writeln!(f, "  {}", state(self.egress_isolated, "egress"))?;
@@ -370,7 +373,14 @@ impl fmt::Display for PodPolicies {
             return writeln!(f, "  no NetworkPolicy selects it");
         }
         for p in &self.policies {
-            writeln!(f, "policy {} ({}), podSelector {}, isolates {}", p.name, p.origin, p.pod_selector, p.isolates.join("+"))?;
+            writeln!(
+                f,
+                "policy {} ({}), podSelector {}, isolates {}",
+                p.name,
+                p.origin,
+                p.pod_selector,
+                p.isolates.join("+")
+            )?;
             if p.rules.is_empty() {
                 writeln!(f, "  no rules: allows nothing in the directions it isolates")?;
             }
@@ -383,4 +393,33 @@ impl fmt::Display for PodPolicies {
         }
         Ok(())
     }
+}
+
+/// `edgeplane policy NAMESPACE/POD`: 0 answered, 1 invalid directory or no
+/// such pod, 2 usage error.
+pub fn command(settings: &crate::config::Settings, pod: &str, json: bool) -> u8 {
+    let Some((namespace, name)) = pod.split_once('/') else {
+        eprintln!("error: {pod}: expected NAMESPACE/POD");
+        return 2;
+    };
+    let Some(loaded) = crate::daemon::load_valid(settings, &std::sync::Arc::default()) else { return 1 };
+    let node = crate::daemon::policy_node(&loaded, settings);
+    let view = PolicyView::new(&loaded.cluster, &node);
+    let Some(p) = view.pod_named(namespace, name) else {
+        eprintln!("error: no pod {namespace}/{name} in {}", settings.config_dir.display());
+        return 1;
+    };
+    let answer = view.pod_policies(p);
+    if json {
+        match serde_json::to_string_pretty(&answer) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        }
+    } else {
+        print!("{answer}");
+    }
+    0
 }
