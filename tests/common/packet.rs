@@ -350,3 +350,38 @@ impl Parsed {
         }
     }
 }
+
+/// Runs `f` on a thread inside a fresh network namespace where the client,
+/// local and remote pod prefixes are routed out of a veth (no neighbours:
+/// lookups answer NO_NEIGH) and 198.18.3.0/24 is a blackhole.
+pub fn in_fresh_netns(f: fn()) {
+    if !super::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    std::thread::spawn(move || {
+        // SAFETY: plain syscall; unshare(CLONE_NEWNET) affects only this thread.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        // Children forked from this thread inherit its namespace.
+        for args in [
+            "link set lo up",
+            "link add ep-xt0 type veth peer name ep-xt1",
+            "link set ep-xt0 up",
+            "link set ep-xt1 up",
+            "addr add 198.18.254.1/24 dev ep-xt0",
+            "route add 198.18.0.0/24 dev ep-xt0",
+            "route add 198.18.1.0/24 dev ep-xt0",
+            "route add 198.18.2.0/24 dev ep-xt0",
+            "route add blackhole 198.18.3.0/24",
+        ] {
+            let o = std::process::Command::new("ip").args(args.split(' ')).output().expect("run ip");
+            assert!(o.status.success(), "ip {args}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        // The FIB helper refuses to route for a device without forwarding (test runs use lo).
+        std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1").expect("forwarding on");
+        f();
+    })
+    .join()
+    .expect("test thread");
+}
