@@ -479,3 +479,18 @@ pub fn command(settings: &crate::config::Settings, src: Ipv4Addr, dst: &str, ing
     }
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse_with_protocol_defaulting_to_tcp() {
+        assert_eq!(parse_destination("198.19.0.10:80"), Ok((Ipv4Addr::new(198, 19, 0, 10), 80, 6)));
+        assert_eq!(parse_destination("198.19.0.10:53/UDP"), Ok((Ipv4Addr::new(198, 19, 0, 10), 53, 17)));
+        assert_eq!(parse_destination("198.19.0.10:9/sctp"), Ok((Ipv4Addr::new(198, 19, 0, 10), 9, 132)));
+        for bad in ["198.19.0.10", "198.19.0.10:80/icmp", "web:80", "198.19.0.10:99999", "2001:db8::1:80"] {
+            assert!(parse_destination(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -190,3 +190,54 @@ fn dash_o_json_is_accepted_like_the_older_flags() {
     let bad = edgeplane(&["services", "-o", "yaml"]);
     assert_eq!(bad.status.code(), Some(2), "an unknown format is a usage error");
 }
+
+/// `trace` and `policy` answer from the directory alone (nothing pinned).
+#[test]
+fn trace_and_policy_explain_the_example_directory() {
+    let state = tmpdir("trace-state");
+    let dir = examples();
+    let common = ["--config-dir", dir.to_str().expect("utf-8"), "--state-dir", state.to_str().expect("utf-8")];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = common.to_vec();
+        all.extend_from_slice(args);
+        edgeplane(&all)
+    };
+    let out = run(&["--node-name", "demo-node", "trace", "198.18.0.2", "198.19.0.10:80/tcp", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trace -o json");
+    assert_eq!(t["ingress"], "workload", "the client is a pod of the directory: {t:#}");
+    assert_eq!(t["source_pod"], "demo/client");
+    assert_eq!(t["frontend"]["service"], "demo/web:http");
+    assert_eq!(t["action"], "forward");
+    let paths = t["paths"].as_array().expect("paths");
+    let mut pods: Vec<&str> = paths.iter().filter_map(|p| p["pod"].as_str()).collect();
+    pods.sort();
+    assert_eq!(pods, ["demo/web-1", "demo/web-2"], "{t:#}");
+    for p in paths {
+        assert_eq!(p["policy"], "allowed", "{p:#}");
+        assert_eq!(p["policy_rules"]["ingress"]["allowed_by"][0], "demo/web-allow-client ingress[0]", "{p:#}");
+    }
+    // 198.18.9.9 is no pod: forced onto a workload interface, web-allow-client denies it.
+    let out = run(&["--node-name", "demo-node", "trace", "198.18.9.9", "198.19.0.10:80", "--from", "workload"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("verdict: dropped (policy-denied-ingress)"), "{text}");
+    assert!(text.contains("ingress of demo/web-1: denied (isolated by demo/web-allow-client)"), "{text}");
+
+    let out = run(&["--node-name", "demo-node", "policy", "demo/web-1", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).expect("policy -o json");
+    assert_eq!(p["enforced_here"], true);
+    assert_eq!(p["ingress_isolated"], true);
+    assert_eq!(p["egress_isolated"], false);
+    assert_eq!(p["policies"][0]["name"], "demo/web-allow-client");
+    assert_eq!(p["policies"][0]["rules"][0]["peers"][0], "pods {app=client} in namespace demo");
+    assert_eq!(p["policies"][0]["rules"][0]["ports"], serde_json::json!(["tcp/http", "udp/5353"]));
+
+    // Usage errors exit 2, an unknown pod 1.
+    assert_eq!(run(&["trace", "198.18.0.2", "198.19.0.10:80/icmp"]).status.code(), Some(2));
+    assert_eq!(run(&["trace", "198.18.0.2", "198.19.0.10"]).status.code(), Some(2));
+    assert_eq!(run(&["policy", "web-1"]).status.code(), Some(2));
+    assert_eq!(run(&["policy", "demo/nobody"]).status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&state);
+}
