@@ -638,7 +638,10 @@ pub fn apply(settings: &Settings) -> u8 {
     // The maps are applied for the interfaces that are attached; one that could
     // not be (its previous link, if any, keeps forwarding) still fails the command.
     if !engine.dp.failures().is_empty() {
-        log::error!("not every interface is attached (see above); those keep their previous link: exit status 1");
+        log::error!(
+            "not everything is attached (see above): an interface keeps its previous link, a missing \
+             cgroup gets its hooks once it exists (`run`): exit status 1"
+        );
         return 1;
     }
     match pass {

@@ -199,3 +199,42 @@ fn sigterm_during_a_huge_parse_stops_the_daemon_at_once() {
     d.wait_for("cancelled");
     assert!(!d.log.iter().any(|l| l.contains("applied")), "the cancelled load applied nothing:\n{}", d.log.join("\n"));
 }
+
+/// A socket-LB cgroup that does not exist yet (kubepods.slice before the
+/// kubelet starts) does not stop `run`: pods' traffic is translated at once,
+/// and the hooks are attached when the cgroup appears (here: at the next
+/// interface change), after which a process in it reaches the ClusterIP.
+#[test]
+fn a_cgroup_that_appears_later_gets_the_socket_hooks() {
+    need_root!();
+    let t = Topo::new(1, true);
+    t.write_dir(&[service_yaml("web", VIP, &[ready(backend_ip(0))], None)]);
+    let later = Cgroup { path: t.cgroup.path.join("later") };
+    let mut d = Daemon::spawn(t.edgeplane_with_cgroup("run", &later.path));
+    d.wait_for("does not exist (yet)");
+    d.wait_for("running:");
+    assert_eq!(t.ask("tcp", vip(80)).expect("pods are served meanwhile").server, "be0");
+
+    std::fs::create_dir(&later.path).expect("mkdir the cgroup");
+    // Any interface change syncs: a new pod veth.
+    let pod = NetNs::new("p");
+    t.node.veth(&format!("cl{}q", unique()), &pod, "eth0");
+    d.wait_for("socket hooks attached");
+    let a =
+        ask_from_cgroup(&t.node, &later, "harness_client_entry", "tcp", vip(80)).expect("a process in the new cgroup");
+    assert_eq!(a.server, "be0");
+    assert_eq!(a.client_peer, vip(80).into(), "getpeername shows the ClusterIP");
+    drop(d);
+    // Hooks detached before the cgroup is removed (Drop order: later, then t).
+    sh(&mut t.edgeplane_with_cgroup("reset", &later.path));
+}
+
+/// Re-executed by ask_from_cgroup as the client process inside the cgroup
+/// (tests/common): in a normal run it only checks that it is not a helper.
+#[test]
+fn harness_client_entry() {
+    if client_main() {
+        return;
+    }
+    assert!(std::env::var(CLIENT_ENV).is_err());
+}

@@ -362,6 +362,8 @@ pub struct Datapath {
     attached_host: BTreeMap<String, bool>,
     /// Attach and pin errors of the last interface sync.
     failures: Vec<String>,
+    /// The configured cgroup did not exist at the last try: retried at each interface sync.
+    cgroup_pending: bool,
     /// The checked state directory, locked while this value lives.
     _lock: trust::StateDir,
 }
@@ -420,6 +422,7 @@ impl Datapath {
             attached: BTreeMap::new(),
             attached_host: BTreeMap::new(),
             failures: Vec::new(),
+            cgroup_pending: false,
             _lock: lock,
         };
         dp.init_config()?;
@@ -430,9 +433,15 @@ impl Datapath {
             log::error!("{e:#}");
             dp.failures.push(format!("{e:#}"));
         }
-        // The socket hooks have one cgroup, named in the settings: failing
-        // there is a configuration error, and the open fails.
-        dp.sync_cgroup()?;
+        // The socket hooks have one cgroup, named in the settings. One that
+        // does not exist yet (kubepods.slice before the kubelet starts) is
+        // waited for: attached at the first interface sync that finds it.
+        // Any other failure there is a configuration error: the open fails.
+        if let Err(e) = dp.cgroup_present() {
+            dp.failures.push(format!("{e:#}"));
+        } else {
+            dp.sync_cgroup()?;
+        }
         if let Some(first) = migrating {
             let late = migrate_ct_v1(&v1, &dp.map(MAP_CT)?, true)?;
             std::fs::remove_file(&v1).with_context(|| format!("unpinning {}", v1.display()))?;
@@ -502,10 +511,40 @@ impl Datapath {
 
     /// Attach to matching interfaces that appeared, detach from vanished
     /// ones. Returns the names newly attached.
+    /// Also attaches the socket hooks once a missing cgroup appeared.
     pub fn sync_interfaces(&mut self) -> Result<Vec<String>> {
         let r = self.sync_interfaces_inner(false);
         self.failures = r.as_ref().err().map(|e| vec![format!("{e:#}")]).unwrap_or_default();
+        if self.cgroup_pending {
+            let attached = self.cgroup_present().and_then(|()| self.sync_cgroup());
+            match attached {
+                Ok(()) => {
+                    self.cgroup_pending = false;
+                    let cg = self.settings.cgroup.as_deref().unwrap_or(Path::new("")).display();
+                    log::info!("cgroup {cg} appeared: socket hooks attached");
+                }
+                Err(e) => self.failures.push(format!("{e:#}")),
+            }
+        }
         r
+    }
+
+    /// Err (and pending) while the configured cgroup does not exist.
+    fn cgroup_present(&mut self) -> Result<()> {
+        if let (Some(_), Some(cg)) = (&self.sock, &self.settings.cgroup)
+            && !cg.exists()
+        {
+            if !self.cgroup_pending {
+                log::warn!(
+                    "cgroup {} does not exist (yet): no socket-level translation for its processes until it \
+                     does; attached when an interface sync (every resync, every interface change) finds it",
+                    cg.display()
+                );
+            }
+            self.cgroup_pending = true;
+            bail!("cgroup {} does not exist", cg.display());
+        }
+        Ok(())
     }
 
     fn wanted(&self, name: &str) -> bool {

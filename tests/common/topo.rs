@@ -127,6 +127,11 @@ impl Topo {
     }
 
     pub fn edgeplane(&self, sub: &str) -> Command {
+        self.edgeplane_with_cgroup(sub, &self.cgroup.path)
+    }
+
+    /// As [`Topo::edgeplane`], with another socket-LB cgroup.
+    pub fn edgeplane_with_cgroup(&self, sub: &str, cgroup: &std::path::Path) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_edgeplane"));
         c.arg(sub)
             .arg("--config-dir")
@@ -138,7 +143,7 @@ impl Topo {
             .arg(&self.state.path)
             .args(["--workload-interfaces", "cl*", "--host-interfaces", "up*"])
             .arg("--cgroup")
-            .arg(&self.cgroup.path);
+            .arg(cgroup);
         c
     }
 
