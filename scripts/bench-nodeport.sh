@@ -11,7 +11,13 @@
 # per request), single-stream throughput (iperf3 -P1), and CPU time per
 # connection: machine-wide busy jiffies from /proc/stat over the connbench run
 # divided by connections (all namespaces share the CPUs, so this includes the
-# client and servers; compare modes against each other, not in absolute).
+# client and servers; compare modes against each other, not in absolute), and
+# the entry node's own CPU per connection: every process runs on CPU 0
+# (taskset) and Receive Packet Steering puts every packet's receive processing
+# on CPU 0 except what arrives at node1 (its up0), which runs on CPU 1 -- so
+# CPU 1's busy time is node1's forwarding work (tc programs or netfilter,
+# routing, up to handing the packet to the next veth), minus CPU 1's idle
+# noise measured first. Needs 2 CPUs (otherwise that figure is left out).
 # One JSON line per mode on stdout; progress on stderr. Bounded: DURATION
 # seconds per measurement (default 5). Everything is removed on exit; nothing
 # is attached or configured in the root namespace.
@@ -96,38 +102,65 @@ for i in 0 1; do
     sysctl_ns $N2 net.ipv4.conf.pv$i.proxy_arp 1
 done
 
+# Receive Packet Steering: node1's arrivals on CPU 1, everything else on CPU 0.
+# (`ip netns exec` only for its namespace's sysfs view; nothing BPF here.)
+ENTRY_CPU=0
+if (($(nproc) >= 2)); then
+    ENTRY_CPU=1
+    for ns in $RT $CL $N1 $N2 "${PODS[@]}"; do
+        for dev in $(ip -n "$ns" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do
+            [[ $dev == lo ]] && continue
+            mask=1; [[ $ns == "$N1" ]] && mask=2
+            ip netns exec "$ns" sh -c "echo $mask > /sys/class/net/$dev/queues/rx-0/rps_cpus"
+        done
+    done
+else
+    ep_log "one CPU: the entry node's CPU per connection is not measured"
+fi
+PIN=(taskset -c 0)
+
 gcc -O2 -pthread -o "$WORK/connbench" "$CONNBENCH_C" || ep_die "gcc failed"
 # nsenter execs the server, so $! is the server itself (a shell function run
 # in the background would be a subshell, and killing it would orphan the server).
 for pod in "${PODS[@]}"; do
-    nsenter --net="/run/netns/$pod" "$WORK/connbench" server --port 8080 --threads 2 >/dev/null 2>&1 &
+    "${PIN[@]}" nsenter --net="/run/netns/$pod" "$WORK/connbench" server --port 8080 --threads 2 >/dev/null 2>&1 &
     PIDS+=($!)
-    nsenter --net="/run/netns/$pod" iperf3 -s -p 5201 >/dev/null 2>&1 &
+    "${PIN[@]}" nsenter --net="/run/netns/$pod" iperf3 -s -p 5201 >/dev/null 2>&1 &
     PIDS+=($!)
 done
 sleep 0.5
 echo "198.18.200.11 30080" >"$WORK/targets.txt"
 
-busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+# Busy jiffies (user nice system irq softirq) of all CPUs ("cpu") or one ("cpu1").
+busy_jiffies() { awk -v c="${1:-cpu}" '$1 == c {print $2+$3+$4+$7+$8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+# CPU 1's background, per second, to subtract from the entry node's figure.
+e0=$(busy_jiffies cpu$ENTRY_CPU); t0=$(date +%s.%N)
+sleep 2
+e1=$(busy_jiffies cpu$ENTRY_CPU); t1=$(date +%s.%N)
+IDLE_NOISE=$(awk -v d=$((e1 - e0)) -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", d / (b - a)}')
+ep_log "CPU $ENTRY_CPU background: $IDLE_NOISE jiffies/s"
 
 measure() {
-    local mode=$1 j0 j1 cb tp conns hz
-    hz=$(getconf CLK_TCK)
-    j0=$(busy_jiffies)
-    cb=$(in_ns $CL timeout $((DURATION + 30)) "$WORK/connbench" client --targets "$WORK/targets.txt" \
+    local mode=$1 j0 j1 e0 e1 t0 t1 cb tp conns
+    j0=$(busy_jiffies); e0=$(busy_jiffies cpu$ENTRY_CPU); t0=$(date +%s.%N)
+    cb=$(in_ns $CL timeout $((DURATION + 30)) "${PIN[@]}" "$WORK/connbench" client --targets "$WORK/targets.txt" \
         --conns 16 --threads 4 --duration "$DURATION")
-    j1=$(busy_jiffies)
+    j1=$(busy_jiffies); e1=$(busy_jiffies cpu$ENTRY_CPU); t1=$(date +%s.%N)
     # iperf3 to the NodePort's TCP throughput port: 30080 maps to 5201 in every mode.
     # (awk reads to the end: an early exit would kill iperf3 with SIGPIPE under pipefail.)
-    tp=$(in_ns $CL timeout $((DURATION + 30)) iperf3 -c 198.18.200.11 -p 30201 -P 1 -t "$DURATION" -J |
+    tp=$(in_ns $CL timeout $((DURATION + 30)) "${PIN[@]}" iperf3 -c 198.18.200.11 -p 30201 -P 1 -t "$DURATION" -J |
         awk -F: '/"sum_received"/{f=1} f && !done && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; done=1}') || {
         ep_log "$mode: iperf3 failed; throughput reported as 0"
         tp=0
     }
     conns=$(sed 's/.*"conns":\([0-9]*\).*/\1/' <<<"$cb")
-    awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$hz" 'BEGIN {
-        printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,\"cpu_source\":\"/proc/stat machine-wide busy jiffies\"}\n",
-            m, cb, tp, c ? d * 1e6 / hz / c : 0 }'
+    awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$HZ" \
+        -v e=$((e1 - e0)) -v a="$t0" -v b="$t1" -v noise="$IDLE_NOISE" -v entry="$ENTRY_CPU" 'BEGIN {
+        ent = e - noise * (b - a); if (ent < 0) ent = 0
+        printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,", m, cb, tp, c ? d * 1e6 / hz / c : 0
+        if (entry) printf "\"entry_node_cpu_us_per_conn\":%.2f,", c ? ent * 1e6 / hz / c : 0
+        printf "\"cpu_source\":\"/proc/stat: machine-wide busy jiffies; entry node = CPU 1 (RPS) minus its background\"}\n" }'
 }
 
 iptables_mode() {

@@ -282,3 +282,192 @@ fn health_check_node_port_reports_local_endpoints() {
     assert!(r2.starts_with("HTTP/1.1 503"), "{r2}");
     assert!(r2.contains(r#""localEndpoints":0"#), "{r2}");
 }
+
+// ---- SCTP through a NodePort, with crafted packets (no SCTP sockets here) ----
+
+const SCTP_POD_PORT: u16 = 7777;
+const SCTP_NODE_PORT: u16 = 30082;
+
+fn sctp_service(t: &MultiNode) -> String {
+    let mut y = "apiVersion: v1\nkind: Service\nmetadata: {name: assoc, namespace: e2e}\nspec:\n  type: NodePort\n  clusterIP: 198.18.250.20\n  ports: [{name: sctp, protocol: SCTP, port: 7777, targetPort: 7777, nodePort: 30082}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: assoc-1, namespace: e2e, labels: {kubernetes.io/service-name: assoc}}\naddressType: IPv4\nports: [{name: sctp, protocol: SCTP, port: 7777}]\nendpoints:\n".to_string();
+    for p in &t.pods[1] {
+        y.push_str(&format!("- {{addresses: [\"{}\"], nodeName: node2, conditions: {{ready: true}}}}\n", p.ip));
+    }
+    y
+}
+
+/// A raw IPPROTO_SCTP socket of the calling thread's namespace: receives a
+/// copy of every SCTP packet for this host, sends SCTP with a kernel-built
+/// IPv4 header. Works without the kernel's SCTP support.
+struct SctpRaw(std::os::fd::OwnedFd);
+
+impl SctpRaw {
+    fn open() -> SctpRaw {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscalls; the fd is owned from here on.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_SCTP) };
+        assert!(fd >= 0, "raw SCTP socket: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+        // SAFETY: valid fd and option buffer of the right size.
+        unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&raw const tv).cast(), size_of_val(&tv) as u32)
+        };
+        SctpRaw(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn send(&self, to: Ipv4Addr, sctp: &[u8]) {
+        use std::os::fd::AsRawFd;
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(to.octets()) },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: valid fd, buffer and address.
+        let n = unsafe {
+            libc::sendto(
+                self.0.as_raw_fd(),
+                sctp.as_ptr().cast(),
+                sctp.len(),
+                0,
+                (&raw const sa).cast(),
+                size_of_val(&sa) as u32,
+            )
+        };
+        assert_eq!(n, sctp.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+    }
+
+    /// The next SCTP packet (source address, SCTP bytes), or None after 200 ms.
+    fn recv(&self) -> Option<(Ipv4Addr, Vec<u8>)> {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 2048];
+        // SAFETY: valid fd and buffer.
+        let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return None;
+        }
+        let ip = &buf[..n as usize];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        Some((Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]), ip[ihl..].to_vec()))
+    }
+}
+
+/// SCTP common header + one chunk (`chunk_type`, 16 bytes of body carrying
+/// `tag` as the initiate tag), with its CRC32c.
+fn sctp_packet(sport: u16, dport: u16, vtag: u32, chunk_type: u8, tag: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&sport.to_be_bytes());
+    b.extend_from_slice(&dport.to_be_bytes());
+    b.extend_from_slice(&vtag.to_be_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&[chunk_type, 0, 0, 20]);
+    b.extend_from_slice(&tag.to_be_bytes());
+    b.extend_from_slice(&65535u32.to_be_bytes()); // a_rwnd
+    b.extend_from_slice(&[0, 1, 0, 1]); // streams out / in
+    b.extend_from_slice(&1u32.to_be_bytes()); // initial TSN
+    let c = common::packet::crc32c(&b);
+    b[8..12].copy_from_slice(&c.to_le_bytes());
+    b
+}
+
+fn sctp_crc_ok(b: &[u8]) -> bool {
+    let mut z = b.to_vec();
+    z[8..12].fill(0);
+    b.len() >= 12 && common::packet::crc32c(&z).to_le_bytes() == b[8..12]
+}
+
+/// Each node2 pod answers every INIT to 7777 with an INIT-ACK whose
+/// initiate tag is its address's last octet, and reports the sources it saw.
+fn sctp_responders(
+    t: &MultiNode,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<Ipv4Addr>>> {
+    let mut handles = Vec::new();
+    for p in &t.pods[1] {
+        let (stop, me) = (stop.clone(), p.ip);
+        let (tx, rx) = std::sync::mpsc::channel();
+        handles.push(p.ns.spawn(move || {
+            let sock = SctpRaw::open();
+            tx.send(()).ok();
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some((src, b)) = sock.recv() else { continue };
+                let dport = u16::from_be_bytes([b[2], b[3]]);
+                if b.len() < 16 || dport != SCTP_POD_PORT || b[12] != 1 || !sctp_crc_ok(&b) {
+                    continue;
+                }
+                seen.push(src);
+                let sport = u16::from_be_bytes([b[0], b[1]]);
+                let peer_tag = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+                sock.send(src, &sctp_packet(SCTP_POD_PORT, sport, peer_tag, 2, u32::from(me.octets()[3])));
+            }
+            seen
+        }));
+        rx.recv().expect("responder ready");
+    }
+    handles
+}
+
+/// INITs from the outside client to node1's SCTP NodePort: each gets an
+/// INIT-ACK from node1:30082 with a valid CRC32c (after the NAT's rewrite),
+/// from a node2 pod. Returns the pods' tags and what the pods saw as source.
+fn sctp_through_node1(t: &MultiNode, first_port: u16) -> (BTreeSet<u32>, Vec<Ipv4Addr>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let responders = sctp_responders(t, &stop);
+    let node1 = node_ip(1);
+    let tags = t.client.within(move || {
+        let sock = SctpRaw::open();
+        let mut tags = BTreeSet::new();
+        for i in 0..12u16 {
+            let sport = first_port + i;
+            let my_tag = 0x1000 + u32::from(i);
+            sock.send(node1, &sctp_packet(sport, SCTP_NODE_PORT, 0, 1, my_tag));
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            let ack = loop {
+                assert!(std::time::Instant::now() < deadline, "no INIT-ACK for the INIT from port {sport}");
+                let Some((src, b)) = sock.recv() else { continue };
+                if b.len() >= 20 && u16::from_be_bytes([b[2], b[3]]) == sport && b[12] == 2 {
+                    break (src, b);
+                }
+            };
+            let (src, b) = ack;
+            assert_eq!(src, node1, "the INIT-ACK comes from the address the client used");
+            assert_eq!(u16::from_be_bytes([b[0], b[1]]), SCTP_NODE_PORT, "and from the NodePort");
+            assert!(sctp_crc_ok(&b), "CRC32c of the translated INIT-ACK is valid");
+            assert_eq!(u32::from_be_bytes([b[4], b[5], b[6], b[7]]), my_tag, "verification tag is ours");
+            tags.insert(u32::from_be_bytes([b[16], b[17], b[18], b[19]]));
+        }
+        tags
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = responders.into_iter().flat_map(|h| h.join().expect("responder")).collect();
+    (tags, seen)
+}
+
+fn sctp_node_port(tx_offload: bool) {
+    let mut t = MultiNode::new([0, 2], POD_PORT, tx_offload);
+    let svc = sctp_service(&t);
+    // SNAT: the pods see node1's address.
+    t.apply(false, std::slice::from_ref(&svc));
+    let (tags, seen) = sctp_through_node1(&t, 41000);
+    assert_eq!(tags.len(), 2, "both node2 pods answered: {tags:?}");
+    assert!(seen.iter().all(|s| *s == node_ip(1)), "SNAT: the pods see node1: {seen:?}");
+    // DSR: the pods see the client; replies leave node2 straight to the router.
+    t.watch_wire("sctp-node1", 1, NODE_IPS[0], SCTP_NODE_PORT);
+    t.watch_wire("sctp-node2", 2, NODE_IPS[0], SCTP_NODE_PORT);
+    // New client ports: the SNAT phase's associations keep their translation.
+    t.apply(true, &[svc]);
+    let (tags, seen) = sctp_through_node1(&t, 42000);
+    assert!(!tags.is_empty());
+    let client: Ipv4Addr = CLIENT_IP.parse().unwrap();
+    assert!(seen.iter().all(|s| *s == client), "DSR keeps the client's address: {seen:?}");
+    assert!(t.wire_count("sctp-node2") >= 12, "INIT-ACKs leave from node2's wire");
+    assert_eq!(t.wire_count("sctp-node1"), 0, "no reply passes node1");
+}
+
+#[test]
+fn sctp_node_port_snat_and_dsr_with_crafted_packets() {
+    need_root!();
+    sctp_node_port(true);
+    sctp_node_port(false);
+}

@@ -166,24 +166,26 @@ impl MultiNode {
     pub fn apply(&mut self, dsr: bool, docs: &[String]) {
         if self.agents.is_empty() {
             for (n, node) in self.nodes.iter().enumerate() {
-                let settings = TempDir::new("settings");
-                std::fs::write(
-                    settings.path.join("edgeplane.yaml"),
-                    format!(
-                        "maps:\n  services: 4096\n  backends: 4096\n  conntrack: 65536\n  affinity: 4096\n  sknat: 4096\nnode-ips: [\"{}\"]\ndsr: {dsr}\nhost-interfaces: [\"{UPLINK}\"]\nworkload-interfaces: [\"pv*\"]\n",
-                        NODE_IPS[n]
-                    ),
-                )
-                .expect("settings");
                 self.agents.push(NodeAgent {
                     state: StateDir::new(node),
                     cfg: TempDir::new("cfg"),
-                    settings,
+                    settings: TempDir::new("settings"),
                     cgroup: Cgroup::new(),
                     netns: node.name.clone(),
                     node_name: format!("node{}", n + 1),
                 });
             }
+        }
+        // Written at every apply: `dsr` may change between two.
+        for (n, a) in self.agents.iter().enumerate() {
+            std::fs::write(
+                a.settings.path.join("edgeplane.yaml"),
+                format!(
+                    "maps:\n  services: 4096\n  backends: 4096\n  conntrack: 65536\n  affinity: 4096\n  sknat: 4096\nnode-ips: [\"{}\"]\ndsr: {dsr}\nhost-interfaces: [\"{UPLINK}\"]\nworkload-interfaces: [\"pv*\"]\n",
+                    NODE_IPS[n]
+                ),
+            )
+            .expect("settings");
         }
         let mut text = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: e2e\n");
         for d in docs {
