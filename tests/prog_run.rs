@@ -661,15 +661,6 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-/// An ICMP error from `src` to `dst` quoting the first 8 bytes of `about`'s L4.
-fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, typ: u8, code: u8, about: &Pkt) -> Vec<u8> {
-    let mut quote = about.ip_bytes();
-    let ihl = usize::from(quote[0] & 0x0f) * 4;
-    quote.truncate(ihl + 8);
-    let rest = if code == 4 { [0, 0, 0x05, 0xdc] } else { [0; 4] };
-    Pkt::new(src, dst, L4::Icmp { typ, code, rest, payload: quote }).build()
-}
-
 #[test]
 fn table() {
     need_root!();

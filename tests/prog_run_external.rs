@@ -264,6 +264,34 @@ fn remote_endpoint_is_snatted_to_the_node_and_the_reply_restored() {
     });
 }
 
+/// Path MTU discovery through a source-NATed NodePort flow: fragmentation
+/// needed from the remote pod's side, sent to the node's address, reaches the
+/// client about the packet the client sent (quoted tuple restored twice:
+/// DNAT and SNAT), FIB-routed like the flow (the stack would drop a forwarded
+/// packet whose source is the node's own address).
+#[test]
+fn frag_needed_about_a_snat_flow_is_translated_back_to_the_client() {
+    in_fresh_netns(|| {
+        let f = Fixture::new();
+        f.node(NODE1, 0);
+        f.nodeport(TCP, SVC_F_DSR_OK, &[(REMOTE_POD, POD_PORT, BE_F_REMOTE)]);
+        let out = f.check("syn", H, &tcp(CLIENT, 40000, NODE1, NODE_PORT, SYN), TC_ACT_REDIRECT, &[]);
+        let snat_port = Parsed::parse(&out).sport();
+        let about = Pkt::tcp(NODE1, snat_port, REMOTE_POD, POD_PORT, ACK);
+        let err = icmp_error(REMOTE_POD, NODE1, 3, 4, &about);
+        let out = f.check("frag needed", H, &err, TC_ACT_REDIRECT, &[]);
+        let p = Parsed::parse(&out);
+        assert_eq!((p.saddr, p.daddr, p.proto), (NODE1, CLIENT, ICMP), "outer: from the frontend to the client");
+        let inner = p.icmp_inner();
+        assert_eq!(
+            (inner.saddr, inner.sport(), inner.daddr, inner.dport()),
+            (CLIENT, 40000, NODE1, NODE_PORT),
+            "quoted: the packet as the client sent it"
+        );
+        assert_eq!(&p.l4[4..8], &[0, 0, 0x05, 0xdc], "the next-hop MTU is kept");
+    });
+}
+
 #[test]
 fn remote_endpoint_without_snat_address_is_dropped() {
     in_fresh_netns(|| {

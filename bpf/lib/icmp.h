@@ -11,8 +11,8 @@
  * The quoted inner L4 checksum is left alone (receivers do not check it on
  * a truncated quote); the ICMP and both IP checksums are fixed.
  *
- * Returns EP_ACT_PASS for an error related to a tracked flow (translated if
- * the flow is), EP_CONTINUE for anything else (not an error, or about no
+ * Returns EP_ACT_PASS (EP_ACT_FIB for a FIB-routed flow) for an error related
+ * to a tracked flow (translated if the flow is), EP_CONTINUE for anything else (not an error, or about no
  * tracked flow): the caller then applies policy to it as untracked traffic.
  */
 #ifndef EP_ICMP_H
@@ -64,6 +64,16 @@ static __always_inline int ep_icmp_inner_port(struct ep_ctx *ctx, const struct e
 	if (bpf_skb_store_bytes(ctx->skb, in->l4 + field, &to, 2, 0))
 		return -1;
 	return bpf_l4_csum_replace(ctx->skb, in->icmp_csum, from, to, 2) ? -1 : 0;
+}
+
+/*
+ * A translated error goes where its flow's packets go: FIB-routed flows
+ * (external, source-NATed to this node) by FIB redirect, since the stack
+ * would drop a forwarded packet whose source is this node's own address.
+ */
+static __always_inline int ep_icmp_verdict(const struct ep_ct_value *ct)
+{
+	return (ct->flags & EP_CT_F_FIB) ? EP_ACT_FIB : EP_ACT_PASS;
 }
 
 static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
@@ -121,7 +131,7 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 		if (ctx->saddr == backend && ep_nat_addr(ctx, EP_NAT_SRC, ct->nat_addr))
 			return -EP_DROP_NAT_FAILED;
 		ep_stat_inc(EP_STAT_ICMP_ERR_REVNAT);
-		return EP_ACT_PASS;
+		return ep_icmp_verdict(ct);
 	}
 
 	/* Case 2: about a VIP->client reply, sent by the client: its forward entry. */
@@ -148,7 +158,7 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 		if (ctx->daddr == vip && ep_nat_addr(ctx, EP_NAT_DST, ct->nat_addr))
 			return -EP_DROP_NAT_FAILED;
 		ep_stat_inc(EP_STAT_ICMP_ERR_REVNAT);
-		return EP_ACT_PASS;
+		return ep_icmp_verdict(ct);
 	}
 	return EP_CONTINUE;
 }
