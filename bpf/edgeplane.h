@@ -30,6 +30,7 @@
 #define EP_MAP_LBSRC   "ep_lbsrc_v1"   /* loadBalancerSourceRanges (LPM) */
 #define EP_MAP_EVENTS  "ep_events_v1"  /* ring buffer of struct ep_event for `edgeplane monitor` */
 #define EP_MAP_MONITOR "ep_monitor_v1" /* struct ep_monitor: what to emit, and until when */
+#define EP_MAP_IFACES  "ep_ifaces_v1"  /* ifindex -> EP_IFACE_F_*: the interfaces edgeplane attached to */
 
 /* ---- default capacities (overridden from the config file) -------------- */
 #define EP_DEFAULT_SVC_ENTRIES   1048576   /* service slots: 100k services x (1 + endpoints) */
@@ -39,6 +40,10 @@
 #define EP_DEFAULT_SKNAT_ENTRIES 65536
 #define EP_DEFAULT_FRAG_ENTRIES  8192
 #define EP_DEFAULT_LBSRC_ENTRIES 65536
+#define EP_DEFAULT_IFACE_ENTRIES 16384  /* attached interfaces (pod veths) */
+
+/* ep_ifaces_v1 values (written by the daemon at each interface sync). */
+#define EP_IFACE_F_WORKLOAD 0x1  /* a pod's host-side veth: bpf_redirect_peer reaches the pod */
 
 #define EP_PROTO_ICMP 1
 #define EP_PROTO_TCP  6
@@ -250,6 +255,7 @@ struct ep_node {
 _Static_assert(sizeof(struct ep_node) == 16, "ep_node layout is ABI");
 
 #define EP_NODE_F_DSR 0x0001  /* dsr: true */
+#define EP_NODE_F_HOST_ROUTING 0x0002  /* host-routing: bpf: translated packets skip the IP stack */
 
 /* ---- ep_lbsrc_v1: loadBalancerSourceRanges (LPM trie) ------------------- */
 /* prefixlen = 64 (the frontend, matched whole) + the source prefix length. */

@@ -120,6 +120,16 @@ struct {
 	__uint(max_entries, 1);
 } ep_dropseq_v1 SEC(".maps");
 
+/* Interfaces the programs run on, by ifindex (host routing: which egress
+ * interfaces are pod veths, reached with bpf_redirect_peer). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, EP_DEFAULT_IFACE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ep_ifaces_v1 SEC(".maps");
+
 /* Live events for `edgeplane monitor` (lib/monitor.h): emitted only while leased. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -110,6 +110,27 @@ static __always_inline int ep_pick_alt_port(const struct ep_ctx *ctx, struct ep_
 	return -EP_DROP_CT_FULL;
 }
 
+/*
+ * How a translated packet of flow @ct leaves: by FIB redirect when the flow
+ * needs it (external flows), or when host routing is on (then a redirect
+ * that cannot be right falls back to the stack); else through the stack.
+ */
+static __always_inline int ep_route_verdict(struct ep_ctx *ctx, const struct ep_ct_value *ct)
+{
+	__u32 zero = 0;
+	struct ep_node *node;
+
+	if (ct->flags & EP_CT_F_FIB)
+		return EP_ACT_FIB;
+	if (!(ct->flags & EP_CT_F_SERVICE))
+		return EP_ACT_PASS;
+	node = bpf_map_lookup_elem(&ep_node_v1, &zero);
+	if (!node || !(node->flags & EP_NODE_F_HOST_ROUTING))
+		return EP_ACT_PASS;
+	ctx->fib_optional = 1;
+	return EP_ACT_FIB;
+}
+
 /* Cached or fresh policy verdict for an established forward flow. */
 static __always_inline int ep_fwd_policy(struct ep_ctx *ctx, struct ep_ct_value *ct)
 {
@@ -419,7 +440,7 @@ translate:
 		ret = ep_fwd_translate(ctx, ct);
 		if (ret)
 			return ret;
-		return (ct->flags & EP_CT_F_FIB) ? EP_ACT_FIB : EP_ACT_PASS;
+		return ep_route_verdict(ctx, ct);
 	}
 
 	/* Reply of a tracked flow: restore the frontend as the source. */
@@ -446,7 +467,7 @@ translate:
 		if (ret)
 			return ret;
 		ep_stat_inc(EP_STAT_REVNAT);
-		return (ct->flags & EP_CT_F_FIB) ? EP_ACT_FIB : EP_ACT_PASS;
+		return ep_route_verdict(ctx, ct);
 	}
 
 new_flow:

@@ -17,6 +17,28 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/edgeplane/config.d";
 pub const DEFAULT_STATE_DIR: &str = "/sys/fs/bpf/edgeplane";
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9964";
 
+/// `host-routing`: how translated packets leave the node's programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRouting {
+    /// BPF redirects: into a local pod with bpf_redirect_peer, elsewhere by
+    /// FIB lookup + bpf_redirect(_neigh); the IP stack's forwarding path
+    /// (and netfilter FORWARD) does not see these packets.
+    Bpf,
+    /// Through the IP stack, as a router would (external flows that need
+    /// it are FIB-redirected either way).
+    Kernel,
+}
+
+impl HostRouting {
+    pub fn parse(s: &str) -> Result<HostRouting, String> {
+        match s {
+            "bpf" => Ok(HostRouting::Bpf),
+            "kernel" => Ok(HostRouting::Kernel),
+            other => Err(format!("expected bpf or kernel, found {other:?}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub config_dir: PathBuf,
@@ -27,6 +49,8 @@ pub struct Settings {
     pub node_ips: Vec<IpAddr>,
     /// Direct Server Return for external flows to other nodes' endpoints.
     pub dsr: bool,
+    /// Translated packets skip the IP stack (BPF redirects) when true (`bpf`).
+    pub host_routing: HostRouting,
     /// Valid nodePort values (kube-proxy's --service-node-port-range).
     pub node_port_range: (u16, u16),
     pub workload_interfaces: Vec<String>,
@@ -72,6 +96,7 @@ impl Default for Settings {
             node_name: None,
             node_ips: Vec::new(),
             dsr: false,
+            host_routing: HostRouting::Bpf,
             node_port_range: DEFAULT_NODE_PORT_RANGE,
             workload_interfaces: vec!["veth*".into()],
             host_interfaces: Vec::new(),
@@ -113,6 +138,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
             "node-name" => string(value).map(|s| settings.node_name = Some(s)),
             "node-ips" => strings(value).and_then(|v| parse_node_ips(&v)).map(|v| settings.node_ips = v),
             "dsr" => boolean(value).map(|b| settings.dsr = b),
+            "host-routing" => string(value).and_then(|s| HostRouting::parse(&s)).map(|h| settings.host_routing = h),
             "node-port-range" => string(value).and_then(|s| parse_port_range(&s)).map(|r| settings.node_port_range = r),
             "workload-interfaces" => strings(value).map(|v| settings.workload_interfaces = v),
             "host-interfaces" => strings(value).map(|v| settings.host_interfaces = v),
@@ -142,7 +168,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 string(value).and_then(|s| parse_metrics_address(&s)).map(|a| settings.metrics_address = a)
             }
             _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, node-ips, dsr, \
-                 node-port-range, workload-interfaces, \
+                 host-routing, node-port-range, workload-interfaces, \
                  host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
                  settle-milliseconds, allow-mass-delete, allow-external-symlinks, conntrack-timeouts, \
                  conntrack-gc-interval-seconds, metrics-address)"
@@ -196,6 +222,7 @@ pub struct Overrides {
     pub node_name: Option<String>,
     pub node_ips: Vec<IpAddr>,
     pub dsr: bool,
+    pub host_routing: Option<HostRouting>,
     pub workload_interfaces: Vec<String>,
     pub host_interfaces: Vec<String>,
     pub cgroup: Option<PathBuf>,
@@ -217,6 +244,9 @@ impl Overrides {
         }
         if self.dsr {
             s.dsr = true;
+        }
+        if let Some(h) = self.host_routing {
+            s.host_routing = h;
         }
         if !self.workload_interfaces.is_empty() {
             s.workload_interfaces = self.workload_interfaces.clone();
@@ -289,6 +319,7 @@ pub fn reload(old: &Settings, new: Settings) -> Reload {
     live!(node_name, "node-name");
     live!(node_ips, "node-ips");
     live!(dsr, "dsr");
+    live!(host_routing, "host-routing");
     live!(node_port_range, "node-port-range");
     live!(workload_interfaces, "workload-interfaces");
     live!(host_interfaces, "host-interfaces");

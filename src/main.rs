@@ -40,6 +40,10 @@ struct Global {
     /// Direct Server Return for external flows to other nodes' endpoints (setting `dsr`).
     #[arg(long, global = true)]
     dsr: bool,
+    /// How translated packets leave: bpf (BPF redirects, skipping the IP
+    /// stack) or kernel (through it) (setting `host-routing`) [default: bpf]
+    #[arg(long, global = true, value_name = "MODE", value_parser = parse_host_routing)]
+    host_routing: Option<config::HostRouting>,
     /// Pod-facing interfaces (glob; comma-separated or repeated) [default: veth*]
     #[arg(long, global = true, value_name = "GLOB", value_delimiter = ',')]
     workload_interfaces: Vec<String>,
@@ -204,6 +208,7 @@ fn overrides(global: &Global) -> config::Overrides {
         node_name: global.node_name.clone(),
         node_ips: global.node_ips.clone(),
         dsr: global.dsr,
+        host_routing: global.host_routing,
         workload_interfaces: global.workload_interfaces.clone(),
         host_interfaces: global.host_interfaces.clone(),
         cgroup: global.cgroup.clone(),
@@ -211,6 +216,10 @@ fn overrides(global: &Global) -> config::Overrides {
         max_file_size: global.max_file_size,
         allow_mass_delete: global.allow_mass_delete,
     }
+}
+
+fn parse_host_routing(s: &str) -> Result<config::HostRouting, String> {
+    config::HostRouting::parse(s)
 }
 
 /// Defaults + settings file + command-line options; `run` calls it again on SIGHUP.

@@ -268,3 +268,67 @@ fn forwarding_survives_the_process_and_reset_detaches() {
     assert!(!Path::new(&t.state.path).exists(), "reset unpins everything");
     assert!(t.ask("tcp", vip(80)).is_err(), "after reset nothing translates");
 }
+
+/// Forwarded packets the node's netfilter FORWARD hook saw (a counter in the
+/// node namespace, as an operator's firewall rule would see them).
+fn forward_hook_packets(t: &Topo) -> u64 {
+    let out = t.node.run("nft", &["list", "chain", "ip", "epfwd", "fwdcount"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {text}"))
+}
+
+/// Packets the node sent through the client pod's host-side veth (its TX
+/// counter: counted by the veth's transmit, which bpf_redirect_peer skips).
+fn client_veth_tx(t: &Topo) -> u64 {
+    let dev = format!("cl{}c", t.tag);
+    let out = t.node.run("ip", &["-s", "-j", "link", "show", "dev", &dev]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    v[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or_else(|| panic!("no tx packets in {v}"))
+}
+
+/// host-routing: bpf hands translated packets (requests and replies) to
+/// their pod with BPF redirects: the node's FORWARD hook never sees them,
+/// and replies enter the client pod through bpf_redirect_peer, past its host
+/// veth's transmit. host-routing: kernel sends them through the IP stack.
+fn host_routing_modes(tx_offload: bool) {
+    let t = Topo::new(2, tx_offload);
+    t.node.run("nft", &["add table ip epfwd"]);
+    t.node.run("nft", &["add chain ip epfwd fwdcount { type filter hook forward priority 0; policy accept; }"]);
+    t.node.run("nft", &["add rule ip epfwd fwdcount counter"]);
+    let svc = service_yaml("web", VIP, &[ready(backend_ip(0)), ready(backend_ip(1))], None);
+    t.apply(std::slice::from_ref(&svc));
+    t.ask("tcp", vip(80)).expect("warm-up: neighbours resolved");
+    let tx0 = client_veth_tx(&t);
+    for mode in ["tcp", "udp", "tcp", "udp"] {
+        let port = if mode == "tcp" { 80 } else { 53 };
+        let a = t.ask(mode, vip(port)).unwrap_or_else(|e| panic!("{mode} through the VIP: {e}"));
+        assert_eq!(a.client_peer, vip(port).into(), "the client sees the ClusterIP");
+    }
+    assert_eq!(forward_hook_packets(&t), 0, "bpf host routing: no translated packet took the forward path");
+    let bpf_tx = client_veth_tx(&t) - tx0;
+
+    // The same directory, the setting changed: existing flows switch too.
+    sh(t.edgeplane("apply").args(["--host-routing", "kernel"]));
+    let tx0 = client_veth_tx(&t);
+    for mode in ["tcp", "udp", "tcp", "udp"] {
+        let port = if mode == "tcp" { 80 } else { 53 };
+        t.ask(mode, vip(port)).unwrap_or_else(|e| panic!("{mode} with kernel routing: {e}"));
+    }
+    assert!(forward_hook_packets(&t) > 0, "kernel host routing: the packets are forwarded by the stack");
+    let kernel_tx = client_veth_tx(&t) - tx0;
+    // The same exchanges: every reply crossed the host veth's transmit with
+    // the kernel, none of them (only stray neighbour traffic) with bpf.
+    eprintln!("client host veth TX for the same exchanges: bpf {bpf_tx}, kernel {kernel_tx} packets");
+    assert!(bpf_tx < kernel_tx, "replies bypass the host veth with bpf ({bpf_tx} vs {kernel_tx} packets)");
+}
+
+#[test]
+fn host_routing_bpf_skips_the_stack_and_kernel_takes_it() {
+    need_root!();
+    host_routing_modes(true);
+    host_routing_modes(false);
+}

@@ -46,7 +46,8 @@
 #define EP_ACT_REDIRECT  2  /* stop: the packet was turned into a reply; redirect it out */
 #define EP_ACT_UNTRACKED 3  /* no flow to track (ports unknown...): policy judges it untracked, then pass */
 #define EP_ACT_REJECT    4  /* answer with a TCP RST / ICMP unreachable (drop already counted) */
-#define EP_ACT_FIB       5  /* stop: translated; route it by FIB lookup + redirect (lib/fib.h) */
+#define EP_ACT_FIB       5  /* stop: translated; route it by FIB lookup + redirect (lib/fib.h);
+                             * with ctx->fib_optional (host routing) only where a redirect is right */
 
 struct ep_ctx {
 	struct __sk_buff *skb;
@@ -75,7 +76,7 @@ struct ep_ctx {
 	__u8 dsr_opt;              /* carries edgeplane's DSR option right after a 20-byte IPv4 header */
 	__u8 dsr_insert;           /* entry node: insert the DSR option before routing it */
 	__u8 sctp_init;            /* SCTP: the first chunk is INIT (a new association) */
-	__u8 _pad0;
+	__u8 fib_optional;         /* EP_ACT_FIB by host routing, not needed: any failure goes to the stack */
 	__be16 dsr_port;           /* the DSR option's frontend (dsr_opt) */
 	__be32 dsr_addr;
 	/* A new flow's forward ct value while it is built (ctx->ct points here then). */

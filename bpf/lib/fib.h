@@ -11,6 +11,13 @@
  * when the neighbour is not resolved yet). Whatever a redirect cannot do
  * right goes to the stack: local destinations, expiring TTLs, packets above
  * the egress MTU.
+ *
+ * Host routing (setting host-routing: bpf) sends every other translated
+ * packet the same way to save the IP stack's forwarding path: into a local
+ * pod straight through its veth with bpf_redirect_peer (the pod's side
+ * receives it; the host side's egress is skipped), elsewhere with
+ * bpf_redirect / bpf_redirect_neigh. There a failed lookup is no reason to
+ * drop: the packet goes to the stack as without host routing.
  */
 #ifndef EP_FIB_H
 #define EP_FIB_H
@@ -22,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 #include "ctx.h"
 #include "csum.h"
+#include "../maps.h"
 
 #define EP_AF_INET 2
 
@@ -51,6 +59,7 @@ static __always_inline int ep_ttl_dec(struct ep_ctx *ctx)
 static __attribute__((noinline)) int ep_fib_forward(struct ep_ctx *ctx)
 {
 	struct bpf_fib_lookup p = {};
+	__u32 *iface;
 	int rc, ttl;
 
 	p.family = EP_AF_INET;
@@ -65,7 +74,7 @@ static __attribute__((noinline)) int ep_fib_forward(struct ep_ctx *ctx)
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return ctx->dsr_insert ? -EP_DROP_DSR_TOO_BIG : TC_ACT_OK;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return -EP_DROP_NO_ROUTE;
+		return ctx->fib_optional ? TC_ACT_OK : -EP_DROP_NO_ROUTE;
 	ttl = ep_ttl_dec(ctx);
 	if (ttl < 0)
 		return -EP_DROP_NAT_FAILED;
@@ -76,6 +85,9 @@ static __attribute__((noinline)) int ep_fib_forward(struct ep_ctx *ctx)
 	if (bpf_skb_store_bytes(ctx->skb, 0, p.dmac, ETH_ALEN, 0) ||
 	    bpf_skb_store_bytes(ctx->skb, ETH_ALEN, p.smac, ETH_ALEN, 0))
 		return -EP_DROP_NAT_FAILED;
+	iface = bpf_map_lookup_elem(&ep_ifaces_v1, &p.ifindex);
+	if (iface && (*iface & EP_IFACE_F_WORKLOAD))
+		return bpf_redirect_peer(p.ifindex, 0);
 	return bpf_redirect(p.ifindex, 0);
 }
 

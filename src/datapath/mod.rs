@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program};
 
-use crate::maps::layout::{Config, NodeConfig};
+use crate::maps::layout::{Config, IFACE_F_WORKLOAD, NodeConfig};
 use crate::maps::{Entries, MapBackend, MapError, MapId};
 
 pub use access::{ROOT_HINT, ensure_pinned, explain, nothing_pinned, require_privileges, route_libbpf_output};
@@ -77,6 +77,7 @@ pub const MAP_STATS: &str = "ep_stats_v1";
 pub const MAP_DROPEV: &str = "ep_dropev_v1";
 pub const MAP_AFF: &str = "ep_aff_v1";
 pub const MAP_SKNAT: &str = "ep_sknat_v1";
+pub const MAP_IFACES: &str = "ep_ifaces_v1";
 
 /// Map sizes (max_entries), from the config file; defaults = EP_DEFAULT_* in edgeplane.h.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -628,10 +629,39 @@ impl Datapath {
         }
         self.attached_host.retain(|name, _| now.contains_key(name) || failed.contains(name));
         self.attached = now;
+        if let Err(e) = self.sync_iface_map() {
+            errors.push(format!("{e:#}"));
+        }
         if !errors.is_empty() {
             bail!("attaching the tc program: {}", errors.join("; "));
         }
         Ok(newly)
+    }
+
+    /// ep_ifaces_v1 = the attached workload interfaces (host routing's
+    /// bpf_redirect_peer targets), by ifindex.
+    fn sync_iface_map(&self) -> Result<()> {
+        let map = self.map(MAP_IFACES)?;
+        let want: BTreeMap<u32, u32> = self
+            .attached
+            .iter()
+            .filter(|(name, _)| self.attached_host.get(*name) == Some(&false))
+            .map(|(_, (idx, _))| (*idx, IFACE_F_WORKLOAD))
+            .collect();
+        let have = mapio::dump(map.as_fd(), 4, 4).with_context(|| format!("reading {MAP_IFACES}"))?;
+        for (k, v) in &want {
+            if have.get(&k.to_ne_bytes()[..]).map(Vec::as_slice) != Some(&v.to_ne_bytes()[..]) {
+                map.update(&k.to_ne_bytes(), &v.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+                    .with_context(|| format!("writing {MAP_IFACES}"))?;
+            }
+        }
+        for k in have.keys() {
+            let idx = k.as_slice().try_into().map(u32::from_ne_bytes).unwrap_or(0);
+            if !want.contains_key(&idx) {
+                map.delete(k).with_context(|| format!("deleting from {MAP_IFACES}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn sync_cgroup(&mut self) -> Result<()> {

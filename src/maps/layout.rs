@@ -210,6 +210,9 @@ pub struct Config {
 pod_bytes!(Config, 16);
 
 pub const NODE_F_DSR: u32 = 0x0001;
+pub const NODE_F_HOST_ROUTING: u32 = 0x0002;
+/// ep_ifaces_v1 value: a pod's host-side veth (bpf_redirect_peer reaches the pod).
+pub const IFACE_F_WORKLOAD: u32 = 0x1;
 
 /// ep_node_v1 (array, index 0): this node's SNAT address and DSR flag.
 #[repr(C)]
