@@ -12,6 +12,19 @@
 EP_APT_PACKAGES=(build-essential gcc clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev
     iproute2 iptables nftables ethtool python3 iperf3 util-linux mount file ca-certificates)
 
+# The other architecture's packages (scripts/build-packages.sh builds amd64
+# and arm64): Debian's cross gcc and libc (links the binary, compiles the
+# vendored libbpf), that architecture's static libelf.a/libz.a (multiarch
+# -dev packages, co-installable with this machine's; ep_apt_install adds the
+# dpkg architecture), and qemu-user-static, with which the packaging test runs
+# the other architecture's binary.
+ep_cross_apt_packages() {
+    case $(dpkg --print-architecture) in
+    amd64) echo gcc-aarch64-linux-gnu libc6-dev-arm64-cross libelf-dev:arm64 zlib1g-dev:arm64 qemu-user-static ;;
+    arm64) echo gcc-x86-64-linux-gnu libc6-dev-amd64-cross libelf-dev:amd64 zlib1g-dev:amd64 qemu-user-static ;;
+    esac
+}
+
 ep_log() { echo "[${EP_SCRIPT:-edgeplane}] $*" >&2; }
 ep_die() { echo "[${EP_SCRIPT:-edgeplane}] error: $*" >&2; exit 1; }
 
@@ -27,6 +40,17 @@ ep_apt_install() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     ((${#missing[@]})) || return 0
+    # pkg:arch of a foreign architecture: dpkg must know that architecture.
+    local arch native
+    native=$(dpkg --print-architecture)
+    for p in "${missing[@]}"; do
+        [[ $p == *:* ]] || continue
+        arch=${p##*:}
+        [[ $arch == "$native" ]] || dpkg --print-foreign-architectures | grep -qx "$arch" || {
+            ep_log "dpkg --add-architecture $arch"
+            dpkg --add-architecture "$arch" || ep_die "dpkg --add-architecture $arch failed"
+        }
+    done
     ep_log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2 || ep_die "apt-get update failed"
@@ -67,6 +91,21 @@ ep_cgroup2_root() {
         [[ $(stat -fc %T "$d" 2>/dev/null) == cgroup2fs ]] && { echo "$d"; return 0; }
     done
     return 1
+}
+
+# The Rust target of the other architecture's packages, added with rustup when
+# missing (scripts/build-static.sh does the same on its own).
+ep_cross_rust_target() {
+    local t
+    case $(uname -m) in
+    x86_64) t=aarch64-unknown-linux-gnu ;;
+    aarch64) t=x86_64-unknown-linux-gnu ;;
+    *) return 0 ;;
+    esac
+    command -v rustup >/dev/null || { ep_log "warning: no rustup; the $t packages need that Rust target"; return 0; }
+    rustup target list --installed | grep -qx "$t" && return 0
+    ep_log "rustup target add $t"
+    rustup target add "$t" >&2 || ep_die "rustup target add $t failed"
 }
 
 # Installs a cargo subcommand with `cargo install --locked` only when missing.

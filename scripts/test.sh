@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start (2): the whole test suite, as CI runs it (.ci/run calls this).
-#   1. installs what is missing (apt packages, cargo-nextest, cargo-deb,
-#      cargo-generate-rpm), mounts bpffs if missing;
+#   1. installs what is missing (apt packages, the arm64 cross toolchain and
+#      libraries, the Rust target aarch64-unknown-linux-gnu, cargo-nextest,
+#      cargo-deb, cargo-generate-rpm), mounts bpffs if missing;
 #   2. cargo fmt --check                                  (warning only);
 #   3. cargo clippy --all-targets -- -D warnings           (fails the run);
 #   4. cargo nextest run --workspace --all-targets --no-fail-fast (every test:
@@ -18,13 +19,16 @@ EP_SCRIPT=test
 source scripts/lib.sh
 
 if [[ $EUID -eq 0 ]]; then
-    # systemd: systemd-analyze verify; rpm, rpm2cpio, cpio, dpkg-dev: the packaging test
-    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev
+    # systemd: systemd-analyze verify; rpm, rpm2cpio, cpio, dpkg-dev and the
+    # other architecture's cross toolchain and libraries: the packaging test
+    # shellcheck disable=SC2046 # a list of package names
+    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev $(ep_cross_apt_packages)
     ep_ensure_bpffs
 else
     ep_log "not root: nothing is installed, tests that need root will be skipped"
 fi
 ep_require_cargo
+ep_cross_rust_target
 ep_cargo_install cargo-nextest cargo-nextest
 ep_cargo_install cargo-deb cargo-deb
 ep_cargo_install cargo-generate-rpm cargo-generate-rpm

@@ -185,8 +185,10 @@ impl fmt::Display for MonitorEvent {
 /// Names from the config dir and the pinned maps (best effort: what cannot
 /// be read stays unnamed) and the namespace's interfaces.
 fn load_names(settings: &Settings) -> Names {
-    let mut names = Names::default();
-    names.services = crate::inspect::names_by_frontend(crate::inspect::service_names(settings));
+    let mut names = Names {
+        services: crate::inspect::names_by_frontend(crate::inspect::service_names(settings)),
+        ..Default::default()
+    };
     let limits = crate::daemon::limits(settings);
     if let Ok(loaded) = crate::model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits) {
         for p in loaded.cluster.pods.iter().filter(|p| !p.host_network) {

@@ -41,13 +41,21 @@ fn ensure_cargo_tool(bin: &str) -> Option<()> {
     (ok && have(bin)).then_some(())
 }
 
-struct Packages {
-    _dir: tempfile::TempDir,
+/// One architecture's .deb and .rpm.
+struct Pkg {
     deb: PathBuf,
     rpm: PathBuf,
 }
 
-fn build_packages() -> Option<Packages> {
+struct Packages {
+    _dir: tempfile::TempDir,
+    /// In the order of the architectures asked for.
+    arches: Vec<Pkg>,
+}
+
+/// Runs scripts/build-packages.sh for `arches` (x86_64, aarch64) into a
+/// temporary directory.
+fn build_packages(arches: &[&str]) -> Option<Packages> {
     if ensure_cargo_tool("cargo-deb").is_none() || ensure_cargo_tool("cargo-generate-rpm").is_none() {
         eprintln!("skipped: cargo-deb or cargo-generate-rpm is missing and could not be installed");
         return None;
@@ -56,22 +64,74 @@ fn build_packages() -> Option<Packages> {
         assert!(have(tool), "{tool} is missing: apt-get install dpkg-dev rpm cpio file (scripts/test.sh does)");
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(Command::new(repo().join("scripts/build-packages.sh")).arg(dir.path()).current_dir(repo()));
+    let out =
+        run(Command::new(repo().join("scripts/build-packages.sh")).arg(dir.path()).args(arches).current_dir(repo()));
     let paths: Vec<PathBuf> = out.lines().map(PathBuf::from).collect();
-    assert_eq!(paths.len(), 2, "build-packages.sh should print the .deb and the .rpm path: {out:?}");
-    assert!(paths[0].extension().is_some_and(|e| e == "deb") && paths[0].is_file(), "{paths:?}");
-    assert!(paths[1].extension().is_some_and(|e| e == "rpm") && paths[1].is_file(), "{paths:?}");
-    Some(Packages { deb: paths[0].clone(), rpm: paths[1].clone(), _dir: dir })
+    assert_eq!(
+        paths.len(),
+        2 * arches.len(),
+        "build-packages.sh should print a .deb and an .rpm per architecture: {out:?}"
+    );
+    let arches = paths
+        .chunks(2)
+        .map(|p| {
+            assert!(p[0].extension().is_some_and(|e| e == "deb") && p[0].is_file(), "{paths:?}");
+            assert!(p[1].extension().is_some_and(|e| e == "rpm") && p[1].is_file(), "{paths:?}");
+            Pkg { deb: p[0].clone(), rpm: p[1].clone() }
+        })
+        .collect();
+    Some(Packages { arches, _dir: dir })
 }
 
-fn assert_static_and_runs(bin: &Path) {
+/// How a packaged binary is run: directly, under qemu-user (another
+/// architecture's), or not at all (no emulator: its files are checked only).
+enum Exec {
+    Native,
+    Emulated(PathBuf),
+    NotRunnable,
+}
+
+impl Exec {
+    /// For a binary of `arch` (std::env::consts::ARCH spelling).
+    fn for_arch(arch: &str) -> Exec {
+        if arch == std::env::consts::ARCH {
+            return Exec::Native;
+        }
+        let qemu = format!("qemu-{arch}-static");
+        match Command::new("sh").args(["-c", &format!("command -v {qemu}")]).output() {
+            Ok(o) if o.status.success() => Exec::Emulated(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
+            _ => {
+                eprintln!("{qemu} missing (apt-get install qemu-user-static): the {arch} binary is not run");
+                Exec::NotRunnable
+            }
+        }
+    }
+
+    fn command(&self, bin: &Path) -> Option<Command> {
+        match self {
+            Exec::Native => Some(Command::new(bin)),
+            Exec::Emulated(qemu) => {
+                let mut cmd = Command::new(qemu);
+                cmd.arg(bin);
+                Some(cmd)
+            }
+            Exec::NotRunnable => None,
+        }
+    }
+}
+
+/// `bin` is a static binary for `file_arch` (as file(1) names it) that runs
+/// (when `exec` can run it) and prints its version.
+fn assert_static_and_runs(bin: &Path, file_arch: &str, exec: &Exec) {
     let desc = run(Command::new("file").arg("-b").arg(bin));
     assert!(
         desc.contains("static-pie linked") || desc.contains("statically linked"),
         "{} is not static: {desc}",
         bin.display()
     );
-    let version = run(Command::new(bin).arg("--version"));
+    assert!(desc.contains(file_arch), "{} is not an {file_arch} binary: {desc}", bin.display());
+    let Some(mut cmd) = exec.command(bin) else { return };
+    let version = run(cmd.arg("--version"));
     assert!(version.starts_with("edgeplane "), "{}: --version printed {version:?}", bin.display());
 }
 
@@ -81,7 +141,10 @@ fn read(path: &Path) -> Vec<u8> {
 
 #[test]
 fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
-    let Some(pkgs) = build_packages() else { return };
+    let Some(built) = build_packages(&["x86_64"]) else { return };
+    let pkgs = &built.arches[0];
+    assert_eq!(run(Command::new("dpkg-deb").arg("-f").arg(&pkgs.deb).arg("Architecture")).trim(), "amd64");
+    assert_eq!(run(Command::new("rpm").args(["-qp", "--qf", "%{ARCH}"]).arg(&pkgs.rpm)), "x86_64");
     let unit = read(&repo().join("systemd/edgeplane.service"));
     let example = read(&repo().join("packaging/edgeplane.yaml"));
 
@@ -106,10 +169,10 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     let x = tempfile::tempdir().expect("tempdir");
     run(Command::new("dpkg-deb").arg("-x").arg(&pkgs.deb).arg(x.path()));
     let deb_bin = x.path().join("usr/bin/edgeplane");
-    assert_static_and_runs(&deb_bin);
+    assert_static_and_runs(&deb_bin, "x86-64", &Exec::Native);
     assert_eq!(read(&x.path().join("usr/lib/systemd/system/edgeplane.service")), unit, "packaged unit differs");
     assert_eq!(read(&x.path().join("etc/edgeplane/edgeplane.yaml")), example, "packaged settings file differs");
-    assert_completions_and_man_page(x.path(), "usr/share/zsh/vendor-completions/_edgeplane");
+    assert_completions_and_man_page(x.path(), DEB_ZSH, &Exec::Native);
 
     // Maintainer scripts: never enable or start on install; restart a running
     // service on upgrade; reset the data plane on removal.
@@ -166,7 +229,7 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
         .arg(&pkgs.rpm)
         .current_dir(rx.path()));
     let rpm_bin = rx.path().join("usr/bin/edgeplane");
-    assert_static_and_runs(&rpm_bin);
+    assert_static_and_runs(&rpm_bin, "x86-64", &Exec::Native);
     assert_eq!(read(&rpm_bin), read(&deb_bin), "the .deb and the .rpm ship different binaries");
     assert_eq!(read(&rx.path().join("usr/lib/systemd/system/edgeplane.service")), unit);
 
@@ -190,30 +253,141 @@ fn deb_and_rpm_carry_static_binary_unit_config_and_config_dir() {
     } else {
         eprintln!("rpm --nodocs install: skipped: needs root");
     }
-    assert_completions_and_man_page(rx.path(), "usr/share/zsh/site-functions/_edgeplane");
+    assert_completions_and_man_page(rx.path(), RPM_ZSH, &Exec::Native);
 }
 
+const DEB_ZSH: &str = "usr/share/zsh/vendor-completions/_edgeplane";
+const RPM_ZSH: &str = "usr/share/zsh/site-functions/_edgeplane";
+/// The generated files, below the package root (the zsh one is DEB_ZSH/RPM_ZSH).
+const GENERATED: &[&str] = &[
+    "usr/share/bash-completion/completions/edgeplane",
+    "usr/share/fish/vendor_completions.d/edgeplane.fish",
+    "usr/share/man/man1/edgeplane.1.gz",
+];
+
 /// The completions and the man page are in the unpacked package at `root`,
-/// non-empty, for the right shell, and equal to what the packaged binary prints.
-fn assert_completions_and_man_page(root: &Path, zsh: &str) {
+/// non-empty, for the right shell, and equal to what the packaged binary
+/// prints (when `exec` can run it).
+fn assert_completions_and_man_page(root: &Path, zsh: &str, exec: &Exec) {
     let bin = root.join("usr/bin/edgeplane");
     for (path, shell, marker) in [
-        ("usr/share/bash-completion/completions/edgeplane", "bash", "complete -F _edgeplane"),
+        (GENERATED[0], "bash", "complete -F _edgeplane"),
         (zsh, "zsh", "#compdef edgeplane"),
-        ("usr/share/fish/vendor_completions.d/edgeplane.fish", "fish", "complete -c edgeplane"),
+        (GENERATED[1], "fish", "complete -c edgeplane"),
     ] {
         let packaged = read(&root.join(path));
         let text = String::from_utf8_lossy(&packaged);
         assert!(text.contains(marker), "{path}: no {marker:?} in:\n{text}");
         assert!(text.contains("conntrack") && text.contains("--config-dir"), "{path} lacks the CLI:\n{text}");
-        let printed = run(Command::new(&bin).args(["completions", shell]));
-        assert_eq!(text, printed, "{path} differs from `edgeplane completions {shell}`");
+        if let Some(mut cmd) = exec.command(&bin) {
+            let printed = run(cmd.args(["completions", shell]));
+            assert_eq!(text, printed, "{path} differs from `edgeplane completions {shell}`");
+        }
     }
-    let gz = root.join("usr/share/man/man1/edgeplane.1.gz");
+    let gz = root.join(GENERATED[2]);
     assert!(!read(&gz).is_empty(), "empty {}", gz.display());
     let man = run(Command::new("gzip").arg("-dc").arg(&gz));
     assert!(man.contains(".TH edgeplane 1") && man.contains("\\-\\-config\\-dir"), "man page:\n{man}");
-    assert_eq!(man, run(Command::new(&bin).arg("man")), "packaged man page differs from `edgeplane man`");
+    if let Some(mut cmd) = exec.command(&bin) {
+        assert_eq!(man, run(cmd.arg("man")), "packaged man page differs from `edgeplane man`");
+    }
+}
+
+/// Unpacks a .deb (data, and control as DEBIAN/) into a new directory.
+fn unpack_deb(deb: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir.path()));
+    run(Command::new("dpkg-deb").arg("-e").arg(deb).arg(dir.path().join("DEBIAN")));
+    dir
+}
+
+/// Unpacks an .rpm's payload into a new directory.
+fn unpack_rpm(rpm: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("rpm2cpio \"$1\" | cpio -idm --quiet")
+        .arg("sh")
+        .arg(rpm)
+        .current_dir(dir.path()));
+    dir
+}
+
+/// `dpkg-deb -c` as (mode, size, path) per entry; the size is left out for
+/// the binary, the one file that differs between architectures.
+fn deb_entries(deb: &Path) -> Vec<String> {
+    run(Command::new("dpkg-deb").arg("-c").arg(deb))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert!(f.len() >= 6, "unexpected dpkg-deb -c line {l:?}");
+            let path = f[5..].join(" ");
+            let size = if path == "./usr/bin/edgeplane" { "-" } else { f[2] };
+            format!("{} {size} {path}", f[0])
+        })
+        .collect()
+}
+
+/// The arm64 packages: the amd64 ones with an aarch64 static binary. Same
+/// files, modes, control data, dependencies, conffiles and maintainer
+/// scripts; architecture arm64 (.deb) and aarch64 (.rpm); the binary is an
+/// ARM aarch64 static executable (run under qemu-aarch64-static when
+/// installed) and the completions and man page (generated on the build
+/// machine) are byte for byte the amd64 package's.
+#[test]
+fn arm64_deb_and_rpm_match_the_amd64_ones_with_an_aarch64_static_binary() {
+    let Some(built) = build_packages(&["x86_64", "aarch64"]) else { return };
+    let (amd64, arm64) = (&built.arches[0], &built.arches[1]);
+    let exec = Exec::for_arch("aarch64");
+
+    // ---- .deb ----
+    let field = |deb: &Path, name: &str| run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name)).trim().to_string();
+    assert_eq!(field(&arm64.deb, "Architecture"), "arm64");
+    assert_eq!(field(&amd64.deb, "Architecture"), "amd64");
+    assert!(arm64.deb.to_string_lossy().ends_with("_arm64.deb"), "{}", arm64.deb.display());
+    for name in ["Package", "Version", "Depends", "Section", "Priority", "Maintainer", "Description"] {
+        assert_eq!(field(&arm64.deb, name), field(&amd64.deb, name), "control field {name} differs");
+    }
+    assert_eq!(deb_entries(&arm64.deb), deb_entries(&amd64.deb), "the arm64 .deb's files differ from the amd64 one's");
+
+    let (a, x) = (unpack_deb(&arm64.deb), unpack_deb(&amd64.deb));
+    for control in ["conffiles", "postinst", "prerm", "postrm"] {
+        let path = format!("DEBIAN/{control}");
+        if x.path().join(&path).exists() || a.path().join(&path).exists() {
+            assert_eq!(read(&a.path().join(&path)), read(&x.path().join(&path)), "{control} differs");
+        }
+    }
+    let arm_bin = a.path().join("usr/bin/edgeplane");
+    assert_static_and_runs(&arm_bin, "ARM aarch64", &exec);
+    assert_ne!(read(&arm_bin), read(&x.path().join("usr/bin/edgeplane")), "the same binary for both architectures");
+    for path in GENERATED.iter().chain([&DEB_ZSH]) {
+        assert_eq!(read(&a.path().join(path)), read(&x.path().join(path)), "{path} differs from the amd64 .deb's");
+    }
+    assert_completions_and_man_page(a.path(), DEB_ZSH, &exec);
+
+    // ---- .rpm ----
+    let query = |rpm: &Path, args: &[&str]| run(Command::new("rpm").arg("-qp").args(args).arg(rpm));
+    assert_eq!(query(&arm64.rpm, &["--qf", "%{ARCH}"]), "aarch64");
+    assert!(arm64.rpm.to_string_lossy().ends_with(".aarch64.rpm"), "{}", arm64.rpm.display());
+    for args in [
+        &["--qf", "%{NAME} %{VERSION} %{RELEASE} %{LICENSE} %{SUMMARY}"][..],
+        &["--qf", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags}\n]"],
+        &["--configfiles"],
+        &["--requires"],
+        &["--scripts"],
+    ] {
+        assert_eq!(query(&arm64.rpm, args), query(&amd64.rpm, args), "rpm -qp {args:?} differs between architectures");
+    }
+    let (ra, rx) = (unpack_rpm(&arm64.rpm), unpack_rpm(&amd64.rpm));
+    assert_eq!(
+        read(&ra.path().join("usr/bin/edgeplane")),
+        read(&arm_bin),
+        "the arm64 .deb and .rpm ship different binaries"
+    );
+    for path in GENERATED.iter().chain([&RPM_ZSH]) {
+        assert_eq!(read(&ra.path().join(path)), read(&rx.path().join(path)), "{path} differs from the x86_64 .rpm's");
+    }
+    assert_completions_and_man_page(ra.path(), RPM_ZSH, &exec);
 }
 
 #[test]

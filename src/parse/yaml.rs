@@ -294,9 +294,10 @@ impl ParseError {
 }
 
 /// # Safety
-/// `p` is null or a NUL-terminated string.
-unsafe fn cstr(p: *const std::ffi::c_char) -> Option<String> {
-    if p.is_null() { None } else { Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()) }
+/// `p` is null or a NUL-terminated string. (unsafe-libyaml's strings are
+/// `*const i8` on every target; `c_char` is `u8` on aarch64.)
+unsafe fn cstr(p: *const i8) -> Option<String> {
+    if p.is_null() { None } else { Some(unsafe { std::ffi::CStr::from_ptr(p.cast()) }.to_string_lossy().into_owned()) }
 }
 
 /// # Safety
