@@ -3,6 +3,8 @@
 # binary into OUT_DIR (default: $CARGO_TARGET_DIR/packages, or target/packages)
 # and prints the two package paths on stdout, .deb first.
 #   scripts/build-packages.sh [OUT_DIR]
+# EP_PACKAGE_VERSION=V sets the packages' version (not the binary's), e.g. an
+# older one for scripts/package-lifecycle.sh's upgrade.
 # Needs cargo-deb and cargo-generate-rpm (scripts/test.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +31,16 @@ mkdir -p "$share"
 # --no-build: package exactly the binary build-static.sh checked. --target maps
 # the assets' target/release/ prefix to $target_dir/$TRIPLE/release/.
 # --no-strip: the release profile already strips; the static binary is final.
-cargo deb --no-build --no-strip --target "$TRIPLE" --output "$out/" >&2
-cargo generate-rpm --target "$TRIPLE" --output "$out/" >&2
-
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+deb_args=() rpm_args=()
+if [[ -n ${EP_PACKAGE_VERSION:-} ]]; then
+    version=$EP_PACKAGE_VERSION
+    deb_args=(--deb-version "$version")
+    rpm_args=(--set-metadata "version = \"$version\"")
+fi
+cargo deb --no-build --no-strip --target "$TRIPLE" --output "$out/" "${deb_args[@]}" >&2
+cargo generate-rpm --target "$TRIPLE" --output "$out/" "${rpm_args[@]}" >&2
+
 deb=$(ls -t "$out"/edgeplane_"$version"*_amd64.deb | head -1)
 rpm=$(ls -t "$out"/edgeplane-"$version"*.x86_64.rpm | head -1)
 echo "$deb"

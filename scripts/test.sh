@@ -18,8 +18,9 @@ EP_SCRIPT=test
 source scripts/lib.sh
 
 if [[ $EUID -eq 0 ]]; then
-    # systemd: systemd-analyze verify; rpm, rpm2cpio, cpio, dpkg-dev: the packaging test
-    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev
+    # systemd: systemd-analyze verify; rpm, rpm2cpio, cpio, dpkg-dev: the packaging test;
+    # debootstrap: the package lifecycle test (scripts/package-lifecycle.sh)
+    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev debootstrap
     ep_ensure_bpffs
 else
     ep_log "not root: nothing is installed, tests that need root will be skipped"
