@@ -45,15 +45,7 @@ ROOT=$DIR/root
 mkdir -p "$DIR"
 [[ ! -e $ROOT ]] || ep_die "$ROOT exists already (EP_FRESH_DIR of an earlier run?)"
 
-# The Debian mirror this machine's apt uses (deb822 URIs: or one-line deb).
-mirror() {
-    local m
-    m=$(grep -hsE '^\s*URIs:\s*\S+/debian/?\s*$' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | head -1)
-    [[ -n $m ]] || m=$(grep -hsE '^\s*deb\s+(\[[^]]*\]\s+)?\S+/debian/?\s+(bookworm|stable)\s' \
-        /etc/apt/sources.list /etc/apt/sources.list.d/*.list | sed -E 's/^\s*deb\s+(\[[^]]*\]\s+)?//' | awk '{print $1}' | head -1)
-    echo "${m:-http://deb.debian.org/debian}"
-}
-MIRROR=${EP_FRESH_MIRROR:-$(mirror)}
+MIRROR=${EP_FRESH_MIRROR:-$(ep_debian_mirror)}
 
 # Rust as rustup installs it: the proxies (hard links of rustup) and RUSTUP_HOME.
 RUSTUP_BIN=$(command -v rustup || true)
@@ -69,19 +61,13 @@ cleanup() {
         return
     fi
     # The binds lived only in the namespace, which is gone with its last
-    # process; never delete through a mount that is still there.
-    if findmnt -rno TARGET | grep -qF "$ROOT/"; then
-        ep_log "mounts remain under $ROOT; not deleting it"
-        return
-    fi
-    [[ -d $ROOT ]] && rm -rf --one-file-system "$ROOT"
+    # process.
+    ep_remove_root "$ROOT"
 }
 trap cleanup EXIT
 trap 'ep_log interrupted; exit 130' INT TERM
 
-ep_log "debootstrap --variant=minbase bookworm $ROOT $MIRROR"
-debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" >"$DIR/debootstrap.log" 2>&1 ||
-    { tail -20 "$DIR/debootstrap.log" >&2; ep_die "debootstrap failed (log: $DIR/debootstrap.log)"; }
+ep_debootstrap "$ROOT" "$MIRROR" "$DIR/debootstrap.log"
 # As the Debian installer sets it up: the release, its updates and security.
 security=${EP_FRESH_SECURITY_MIRROR:-${MIRROR%/debian}/debian-security}
 cat >"$ROOT/etc/apt/sources.list" <<EOF

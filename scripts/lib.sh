@@ -115,3 +115,35 @@ ep_cargo_install() {
     ep_log "cargo install --locked $crate"
     cargo install --locked "$crate" >&2 || ep_die "cargo install --locked $crate failed"
 }
+
+# The Debian mirror this machine's apt uses (deb822 URIs: or one-line deb),
+# for debootstrap (scripts/fresh-debian.sh, scripts/package-lifecycle.sh).
+ep_debian_mirror() {
+    local m
+    m=$(grep -hsE '^\s*URIs:\s*\S+/debian/?\s*$' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | head -1)
+    [[ -n $m ]] || m=$(grep -hsE '^\s*deb\s+(\[[^]]*\]\s+)?\S+/debian/?\s+(bookworm|stable)\s' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list | sed -E 's/^\s*deb\s+(\[[^]]*\]\s+)?//' | awk '{print $1}' | head -1)
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+# debootstrap --variant=minbase bookworm ROOT MIRROR: only Priority: required
+# packages and apt, as a minimal new machine. Output goes to LOG; its tail is
+# shown on failure.
+ep_debootstrap() {
+    local root=$1 mirror=$2 log=$3
+    ep_log "debootstrap --variant=minbase bookworm $root $mirror"
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1 ||
+        { tail -20 "$log" >&2; ep_die "debootstrap failed (log: $log)"; }
+}
+
+# Removes a chroot directory made by ep_debootstrap, unless something is still
+# mounted under it: never delete through a mount (bind of /dev, /sys, …).
+ep_remove_root() {
+    local root=$1
+    [[ -d $root ]] || return 0
+    if findmnt -rno TARGET | grep -qF "$root/"; then
+        ep_log "mounts remain under $root; not deleting it"
+        return 1
+    fi
+    rm -rf --one-file-system "$root"
+}

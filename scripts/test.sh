@@ -20,9 +20,10 @@ source scripts/lib.sh
 
 if [[ $EUID -eq 0 ]]; then
     # systemd: systemd-analyze verify; rpm, rpm2cpio, cpio, dpkg-dev and the
-    # other architecture's cross toolchain and libraries: the packaging test
+    # other architecture's cross toolchain and libraries: the packaging test;
+    # debootstrap: the package lifecycle test (scripts/package-lifecycle.sh)
     # shellcheck disable=SC2046 # a list of package names
-    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev $(ep_cross_apt_packages)
+    ep_apt_install "${EP_APT_PACKAGES[@]}" systemd rpm rpm2cpio cpio dpkg-dev debootstrap $(ep_cross_apt_packages)
     ep_ensure_bpffs
 else
     ep_log "not root: nothing is installed, tests that need root will be skipped"
