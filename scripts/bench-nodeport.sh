@@ -134,6 +134,7 @@ echo "198.18.200.11 30080" >"$WORK/targets.txt"
 # Busy jiffies (user nice system irq softirq) of all CPUs ("cpu") or one ("cpu1").
 busy_jiffies() { awk -v c="${1:-cpu}" '$1 == c {print $2+$3+$4+$7+$8}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
+rx_packets() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets"; }
 # CPU 1's background, per second, to subtract from the entry node's figure.
 e0=$(busy_jiffies cpu$ENTRY_CPU); t0=$(date +%s.%N)
 sleep 2
@@ -143,11 +144,15 @@ ep_log "CPU $ENTRY_CPU background: $IDLE_NOISE jiffies/s"
 
 measure() {
     local mode=$1 j0 j1 e0 e1 t0 t1 cb tp conns
+    # Packets node1 received (its up0): what DSR saves is visible here first.
+    p0=$(rx_packets $N1 up0)
     j0=$(busy_jiffies); e0=$(busy_jiffies cpu$ENTRY_CPU); t0=$(date +%s.%N)
     cb=$(in_ns $CL timeout $((DURATION + 30)) "${PIN[@]}" "$WORK/connbench" client --targets "$WORK/targets.txt" \
         --conns 16 --threads 4 --duration "$DURATION")
     j1=$(busy_jiffies); e1=$(busy_jiffies cpu$ENTRY_CPU); t1=$(date +%s.%N)
-    # iperf3 to the NodePort's TCP throughput port: 30080 maps to 5201 in every mode.
+    p1=$(rx_packets $N1 up0)
+    # iperf3 to the NodePort's TCP throughput port: 30201 maps to pod 0's 5201 in every mode
+    # (one endpoint: iperf3's control and data connections must meet the same server).
     # (awk reads to the end: an early exit would kill iperf3 with SIGPIPE under pipefail.)
     tp=$(in_ns $CL timeout $((DURATION + 30)) "${PIN[@]}" iperf3 -c 198.18.200.11 -p 30201 -P 1 -t "$DURATION" -J |
         awk -F: '/"sum_received"/{f=1} f && !done && /"bits_per_second"/{gsub(/[ \t,]/,"",$2); print $2; done=1}') || {
@@ -156,10 +161,11 @@ measure() {
     }
     conns=$(sed 's/.*"conns":\([0-9]*\).*/\1/' <<<"$cb")
     awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$HZ" \
-        -v e=$((e1 - e0)) -v a="$t0" -v b="$t1" -v noise="$IDLE_NOISE" -v entry="$ENTRY_CPU" 'BEGIN {
+        -v e=$((e1 - e0)) -v a="$t0" -v b="$t1" -v noise="$IDLE_NOISE" -v entry="$ENTRY_CPU" -v rx=$((p1 - p0)) 'BEGIN {
         ent = e - noise * (b - a); if (ent < 0) ent = 0
         printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,", m, cb, tp, c ? d * 1e6 / hz / c : 0
         if (entry) printf "\"entry_node_cpu_us_per_conn\":%.2f,", c ? ent * 1e6 / hz / c : 0
+        printf "\"entry_node_rx_packets_per_conn\":%.2f,", c ? rx / c : 0
         printf "\"cpu_source\":\"/proc/stat: machine-wide busy jiffies; entry node = CPU 1 (RPS) minus its background\"}\n" }'
 }
 
@@ -169,6 +175,7 @@ iptables_mode() {
 *nat
 :KUBE-NODEPORTS - [0:0]
 :KUBE-EXT-WEB - [0:0]
+:KUBE-EXT-IPERF - [0:0]
 :KUBE-SVC-WEB - [0:0]
 :KUBE-SEP-0 - [0:0]
 :KUBE-SEP-1 - [0:0]
@@ -177,16 +184,16 @@ iptables_mode() {
 -A PREROUTING -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
 -A POSTROUTING -j KUBE-POSTROUTING
 -A KUBE-NODEPORTS -p tcp --dport 30080 -j KUBE-EXT-WEB
--A KUBE-NODEPORTS -p tcp --dport 30201 -j KUBE-EXT-WEB
+-A KUBE-NODEPORTS -p tcp --dport 30201 -j KUBE-EXT-IPERF
 -A KUBE-EXT-WEB -j KUBE-MARK-MASQ
 -A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-EXT-IPERF -j KUBE-MARK-MASQ
+-A KUBE-EXT-IPERF -p tcp -j DNAT --to-destination 198.18.2.10:5201
 -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
 -A KUBE-SVC-WEB -m statistic --mode random --probability 0.5 -j KUBE-SEP-0
 -A KUBE-SVC-WEB -j KUBE-SEP-1
 -A KUBE-SEP-0 -p tcp --dport 30080 -j DNAT --to-destination 198.18.2.10:8080
--A KUBE-SEP-0 -p tcp --dport 30201 -j DNAT --to-destination 198.18.2.10:5201
 -A KUBE-SEP-1 -p tcp --dport 30080 -j DNAT --to-destination 198.18.2.11:8080
--A KUBE-SEP-1 -p tcp --dport 30201 -j DNAT --to-destination 198.18.2.11:5201
 -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
 -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
 -A KUBE-POSTROUTING -j MASQUERADE --random-fully
@@ -197,7 +204,7 @@ RULES
     in_ns $N1 iptables -t nat -X
 }
 
-# One NodePort service (30080 -> 8080, 30201 -> 5201) with both node2 pods,
+# NodePort services (30080 -> 8080 with both node2 pods, 30201 -> 5201 with pod 0),
 # applied on both nodes; returns non-zero when the binary rejects it.
 edgeplane_mode() {
     local mode=$1 dsr=$2 n ns dir
@@ -217,7 +224,6 @@ spec:
   externalTrafficPolicy: Cluster
   ports:
   - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-  - {name: iperf, protocol: TCP, port: 5201, targetPort: 5201, nodePort: 30201}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -228,6 +234,25 @@ endpoints:
 - {addresses: ["198.18.2.11"], nodeName: node2, conditions: {ready: true}}
 ports:
 - {name: http, protocol: TCP, port: 8080}
+---
+# iperf3's control and data connections must reach the same server: one endpoint.
+apiVersion: v1
+kind: Service
+metadata: {name: iperf, namespace: bench}
+spec:
+  type: NodePort
+  clusterIP: 198.18.250.11
+  externalTrafficPolicy: Cluster
+  ports:
+  - {name: iperf, protocol: TCP, port: 5201, targetPort: 5201, nodePort: 30201}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: iperf-1, namespace: bench, labels: {kubernetes.io/service-name: iperf}}
+addressType: IPv4
+endpoints:
+- {addresses: ["198.18.2.10"], nodeName: node2, conditions: {ready: true}}
+ports:
 - {name: iperf, protocol: TCP, port: 5201}
 YAML
         STATES+=("/sys/fs/bpf/ep-bench-nodeport-$T-$mode-$n")
