@@ -2,7 +2,7 @@
 //! of tests/common/multinode.rs: an outside client one routed hop away talks
 //! to node1's address; the same YAML directory is applied on both nodes
 //! (`edgeplane apply --node-name nodeN` with `node-ips` and `dsr` settings).
-//! TCP cases run with the nodes' uplink TX checksum offload on and off.
+//! Every case runs with the nodes' uplink TX checksum offload on and off.
 
 mod common;
 
@@ -106,7 +106,13 @@ fn dsr_replies_directly_from_backend_node() {
 #[test]
 fn local_policy_keeps_client_address_and_drops_without_local_endpoint() {
     need_root!();
-    let mut t = MultiNode::new([2, 2], POD_PORT, true);
+    local_policy_keeps_client_address_and_drops_without_local_endpoint_with(true);
+    local_policy_keeps_client_address_and_drops_without_local_endpoint_with(false);
+}
+
+/// One run of [`local_policy_keeps_client_address_and_drops_without_local_endpoint`], with the nodes' uplink TX checksum offload on or off.
+fn local_policy_keeps_client_address_and_drops_without_local_endpoint_with(tx_offload: bool) {
+    let mut t = MultiNode::new([2, 2], POD_PORT, tx_offload);
     let svc = both_nodes_service(&t, "Local");
     t.apply(false, &[svc]);
     let to = SocketAddrV4::new(node_ip(1), 30080);
@@ -126,7 +132,13 @@ fn local_policy_keeps_client_address_and_drops_without_local_endpoint() {
 #[test]
 fn node_port_from_pod_and_from_host() {
     need_root!();
-    let mut t = MultiNode::new([1, 1], POD_PORT, true);
+    node_port_from_pod_and_from_host_with(true);
+    node_port_from_pod_and_from_host_with(false);
+}
+
+/// One run of [`node_port_from_pod_and_from_host`], with the nodes' uplink TX checksum offload on or off.
+fn node_port_from_pod_and_from_host_with(tx_offload: bool) {
+    let mut t = MultiNode::new([1, 1], POD_PORT, tx_offload);
     let svc = both_nodes_service(&t, "Cluster");
     t.apply(false, &[svc]);
     let to_node2 = SocketAddrV4::new(node_ip(2), 30080);
@@ -155,7 +167,13 @@ fn harness_client_entry() {
 #[test]
 fn internal_local_policy_keeps_pod_traffic_on_its_node() {
     need_root!();
-    let mut t = MultiNode::new([2, 2], POD_PORT, true);
+    internal_local_policy_keeps_pod_traffic_on_its_node_with(true);
+    internal_local_policy_keeps_pod_traffic_on_its_node_with(false);
+}
+
+/// One run of [`internal_local_policy_keeps_pod_traffic_on_its_node`], with the nodes' uplink TX checksum offload on or off.
+fn internal_local_policy_keeps_pod_traffic_on_its_node_with(tx_offload: bool) {
+    let mut t = MultiNode::new([2, 2], POD_PORT, tx_offload);
     let eps = all_endpoints(&t);
     let itp = "  internalTrafficPolicy: Local\n";
     t.apply(false, &[node_port_yaml("web", "NodePort", "198.18.250.10", itp, &eps)]);
@@ -178,7 +196,13 @@ fn internal_local_policy_keeps_pod_traffic_on_its_node() {
 #[test]
 fn external_ips_follow_the_external_traffic_policy() {
     need_root!();
-    let mut t = MultiNode::new([2, 2], POD_PORT, true);
+    external_ips_follow_the_external_traffic_policy_with(true);
+    external_ips_follow_the_external_traffic_policy_with(false);
+}
+
+/// One run of [`external_ips_follow_the_external_traffic_policy`], with the nodes' uplink TX checksum offload on or off.
+fn external_ips_follow_the_external_traffic_policy_with(tx_offload: bool) {
+    let mut t = MultiNode::new([2, 2], POD_PORT, tx_offload);
     t.router.ip(&["route", "add", "198.19.100.11/32", "via", &node_ip(1).to_string()]);
     let eps = all_endpoints(&t);
     let extra = "  externalIPs: [198.19.100.11]\n  externalTrafficPolicy: Local\n";
@@ -200,7 +224,13 @@ fn external_ips_follow_the_external_traffic_policy() {
 #[test]
 fn load_balancer_ip_with_source_ranges() {
     need_root!();
-    let mut t = MultiNode::new([1, 1], POD_PORT, true);
+    load_balancer_ip_with_source_ranges_with(true);
+    load_balancer_ip_with_source_ranges_with(false);
+}
+
+/// One run of [`load_balancer_ip_with_source_ranges`], with the nodes' uplink TX checksum offload on or off.
+fn load_balancer_ip_with_source_ranges_with(tx_offload: bool) {
+    let mut t = MultiNode::new([1, 1], POD_PORT, tx_offload);
     t.router.ip(&["route", "add", "198.19.100.10/32", "via", &node_ip(1).to_string()]);
     let eps = all_endpoints(&t);
     let lb = |ranges: &str| {
@@ -262,7 +292,13 @@ fn http_get(t: &MultiNode, to: SocketAddrV4) -> String {
 #[test]
 fn health_check_node_port_reports_local_endpoints() {
     need_root!();
-    let mut t = MultiNode::new([1, 1], POD_PORT, true);
+    health_check_node_port_reports_local_endpoints_with(true);
+    health_check_node_port_reports_local_endpoints_with(false);
+}
+
+/// One run of [`health_check_node_port_reports_local_endpoints`], with the nodes' uplink TX checksum offload on or off.
+fn health_check_node_port_reports_local_endpoints_with(tx_offload: bool) {
+    let mut t = MultiNode::new([1, 1], POD_PORT, tx_offload);
     let eps = [(t.pods[0][0].ip, "node1")];
     let extra = "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32000\n";
     t.apply(false, &[node_port_yaml("web", "LoadBalancer", "198.18.250.10", extra, &eps)]);
