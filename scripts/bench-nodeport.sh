@@ -46,6 +46,7 @@ STATES=()
 
 cleanup() {
     set +e
+    [[ -n ${STATS_WAS:-} ]] && echo "$STATS_WAS" >/proc/sys/kernel/bpf_stats_enabled
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for s in "${STATES[@]}"; do
         [[ -x $EP ]] && "$EP" reset --state-dir "$s" >/dev/null 2>&1
@@ -135,6 +136,14 @@ echo "198.18.200.11 30080" >"$WORK/targets.txt"
 busy_jiffies() { awk -v c="${1:-cpu}" '$1 == c {print $2+$3+$4+$7+$8}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 rx_packets() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets"; }
+# Run time of node1's edgeplane programs so far, ns (kernel.bpf_stats_enabled=1
+# while this script runs); 0 without a state dir (the iptables mode).
+bpf_ns() {
+    [[ -n ${1:-} ]] || { echo 0; return; }
+    "$EP" status -o json --state-dir "$1" | awk -F': ' '/"run_time_ns"/ {gsub(/[ ,]/, "", $2); s += $2} END {print s + 0}'
+}
+STATS_WAS=$(cat /proc/sys/kernel/bpf_stats_enabled)
+echo 1 >/proc/sys/kernel/bpf_stats_enabled
 # CPU 1's background, per second, to subtract from the entry node's figure.
 e0=$(busy_jiffies cpu$ENTRY_CPU); t0=$(date +%s.%N)
 sleep 2
@@ -143,14 +152,16 @@ IDLE_NOISE=$(awk -v d=$((e1 - e0)) -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", 
 ep_log "CPU $ENTRY_CPU background: $IDLE_NOISE jiffies/s"
 
 measure() {
-    local mode=$1 j0 j1 e0 e1 t0 t1 cb tp conns
+    local mode=$1 j0 j1 e0 e1 t0 t1 p0 p1 b0 b1 cb tp conns
     # Packets node1 received (its up0): what DSR saves is visible here first.
     p0=$(rx_packets $N1 up0)
+    b0=$(bpf_ns "$2")
     j0=$(busy_jiffies); e0=$(busy_jiffies cpu$ENTRY_CPU); t0=$(date +%s.%N)
     cb=$(in_ns $CL timeout $((DURATION + 30)) "${PIN[@]}" "$WORK/connbench" client --targets "$WORK/targets.txt" \
         --conns 16 --threads 4 --duration "$DURATION")
     j1=$(busy_jiffies); e1=$(busy_jiffies cpu$ENTRY_CPU); t1=$(date +%s.%N)
     p1=$(rx_packets $N1 up0)
+    b1=$(bpf_ns "$2")
     # iperf3 to the NodePort's TCP throughput port: 30201 maps to pod 0's 5201 in every mode
     # (one endpoint: iperf3's control and data connections must meet the same server).
     # (awk reads to the end: an early exit would kill iperf3 with SIGPIPE under pipefail.)
@@ -161,11 +172,12 @@ measure() {
     }
     conns=$(sed 's/.*"conns":\([0-9]*\).*/\1/' <<<"$cb")
     awk -v m="$mode" -v cb="$cb" -v tp="${tp:-0}" -v c="$conns" -v d=$((j1 - j0)) -v hz="$HZ" \
-        -v e=$((e1 - e0)) -v a="$t0" -v b="$t1" -v noise="$IDLE_NOISE" -v entry="$ENTRY_CPU" -v rx=$((p1 - p0)) 'BEGIN {
+        -v e=$((e1 - e0)) -v a="$t0" -v b="$t1" -v noise="$IDLE_NOISE" -v entry="$ENTRY_CPU" -v rx=$((p1 - p0)) -v bpf=$((b1 - b0)) 'BEGIN {
         ent = e - noise * (b - a); if (ent < 0) ent = 0
         printf "{\"mode\":\"%s\",\"connbench\":%s,\"throughput_bits_per_s\":%s,\"cpu_us_per_conn\":%.2f,", m, cb, tp, c ? d * 1e6 / hz / c : 0
         if (entry) printf "\"entry_node_cpu_us_per_conn\":%.2f,", c ? ent * 1e6 / hz / c : 0
         printf "\"entry_node_rx_packets_per_conn\":%.2f,", c ? rx / c : 0
+        if (bpf > 0) printf "\"entry_node_bpf_us_per_conn\":%.3f,", c ? bpf / 1000 / c : 0
         printf "\"cpu_source\":\"/proc/stat: machine-wide busy jiffies; entry node = CPU 1 (RPS) minus its background\"}\n" }'
 }
 
@@ -199,7 +211,7 @@ iptables_mode() {
 -A KUBE-POSTROUTING -j MASQUERADE --random-fully
 COMMIT
 RULES
-    measure iptables
+    measure iptables ""
     in_ns $N1 iptables -t nat -F
     in_ns $N1 iptables -t nat -X
 }
@@ -262,7 +274,7 @@ YAML
             return 0
         fi
     done
-    measure "$mode"
+    measure "$mode" "/sys/fs/bpf/ep-bench-nodeport-$T-$mode-1"
     for n in 1 2; do "$EP" reset --state-dir "/sys/fs/bpf/ep-bench-nodeport-$T-$mode-$n" >/dev/null 2>&1 || true; done
 }
 

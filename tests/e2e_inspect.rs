@@ -359,6 +359,10 @@ fn monitor_follows_new_flows_and_drops_live() {
     assert_eq!(flow["service"], "e2e/web:http");
     assert_eq!(flow["translation"], serde_json::json!(["service"]));
     assert!(flow["interface"].as_str().is_some_and(|i| !i.starts_with("if")), "interface not named: {flow:#}");
+    // `status` names the programs behind the links (run counts need kernel.bpf_stats_enabled).
+    let st = t.status();
+    let progs = st["programs"].as_array().expect("status programs");
+    assert!(progs.iter().any(|p| p["name"] == "ep_tc_ingress" && p["links"].as_u64() >= Some(1)), "{st:#}");
     let drop = &events[1];
     assert_eq!(drop["kind"], "drop", "{drop:#}");
     assert_eq!(drop["reason"], "no-endpoints");

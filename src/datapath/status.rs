@@ -79,6 +79,49 @@ pub struct Status {
     pub stats: Vec<StatCount>,
     pub conntrack: Option<ConntrackStatus>,
     pub links: Vec<LinkStatus>,
+    /// The programs behind the links, with the kernel's run statistics.
+    pub programs: Vec<ProgramStats>,
+    /// kernel.bpf_stats_enabled: run counts and times only grow while it is 1.
+    pub bpf_stats_enabled: bool,
+}
+
+/// A program's runs as the kernel counts them (kernel.bpf_stats_enabled=1).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramStats {
+    pub id: u32,
+    pub name: String,
+    /// Links running it (one per interface or socket hook).
+    pub links: usize,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+/// Run statistics of the programs the links run (best effort: an id that
+/// vanished meanwhile is left out).
+fn read_programs(links: &[LinkStatus]) -> Vec<ProgramStats> {
+    let mut by_id: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
+    for id in links.iter().filter_map(|l| l.prog_id) {
+        *by_id.entry(id).or_default() += 1;
+    }
+    if by_id.is_empty() {
+        return Vec::new();
+    }
+    libbpf_rs::query::ProgInfoIter::default()
+        .filter_map(|p| {
+            let links = *by_id.get(&p.id)?;
+            Some(ProgramStats {
+                id: p.id,
+                name: p.name.to_string_lossy().into_owned(),
+                links,
+                run_count: p.run_cnt,
+                run_time_ns: p.run_time_ns,
+            })
+        })
+        .collect()
+}
+
+fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1")
 }
 
 fn kind_name(t: MapType) -> String {
@@ -168,13 +211,16 @@ pub fn read_status(state_dir: &Path) -> Result<Status> {
             insert_failed: stat(StatId::CtInsertFailed),
         }
     });
+    let links = read_links(state_dir);
     Ok(Status {
         state_dir: state_dir.display().to_string(),
         maps,
         drops,
         stats,
         conntrack,
-        links: read_links(state_dir),
+        programs: read_programs(&links),
+        links,
+        bpf_stats_enabled: bpf_stats_enabled(),
     })
 }
 
@@ -252,6 +298,19 @@ impl fmt::Display for Status {
             let prog = l.prog_id.map_or("-".to_string(), |p| p.to_string());
             let state = if l.attached { "attached" } else { "DETACHED" };
             writeln!(f, "  {:<7} {:<20} {:<9} prog {}", l.kind, l.target, state, prog)?;
+        }
+        if !self.programs.is_empty() {
+            let note = if self.bpf_stats_enabled { "" } else { " (counting only while kernel.bpf_stats_enabled=1)" };
+            writeln!(
+                f,
+                "
+programs{note}:"
+            )?;
+            for p in &self.programs {
+                let avg =
+                    if p.run_count == 0 { "-".to_string() } else { format!("{} ns/run", p.run_time_ns / p.run_count) };
+                writeln!(f, "  {:<6} {:<22} {:>3} link(s) {:>14} runs  {}", p.id, p.name, p.links, p.run_count, avg)?;
+            }
         }
         Ok(())
     }
