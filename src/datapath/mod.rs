@@ -38,8 +38,8 @@ pub use inspect::{read_conntrack, read_service_maps};
 pub use mapio::{PinnedMaps, errno_name};
 pub use netlink::LinkEvents;
 pub use status::{
-    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, ProgramStats, StatCount, Status, conntrack_insert_failed,
-    monotonic_ns, read_status, recent_drops, reset,
+    ConntrackStatus, DropCount, DropEvent, LinkStatus, MapStatus, ProgramStats, StatCount, Status,
+    conntrack_insert_failed, monotonic_ns, read_status, recent_drops, reset,
 };
 pub use trust::{DEFAULT_LOCK_WAIT, LockWait};
 

@@ -307,8 +307,7 @@ impl fmt::Display for Status {
 programs{note}:"
             )?;
             for p in &self.programs {
-                let avg =
-                    if p.run_count == 0 { "-".to_string() } else { format!("{} ns/run", p.run_time_ns / p.run_count) };
+                let avg = p.run_time_ns.checked_div(p.run_count).map_or("-".to_string(), |ns| format!("{ns} ns/run"));
                 writeln!(f, "  {:<6} {:<22} {:>3} link(s) {:>14} runs  {}", p.id, p.name, p.links, p.run_count, avg)?;
             }
         }
