@@ -292,6 +292,38 @@ fn frag_needed_about_a_snat_flow_is_translated_back_to_the_client() {
     });
 }
 
+/// Path MTU discovery for the return direction: a hop between the entry
+/// node and the client answers a reply (source: the NodePort frontend) with
+/// fragmentation needed, sent to node1. node1 hands it to the endpoint, about
+/// the packet the endpoint sent: with SNAT (replies pass node1) and with DSR
+/// (replies left node2 with node1's address as source).
+#[test]
+fn frag_needed_from_the_return_path_reaches_the_endpoint() {
+    in_fresh_netns(|| {
+        const HOP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+        for (dsr, node_flags) in [(false, 0), (true, NODE_F_DSR)] {
+            let f = Fixture::new();
+            f.node(NODE1, node_flags);
+            f.nodeport(TCP, SVC_F_DSR_OK, &[(REMOTE_POD, POD_PORT, BE_F_REMOTE)]);
+            let out = f.check("syn", H, &tcp(CLIENT, 40000, NODE1, NODE_PORT, SYN), TC_ACT_REDIRECT, &[]);
+            let seen = Parsed::parse(&out);
+            // What the endpoint sent: to the client (DSR) or to node1's SNAT port.
+            let (to, to_port) = if dsr { (CLIENT, 40000) } else { (NODE1, seen.sport()) };
+            let about = Pkt::tcp(NODE1, NODE_PORT, CLIENT, 40000, ACK);
+            let err = icmp_error(HOP, NODE1, 3, 4, &about);
+            let out = f.check("frag needed", H, &err, TC_ACT_REDIRECT, &[]);
+            let p = Parsed::parse(&out);
+            assert_eq!((p.saddr, p.daddr, p.proto), (HOP, REMOTE_POD, ICMP), "dsr {dsr}: to the endpoint");
+            let inner = p.icmp_inner();
+            assert_eq!(
+                (inner.saddr, inner.sport(), inner.daddr, inner.dport()),
+                (REMOTE_POD, POD_PORT, to, to_port),
+                "dsr {dsr}: quoted: the endpoint's own packet"
+            );
+        }
+    });
+}
+
 #[test]
 fn remote_endpoint_without_snat_address_is_dropped() {
     in_fresh_netns(|| {
