@@ -137,10 +137,10 @@ pub fn decode(ev: &Event, names: &Names, mono_now_ns: u64, unix_now_ms: u64) -> 
             out.reason = Some(reason.map_or(format!("reason-{}", ev.code), |r| r.label().to_string()));
             if matches!(reason, Some(DropReason::PolicyIngress | DropReason::PolicyEgress)) {
                 out.direction = Some(if ev.direction == DIR_EGRESS { "egress" } else { "ingress" });
-                out.denied_by = (ev.endpoint != 0)
-                    .then(|| names.endpoints.get(&ev.endpoint).cloned())
-                    .flatten()
-                    .or_else(|| (ev.endpoint != 0).then(|| format!("endpoint {}", ev.endpoint)));
+                if ev.endpoint != 0 {
+                    let name = names.endpoints.get(&ev.endpoint).cloned();
+                    out.denied_by = Some(name.unwrap_or_else(|| format!("endpoint {}", ev.endpoint)));
+                }
             }
         }
         EV_NEW_FLOW => {
@@ -185,16 +185,16 @@ impl fmt::Display for MonitorEvent {
 /// Names from the config dir and the pinned maps (best effort: what cannot
 /// be read stays unnamed) and the namespace's interfaces.
 fn load_names(settings: &Settings) -> Names {
-    let mut names = Names {
-        services: crate::inspect::names_by_frontend(crate::inspect::service_names(settings)),
-        ..Default::default()
-    };
+    let mut names = Names::default();
     let limits = crate::daemon::limits(settings);
     if let Ok(loaded) = crate::model::load_dirs(std::slice::from_ref(&settings.config_dir), &limits) {
+        let node = crate::compile::NodeContext::from_settings(settings);
+        names.services =
+            crate::inspect::names_by_frontend(crate::compile::compile_services(&loaded.cluster, &node).0.services);
         for p in loaded.cluster.pods.iter().filter(|p| !p.host_network) {
             for ip in &p.ips {
                 if let IpAddr::V4(v4) = ip {
-                    names.pods.entry(*v4).or_insert_with(|| format!("{}/{}", p.meta.namespace, p.meta.name));
+                    names.pods.entry(*v4).or_insert_with(|| crate::policy_view::pod_name(p));
                 }
             }
         }
