@@ -494,8 +494,9 @@ pub fn names_by_frontend(names: ServiceNames) -> BTreeMap<(Ipv4Addr, u16, u8), S
     out
 }
 
-/// Writes `v` as pretty JSON to stdout, streamed (a listing can be large).
-fn print_json<T: Serialize>(v: &T) -> u8 {
+/// Writes `v` as pretty JSON to stdout, streamed (a listing can be large):
+/// 0, or 2 after saying why it could not.
+pub(crate) fn print_json<T: Serialize>(v: &T) -> u8 {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from);

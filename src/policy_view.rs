@@ -411,15 +411,8 @@ pub fn command(settings: &crate::config::Settings, pod: &str, json: bool) -> u8 
     };
     let answer = view.pod_policies(p);
     if json {
-        match serde_json::to_string_pretty(&answer) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        }
-    } else {
-        print!("{answer}");
+        return crate::inspect::print_json(&answer);
     }
+    print!("{answer}");
     0
 }

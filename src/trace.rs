@@ -467,16 +467,9 @@ pub fn command(settings: &crate::config::Settings, src: Ipv4Addr, dst: &str, ing
         crate::inspect::names_by_frontend(crate::compile::compile_services(&loaded.cluster, &lb_node).0.services);
     annotate(&mut t, &view, &names, proto);
     if json {
-        match serde_json::to_string_pretty(&t) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        }
-    } else {
-        print!("{t}");
+        return crate::inspect::print_json(&t);
     }
+    print!("{t}");
     0
 }
 

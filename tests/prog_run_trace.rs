@@ -90,6 +90,19 @@ struct Compiled {
     settings: Settings,
 }
 
+impl Compiled {
+    /// What `edgeplane trace` reads: the same maps, config and node settings.
+    fn state(&self) -> State<'_> {
+        State {
+            maps: &self.maps,
+            policy_enabled: self.policy_enabled,
+            policy_epoch: self.policy_epoch,
+            node: edgeplane::daemon::node_config(&self.settings),
+            hairpin_addr: self.settings.hairpin_address,
+        }
+    }
+}
+
 /// The directory compiled as `edgeplane apply` would on node n1 (no live state).
 fn compile(dsr: bool) -> Compiled {
     let settings_text = format!("node-name: n1\nnode-ips: [{NODE1}]\ndsr: {dsr}\n");
@@ -246,13 +259,7 @@ fn trace_agrees_with_the_program_on_every_row() {
     in_fresh_netns(|| {
         let c = compile(false);
         let obj = load(&c);
-        let state = State {
-            maps: &c.maps,
-            policy_enabled: c.policy_enabled,
-            policy_epoch: c.policy_epoch,
-            node: edgeplane::daemon::node_config(&c.settings),
-            hairpin_addr: c.settings.hairpin_address,
-        };
+        let state = c.state();
         let q = |saddr, daddr, dport, from_host| Query { saddr, daddr, dport, proto: TCP, from_host };
         // (query, what the row is about): each must also reach the outcome named.
         let rows = [
@@ -298,13 +305,7 @@ fn trace_agrees_with_the_program_on_dsr() {
     in_fresh_netns(|| {
         let c = compile(true);
         let obj = load(&c);
-        let state = State {
-            maps: &c.maps,
-            policy_enabled: c.policy_enabled,
-            policy_epoch: c.policy_epoch,
-            node: edgeplane::daemon::node_config(&c.settings),
-            hairpin_addr: c.settings.hairpin_address,
-        };
+        let state = c.state();
         let query = Query { saddr: OUTSIDER, daddr: NODE1, dport: 30081, proto: TCP, from_host: true };
         let t = trace(&state, &query);
         assert!(t.paths.iter().all(|p| p.translation.contains(&"dsr") && p.source == OUTSIDER), "{t}");
