@@ -284,7 +284,7 @@ fn trace_agrees_with_the_program_on_every_row() {
                 Action::Reject => "reject",
             };
             assert!(expected == "any" || expected == action, "{about}: trace says {action}:\n{t}");
-            for sport in 40000..40012 {
+            for sport in 40000..40024 {
                 let outcome = run(&obj, &query, sport);
                 if let Err(e) = agrees(&t, &outcome) {
                     panic!("{about} (sport {sport}): {e}");
@@ -296,7 +296,7 @@ fn trace_agrees_with_the_program_on_every_row() {
         }
         // The random choices really took more than one path of a two-backend service.
         let web_paths = seen_paths.iter().filter(|(s, d, _)| *s == WEB1 && *d == WEB_VIP).count();
-        assert_eq!(web_paths, 2, "12 new flows from web-1 all took one backend: {seen_paths:?}");
+        assert_eq!(web_paths, 2, "24 new flows from web-1 all took one backend: {seen_paths:?}");
     });
 }
 
