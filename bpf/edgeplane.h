@@ -249,13 +249,14 @@ struct ep_node {
 	__be32 snat_addr;  /* source of SNATed external flows: the first IPv4 of node-ips (0: none,
 	                    * such flows are dropped with EP_DROP_NO_SNAT_ADDR) */
 	__u32 flags;       /* EP_NODE_F_* */
-	__u32 _pad0;
-	__u32 _pad1;
+	__u64 netns_cookie; /* the node's network namespace (socket-lb: host-only) */
 };
 _Static_assert(sizeof(struct ep_node) == 16, "ep_node layout is ABI");
 
 #define EP_NODE_F_DSR 0x0001  /* dsr: true */
 #define EP_NODE_F_HOST_ROUTING 0x0002  /* host-routing: bpf: translated packets skip the IP stack */
+#define EP_NODE_F_SOCKLB_HOST_ONLY 0x0004  /* socket-lb: host-only: sockets of other netns (pods) are left to tc */
+#define EP_NODE_F_SOCKLB_OFF 0x0008        /* socket-lb: off: the socket hooks translate nothing */
 
 /* ---- ep_lbsrc_v1: loadBalancerSourceRanges (LPM trie) ------------------- */
 /* prefixlen = 64 (the frontend, matched whole) + the source prefix length. */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * sock.bpf.c: service translation for the node's own processes (and
- * hostNetwork pods), at the socket layer on the cgroup given by --cgroup:
+ * sock.bpf.c: service translation for the processes of the cgroup given by
+ * --cgroup (the node's own, hostNetwork pods, and pods when their cgroups are
+ * below it, unless socket-lb says host-only or off), at the socket layer:
  * the destination is rewritten once at connect()/sendmsg() time, so no
  * per-packet NAT happens on this path.
  *
@@ -91,21 +92,46 @@ static __always_inline int ep_sock_revnat(struct bpf_sock_addr *sa)
 	return EP_SOCK_PASS;
 }
 
+/*
+ * Whether the socket-lb setting lets these hooks translate this socket, and
+ * its sessionAffinity key. connect4 cannot read the source address, so the
+ * key is the caller's network namespace (the low 32 bits of its cookie): a
+ * pod's callers share one, the node's processes another (as kube-proxy sees
+ * node-originated traffic as one client).
+ */
+static __always_inline int ep_sock_in_scope(struct bpf_sock_addr *sa, __be32 *client)
+{
+	__u32 zero = 0;
+	struct ep_node *node = bpf_map_lookup_elem(&ep_node_v1, &zero);
+	__u64 netns = bpf_get_netns_cookie(sa);
+
+	if (node && (node->flags & EP_NODE_F_SOCKLB_OFF))
+		return 0;
+	/* host-only: a pod's socket is left to the tc program on its veth. */
+	if (node && (node->flags & EP_NODE_F_SOCKLB_HOST_ONLY) && netns != node->netns_cookie)
+		return 0;
+	*client = (__be32)netns;
+	return 1;
+}
+
 SEC("cgroup/connect4")
 int ep_sock_connect4(struct bpf_sock_addr *sa)
 {
-	/*
-	 * Affinity is keyed by the client address; connect4 cannot read the
-	 * source, so all local callers share one key (the node, as kube-proxy
-	 * sees node-originated traffic).
-	 */
-	return ep_sock_translate(sa, 0, EP_STAT_SOCK_CONNECT);
+	__be32 client;
+
+	if (!ep_sock_in_scope(sa, &client))
+		return EP_SOCK_PASS;
+	return ep_sock_translate(sa, client, EP_STAT_SOCK_CONNECT);
 }
 
 SEC("cgroup/sendmsg4")
 int ep_sock_sendmsg4(struct bpf_sock_addr *sa)
 {
-	return ep_sock_translate(sa, 0, EP_STAT_SOCK_SENDMSG);
+	__be32 client;
+
+	if (!ep_sock_in_scope(sa, &client))
+		return EP_SOCK_PASS;
+	return ep_sock_translate(sa, client, EP_STAT_SOCK_SENDMSG);
 }
 
 SEC("cgroup/recvmsg4")

@@ -39,6 +39,30 @@ impl HostRouting {
     }
 }
 
+/// `socket-lb`: which sockets of the `cgroup` the socket hooks translate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketLb {
+    /// Every socket of the cgroup: the node's processes and, when their
+    /// cgroups are below it, pods (translated once per connection).
+    All,
+    /// Only sockets of the node's own network namespace; pods' traffic is
+    /// translated per packet by the tc program on their veth.
+    HostOnly,
+    /// None: the hooks stay attached but translate nothing.
+    Off,
+}
+
+impl SocketLb {
+    pub fn parse(s: &str) -> Result<SocketLb, String> {
+        match s {
+            "all" => Ok(SocketLb::All),
+            "host-only" => Ok(SocketLb::HostOnly),
+            "off" => Ok(SocketLb::Off),
+            other => Err(format!("expected all, host-only or off, found {other:?}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub config_dir: PathBuf,
@@ -51,6 +75,8 @@ pub struct Settings {
     pub dsr: bool,
     /// Translated packets skip the IP stack (BPF redirects) when true (`bpf`).
     pub host_routing: HostRouting,
+    /// Which sockets of the hooked cgroup are translated at connect()/sendmsg().
+    pub socket_lb: SocketLb,
     /// Valid nodePort values (kube-proxy's --service-node-port-range).
     pub node_port_range: (u16, u16),
     pub workload_interfaces: Vec<String>,
@@ -97,6 +123,7 @@ impl Default for Settings {
             node_ips: Vec::new(),
             dsr: false,
             host_routing: HostRouting::Bpf,
+            socket_lb: SocketLb::All,
             node_port_range: DEFAULT_NODE_PORT_RANGE,
             workload_interfaces: vec!["veth*".into()],
             host_interfaces: Vec::new(),
@@ -139,6 +166,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
             "node-ips" => strings(value).and_then(|v| parse_node_ips(&v)).map(|v| settings.node_ips = v),
             "dsr" => boolean(value).map(|b| settings.dsr = b),
             "host-routing" => string(value).and_then(|s| HostRouting::parse(&s)).map(|h| settings.host_routing = h),
+            "socket-lb" => string(value).and_then(|s| SocketLb::parse(&s)).map(|v| settings.socket_lb = v),
             "node-port-range" => string(value).and_then(|s| parse_port_range(&s)).map(|r| settings.node_port_range = r),
             "workload-interfaces" => strings(value).map(|v| settings.workload_interfaces = v),
             "host-interfaces" => strings(value).map(|v| settings.host_interfaces = v),
@@ -168,7 +196,7 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
                 string(value).and_then(|s| parse_metrics_address(&s)).map(|a| settings.metrics_address = a)
             }
             _ => Err("unknown setting (expected one of config-dir, state-dir, node-name, node-ips, dsr, \
-                 host-routing, node-port-range, workload-interfaces, \
+                 host-routing, socket-lb, node-port-range, workload-interfaces, \
                  host-interfaces, cgroup, hairpin-address, max-file-size, resync-interval-seconds, maps, \
                  settle-milliseconds, allow-mass-delete, allow-external-symlinks, conntrack-timeouts, \
                  conntrack-gc-interval-seconds, metrics-address)"
@@ -223,6 +251,7 @@ pub struct Overrides {
     pub node_ips: Vec<IpAddr>,
     pub dsr: bool,
     pub host_routing: Option<HostRouting>,
+    pub socket_lb: Option<SocketLb>,
     pub workload_interfaces: Vec<String>,
     pub host_interfaces: Vec<String>,
     pub cgroup: Option<PathBuf>,
@@ -247,6 +276,9 @@ impl Overrides {
         }
         if let Some(h) = self.host_routing {
             s.host_routing = h;
+        }
+        if let Some(v) = self.socket_lb {
+            s.socket_lb = v;
         }
         if !self.workload_interfaces.is_empty() {
             s.workload_interfaces = self.workload_interfaces.clone();
@@ -320,6 +352,7 @@ pub fn reload(old: &Settings, new: Settings) -> Reload {
     live!(node_ips, "node-ips");
     live!(dsr, "dsr");
     live!(host_routing, "host-routing");
+    live!(socket_lb, "socket-lb");
     live!(node_port_range, "node-port-range");
     live!(workload_interfaces, "workload-interfaces");
     live!(host_interfaces, "host-interfaces");

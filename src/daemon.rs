@@ -14,14 +14,16 @@ use anyhow::{Context, Result, bail};
 use crate::apply;
 use crate::compile::{self, NodeContext};
 use crate::compile_policy::{self, PolicyCompiled, PolicyNode};
-use crate::config::{self, HostRouting, Settings};
+use crate::config::{self, HostRouting, Settings, SocketLb};
 use crate::datapath::{self, Datapath, DatapathSettings};
 use crate::diag::{self, Diagnostic};
 use crate::guard;
 use crate::healthcheck::{HealthServers, ServiceHealth};
 use crate::maps::fake::FakeMaps;
 use crate::maps::layout::CFG_F_INPUT_HELD;
-use crate::maps::layout::{CFG_F_POLICY, Config, NODE_F_DSR, NODE_F_HOST_ROUTING, NodeConfig};
+use crate::maps::layout::{
+    CFG_F_POLICY, Config, NODE_F_DSR, NODE_F_HOST_ROUTING, NODE_F_SOCKLB_HOST_ONLY, NODE_F_SOCKLB_OFF, NodeConfig,
+};
 use crate::maps::{Entries, MapBackend, MapId};
 use crate::metrics::{self, ErrorKind, Metrics};
 use crate::model::{self, Loaded};
@@ -230,7 +232,12 @@ pub fn node_config(settings: &Settings) -> NodeConfig {
     NodeConfig {
         snat_addr: settings.node_ipv4s().first().map(|ip| ip.octets()).unwrap_or_default(),
         flags: if settings.dsr { NODE_F_DSR } else { 0 }
-            | if settings.host_routing == HostRouting::Bpf { NODE_F_HOST_ROUTING } else { 0 },
+            | if settings.host_routing == HostRouting::Bpf { NODE_F_HOST_ROUTING } else { 0 }
+            | match settings.socket_lb {
+                SocketLb::All => 0,
+                SocketLb::HostOnly => NODE_F_SOCKLB_HOST_ONLY,
+                SocketLb::Off => NODE_F_SOCKLB_OFF,
+            },
         ..NodeConfig::default()
     }
 }

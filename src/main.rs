@@ -44,6 +44,11 @@ struct Global {
     /// stack) or kernel (through it) (setting `host-routing`) [default: bpf]
     #[arg(long, global = true, value_name = "MODE", value_parser = parse_host_routing)]
     host_routing: Option<config::HostRouting>,
+    /// Which sockets of --cgroup are translated at connect()/sendmsg(): all,
+    /// host-only (the node's namespace; pods are left to tc) or off
+    /// (setting `socket-lb`) [default: all]
+    #[arg(long, global = true, value_name = "SCOPE", value_parser = parse_socket_lb)]
+    socket_lb: Option<config::SocketLb>,
     /// Pod-facing interfaces (glob; comma-separated or repeated) [default: veth*]
     #[arg(long, global = true, value_name = "GLOB", value_delimiter = ',')]
     workload_interfaces: Vec<String>,
@@ -209,6 +214,7 @@ fn overrides(global: &Global) -> config::Overrides {
         node_ips: global.node_ips.clone(),
         dsr: global.dsr,
         host_routing: global.host_routing,
+        socket_lb: global.socket_lb,
         workload_interfaces: global.workload_interfaces.clone(),
         host_interfaces: global.host_interfaces.clone(),
         cgroup: global.cgroup.clone(),
@@ -220,6 +226,10 @@ fn overrides(global: &Global) -> config::Overrides {
 
 fn parse_host_routing(s: &str) -> Result<config::HostRouting, String> {
     config::HostRouting::parse(s)
+}
+
+fn parse_socket_lb(s: &str) -> Result<config::SocketLb, String> {
+    config::SocketLb::parse(s)
 }
 
 /// Defaults + settings file + command-line options; `run` calls it again on SIGHUP.

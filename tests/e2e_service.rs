@@ -332,3 +332,49 @@ fn host_routing_bpf_skips_the_stack_and_kernel_takes_it() {
     host_routing_modes(true);
     host_routing_modes(false);
 }
+
+/// A counter of `edgeplane status` (ep_stats_v1) by label.
+fn stat(t: &Topo, label: &str) -> u64 {
+    let st = t.status();
+    st["stats"]
+        .as_array()
+        .expect("stats")
+        .iter()
+        .find(|s| s["name"] == label)
+        .and_then(|s| s["value"].as_u64())
+        .unwrap_or_else(|| panic!("no counter {label}: {st:#}"))
+}
+
+/// socket-lb: a pod's process inside the hooked cgroup is translated at
+/// connect() with `all` (the tc program then sees a plain flow to the
+/// backend), by the tc program on its veth with `host-only`; with `off` the
+/// node's own processes are not translated at all.
+#[test]
+fn socket_lb_scope_all_host_only_off() {
+    need_root!();
+    let t = Topo::new(1, true);
+    t.apply(&[service_yaml("web", VIP, &[ready(backend_ip(0))], None)]);
+    let pod_connect = |t: &Topo| {
+        let a = ask_from_cgroup(&t.client, &t.cgroup, "harness_client_entry", "tcp", vip(80)).expect("pod process");
+        assert_eq!((a.server.as_str(), a.client_peer), ("be0", vip(80).into()), "served, ClusterIP seen");
+    };
+    for (scope, by_socket) in [("all", true), ("host-only", false)] {
+        sh(t.edgeplane("apply").args(["--socket-lb", scope]));
+        let (sock0, lb0) = (stat(&t, "socket-connect-translated"), stat(&t, "lb-new-flows"));
+        pod_connect(&t);
+        let (sock, lb) = (stat(&t, "socket-connect-translated") - sock0, stat(&t, "lb-new-flows") - lb0);
+        if by_socket {
+            assert_eq!((sock, lb), (1, 0), "{scope}: translated at connect(), not per packet");
+        } else {
+            assert_eq!((sock, lb), (0, 1), "{scope}: left to the tc program");
+        }
+    }
+    // host-only still serves the node's own processes.
+    let a = ask_from_cgroup(&t.node, &t.cgroup, "harness_client_entry", "tcp", vip(80)).expect("host process");
+    assert_eq!(a.server, "be0");
+    sh(t.edgeplane("apply").args(["--socket-lb", "off"]));
+    let sock0 = stat(&t, "socket-connect-translated");
+    let r = ask_from_cgroup(&t.node, &t.cgroup, "harness_client_entry", "tcp", vip(80));
+    assert!(r.is_err(), "off: a host process reaches no service: {r:?}");
+    assert_eq!(stat(&t, "socket-connect-translated"), sock0, "off: nothing translated at the socket");
+}

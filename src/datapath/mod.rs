@@ -23,7 +23,7 @@ mod trust;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -495,6 +495,7 @@ impl Datapath {
 
     /// Write ep_node_v1[0] (this node's SNAT address and DSR flag) if it changed.
     pub fn set_node(&mut self, node: NodeConfig) -> Result<()> {
+        let node = NodeConfig { netns_cookie: netns_cookie()?, ..node };
         let map = self.map(MAP_NODE)?;
         let cur = map.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).context("reading ep_node_v1")?;
         if cur.and_then(|b| NodeConfig::from_bytes(&b)) == Some(node) {
@@ -710,6 +711,28 @@ impl MapBackend for Datapath {
     fn capacity(&self, map: MapId) -> usize {
         self.planned.capacity(map)
     }
+}
+
+/// This process's network namespace cookie (what bpf_get_netns_cookie gives
+/// the programs for sockets of this namespace), via SO_NETNS_COOKIE.
+fn netns_cookie() -> Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: plain syscalls on a socket owned (and closed) here.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket for SO_NETNS_COOKIE");
+    }
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: valid fd and an 8-byte buffer with its length.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE, (&raw mut cookie).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(SO_NETNS_COOKIE)");
+    }
+    Ok(cookie)
 }
 
 /// The planned maps of a data plane pinned under `state_dir`, without loading

@@ -211,6 +211,8 @@ pod_bytes!(Config, 16);
 
 pub const NODE_F_DSR: u32 = 0x0001;
 pub const NODE_F_HOST_ROUTING: u32 = 0x0002;
+pub const NODE_F_SOCKLB_HOST_ONLY: u32 = 0x0004;
+pub const NODE_F_SOCKLB_OFF: u32 = 0x0008;
 /// ep_ifaces_v1 value: a pod's host-side veth (bpf_redirect_peer reaches the pod).
 pub const IFACE_F_WORKLOAD: u32 = 0x1;
 
@@ -221,8 +223,9 @@ pub struct NodeConfig {
     /// First IPv4 of `node-ips`, network order; all zero when there is none.
     pub snat_addr: [u8; 4],
     pub flags: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// The node's network namespace cookie (socket-lb: host-only); written
+    /// by the datapath, which knows its namespace.
+    pub netns_cookie: u64,
 }
 pod_bytes!(NodeConfig, 16);
 
