@@ -378,3 +378,28 @@ fn socket_lb_scope_all_host_only_off() {
     assert!(r.is_err(), "off: a host process reaches no service: {r:?}");
     assert_eq!(stat(&t, "socket-connect-translated"), sock0, "off: nothing translated at the socket");
 }
+
+/// NetworkPolicy still holds for a pod's connection translated at the socket:
+/// the tc program on the pod's veth sees the backend address and judges it.
+#[test]
+fn socket_translated_pod_flows_are_still_policed() {
+    need_root!();
+    let t = Topo::new(2, true);
+    // Backend 1 sits behind a workload interface: a local pod, so its policy is enforced here.
+    let be1 = backend_ip(1);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: be1, namespace: e2e, labels: {{app: be}}}}\nspec: {{containers: [{{name: c, image: i}}]}}\nstatus: {{podIP: {be1}, podIPs: [{{ip: {be1}}}]}}\n"
+    );
+    let deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: closed, namespace: e2e}\nspec: {podSelector: {matchLabels: {app: be}}, policyTypes: [Ingress]}\n".to_string();
+    let svc = service_yaml("web", VIP, &[ready(be1)], None);
+    t.apply(&[svc.clone(), pod.clone()]);
+    let open = ask_from_cgroup(&t.client, &t.cgroup, "harness_client_entry", "tcp", vip(80)).expect("no policy yet");
+    assert_eq!(open.server, "be1");
+    t.apply(&[svc, pod, deny]);
+    let sock0 = stat(&t, "socket-connect-translated");
+    let denied0 = t.drops("policy-denied-ingress");
+    let r = ask_from_cgroup(&t.client, &t.cgroup, "harness_client_entry", "tcp", vip(80));
+    assert!(r.is_err(), "the policy lets a socket-translated flow through: {r:?}");
+    assert_eq!(stat(&t, "socket-connect-translated"), sock0 + 1, "translated at connect()");
+    assert!(t.drops("policy-denied-ingress") > denied0, "denied by be1's ingress policy");
+}
