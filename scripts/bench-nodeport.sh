@@ -104,7 +104,12 @@ for i in 0 1; do
 done
 
 # Receive Packet Steering: node1's arrivals on CPU 1, everything else on CPU 0.
-# (`ip netns exec` only for its namespace's sysfs view; nothing BPF here.)
+# rps_cpus is in the namespace's own sysfs: mounted in a private mount
+# namespace (nsenter + unshare; this machine's /sys is left alone).
+set_rps() {
+    nsenter --net="/run/netns/$1" unshare --mount -- sh -c \
+        "mount -t sysfs sysfs /sys && echo $3 > /sys/class/net/$2/queues/rx-0/rps_cpus"
+}
 ENTRY_CPU=0
 if (($(nproc) >= 2)); then
     ENTRY_CPU=1
@@ -112,7 +117,7 @@ if (($(nproc) >= 2)); then
         for dev in $(ip -n "$ns" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do
             [[ $dev == lo ]] && continue
             mask=1; [[ $ns == "$N1" ]] && mask=2
-            ip netns exec "$ns" sh -c "echo $mask > /sys/class/net/$dev/queues/rx-0/rps_cpus"
+            set_rps "$ns" "$dev" "$mask"
         done
     done
 else
@@ -135,7 +140,8 @@ echo "198.18.200.11 30080" >"$WORK/targets.txt"
 # Busy jiffies (user nice system irq softirq) of all CPUs ("cpu") or one ("cpu1").
 busy_jiffies() { awk -v c="${1:-cpu}" '$1 == c {print $2+$3+$4+$7+$8}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
-rx_packets() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/rx_packets"; }
+# rx packets of interface $2 in namespace $1 (`ip -s -o`: RX: then 6 column names, `\`, bytes, packets).
+rx_packets() { ip -n "$1" -s -o link show dev "$2" | awk '{for (i = 1; i <= NF; i++) if ($i == "RX:") {print $(i + 9); exit}}'; }
 # Run time of node1's edgeplane programs so far, ns (kernel.bpf_stats_enabled=1
 # while this script runs); 0 without a state dir (the iptables mode).
 bpf_ns() {

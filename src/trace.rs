@@ -120,10 +120,6 @@ pub struct Trace {
     pub paths: Vec<PathTrace>,
 }
 
-fn label(r: DropReason) -> &'static str {
-    r.label()
-}
-
 fn frontend(maps: &BTreeMap<MapId, Entries>, q: &Query, scope: u8, slot: u16) -> Option<SvcValue> {
     let key = SvcKey::new(q.daddr, q.dport, q.proto, scope, slot);
     maps.get(&MapId::Services)?.get(&key.to_bytes()).and_then(|v| SvcValue::from_bytes(v))
@@ -191,7 +187,7 @@ fn backend_path(state: &State, q: &Query, svc: &SvcValue, be: &Backend, weight: 
             fib = true;
         } else if snat.is_unspecified() {
             path.action = Action::Drop;
-            path.reason = Some(label(DropReason::NoSnatAddr));
+            path.reason = Some(DropReason::NoSnatAddr.label());
             return path;
         } else {
             path.translation.push("snat");
@@ -208,7 +204,7 @@ fn backend_path(state: &State, q: &Query, svc: &SvcValue, be: &Backend, weight: 
     path.policy = verdict;
     if let Some(r) = denied {
         path.action = Action::Drop;
-        path.reason = Some(label(r));
+        path.reason = Some(r.label());
     }
     path
 }
@@ -245,7 +241,7 @@ pub fn trace(state: &State, q: &Query) -> Trace {
             translation: Vec::new(),
             policy: verdict,
             action: if denied.is_some() { Action::Drop } else { Action::Forward },
-            reason: denied.map(label),
+            reason: denied.map(DropReason::label),
             pod: None,
             policy_rules: None,
         });
@@ -260,7 +256,7 @@ pub fn trace(state: &State, q: &Query) -> Trace {
         backend_slots: svc.count,
         flags: svc_flag_names(svc.flags),
     });
-    let whole = |action, r: DropReason| (action, Some(label(r)));
+    let whole = |action, r: DropReason| (action, Some(r.label()));
     let refused = if svc.flags & SVC_F_SOURCE_RANGES != 0 && !source_allowed(state.maps, q) {
         Some(whole(Action::Drop, DropReason::SourceRange))
     } else if svc.count == 0 && svc.flags & SVC_F_DROP_EMPTY != 0 {
@@ -282,7 +278,7 @@ pub fn trace(state: &State, q: &Query) -> Trace {
             Some(v) => *weights.entry(v.backend_id).or_default() += 1,
             None => {
                 out.action = Action::Drop;
-                out.reason = Some(label(DropReason::SvcInconsistent));
+                out.reason = Some(DropReason::SvcInconsistent.label());
                 return out;
             }
         }
@@ -294,7 +290,7 @@ pub fn trace(state: &State, q: &Query) -> Trace {
             Some(be) => out.paths.push(backend_path(state, q, &svc, &be, weight)),
             None => {
                 out.action = Action::Drop;
-                out.reason = Some(label(DropReason::SvcInconsistent));
+                out.reason = Some(DropReason::SvcInconsistent.label());
                 return out;
             }
         }

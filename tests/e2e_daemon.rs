@@ -229,12 +229,4 @@ fn a_cgroup_that_appears_later_gets_the_socket_hooks() {
     sh(&mut t.edgeplane_with_cgroup("reset", &later.path));
 }
 
-/// Re-executed by ask_from_cgroup as the client process inside the cgroup
-/// (tests/common): in a normal run it only checks that it is not a helper.
-#[test]
-fn harness_client_entry() {
-    if client_main() {
-        return;
-    }
-    assert!(std::env::var(CLIENT_ENV).is_err());
-}
+harness_client_entry!();

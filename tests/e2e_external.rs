@@ -151,15 +151,7 @@ fn node_port_from_pod_and_from_host_with(tx_offload: bool) {
     assert!(a.is_ok(), "host of node1 -> node1:30080: {a:?}");
 }
 
-/// Entry point of the helper process `ask_from_cgroup` starts (see
-/// tests/common): in a normal run it only checks that it is not a helper.
-#[test]
-fn harness_client_entry() {
-    if client_main() {
-        return;
-    }
-    assert!(std::env::var(CLIENT_ENV).is_err());
-}
+harness_client_entry!();
 
 /// internalTrafficPolicy: Local — a pod's traffic to the ClusterIP goes only to
 /// its node's endpoints; with endpoints only on the other node it is dropped

@@ -218,15 +218,7 @@ fn hairpin_pod_reaches_itself_through_its_service() {
     }
 }
 
-/// Entry point of the helper process `ask_from_cgroup` starts (see
-/// tests/common): in a normal run it only checks that it is not a helper.
-#[test]
-fn harness_client_entry() {
-    if client_main() {
-        return;
-    }
-    assert!(std::env::var(CLIENT_ENV).is_err());
-}
+harness_client_entry!();
 
 #[test]
 fn host_processes_use_the_cgroup_hooks() {
@@ -333,18 +325,6 @@ fn host_routing_bpf_skips_the_stack_and_kernel_takes_it() {
     host_routing_modes(false);
 }
 
-/// A counter of `edgeplane status` (ep_stats_v1) by label.
-fn stat(t: &Topo, label: &str) -> u64 {
-    let st = t.status();
-    st["stats"]
-        .as_array()
-        .expect("stats")
-        .iter()
-        .find(|s| s["name"] == label)
-        .and_then(|s| s["value"].as_u64())
-        .unwrap_or_else(|| panic!("no counter {label}: {st:#}"))
-}
-
 /// socket-lb: a pod's process inside the hooked cgroup is translated at
 /// connect() with `all` (the tc program then sees a plain flow to the
 /// backend), by the tc program on its veth with `host-only`; with `off` the
@@ -360,9 +340,9 @@ fn socket_lb_scope_all_host_only_off() {
     };
     for (scope, by_socket) in [("all", true), ("host-only", false)] {
         sh(t.edgeplane("apply").args(["--socket-lb", scope]));
-        let (sock0, lb0) = (stat(&t, "socket-connect-translated"), stat(&t, "lb-new-flows"));
+        let (sock0, lb0) = (t.stat("socket-connect-translated"), t.stat("lb-new-flows"));
         pod_connect(&t);
-        let (sock, lb) = (stat(&t, "socket-connect-translated") - sock0, stat(&t, "lb-new-flows") - lb0);
+        let (sock, lb) = (t.stat("socket-connect-translated") - sock0, t.stat("lb-new-flows") - lb0);
         if by_socket {
             assert_eq!((sock, lb), (1, 0), "{scope}: translated at connect(), not per packet");
         } else {
@@ -373,10 +353,10 @@ fn socket_lb_scope_all_host_only_off() {
     let a = ask_from_cgroup(&t.node, &t.cgroup, "harness_client_entry", "tcp", vip(80)).expect("host process");
     assert_eq!(a.server, "be0");
     sh(t.edgeplane("apply").args(["--socket-lb", "off"]));
-    let sock0 = stat(&t, "socket-connect-translated");
+    let sock0 = t.stat("socket-connect-translated");
     let r = ask_from_cgroup(&t.node, &t.cgroup, "harness_client_entry", "tcp", vip(80));
     assert!(r.is_err(), "off: a host process reaches no service: {r:?}");
-    assert_eq!(stat(&t, "socket-connect-translated"), sock0, "off: nothing translated at the socket");
+    assert_eq!(t.stat("socket-connect-translated"), sock0, "off: nothing translated at the socket");
 }
 
 /// NetworkPolicy still holds for a pod's connection translated at the socket:
@@ -396,10 +376,10 @@ fn socket_translated_pod_flows_are_still_policed() {
     let open = ask_from_cgroup(&t.client, &t.cgroup, "harness_client_entry", "tcp", vip(80)).expect("no policy yet");
     assert_eq!(open.server, "be1");
     t.apply(&[svc, pod, deny]);
-    let sock0 = stat(&t, "socket-connect-translated");
+    let sock0 = t.stat("socket-connect-translated");
     let denied0 = t.drops("policy-denied-ingress");
     let r = ask_from_cgroup(&t.client, &t.cgroup, "harness_client_entry", "tcp", vip(80));
     assert!(r.is_err(), "the policy lets a socket-translated flow through: {r:?}");
-    assert_eq!(stat(&t, "socket-connect-translated"), sock0 + 1, "translated at connect()");
+    assert_eq!(t.stat("socket-connect-translated"), sock0 + 1, "translated at connect()");
     assert!(t.drops("policy-denied-ingress") > denied0, "denied by be1's ingress policy");
 }

@@ -365,6 +365,8 @@ pub struct Datapath {
     failures: Vec<String>,
     /// The configured cgroup did not exist at the last try: retried at each interface sync.
     cgroup_pending: bool,
+    /// This network namespace's cookie (ep_node_v1.netns_cookie, socket-lb: host-only).
+    netns_cookie: u64,
     /// The checked state directory, locked while this value lives.
     _lock: trust::StateDir,
 }
@@ -424,6 +426,7 @@ impl Datapath {
             attached_host: BTreeMap::new(),
             failures: Vec::new(),
             cgroup_pending: false,
+            netns_cookie: netns_cookie()?,
             _lock: lock,
         };
         dp.init_config()?;
@@ -495,7 +498,7 @@ impl Datapath {
 
     /// Write ep_node_v1[0] (this node's SNAT address and DSR flag) if it changed.
     pub fn set_node(&mut self, node: NodeConfig) -> Result<()> {
-        let node = NodeConfig { netns_cookie: netns_cookie()?, ..node };
+        let node = NodeConfig { netns_cookie: self.netns_cookie, ..node };
         let map = self.map(MAP_NODE)?;
         let cur = map.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).context("reading ep_node_v1")?;
         if cur.and_then(|b| NodeConfig::from_bytes(&b)) == Some(node) {

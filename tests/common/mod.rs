@@ -39,6 +39,22 @@ macro_rules! need_root {
     };
 }
 
+/// The `#[test]` that `ask_from_cgroup` re-executes as the client process
+/// inside a cgroup (every test binary that calls it needs one); in a normal
+/// run it only checks that it is not that helper.
+#[macro_export]
+macro_rules! harness_client_entry {
+    () => {
+        #[test]
+        fn harness_client_entry() {
+            if $crate::common::client_main() {
+                return;
+            }
+            assert!(std::env::var($crate::common::CLIENT_ENV).is_err());
+        }
+    };
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A short unique token: pid and a per-process counter (fits interface names).

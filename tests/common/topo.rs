@@ -166,6 +166,16 @@ impl Topo {
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
 
+    /// An ep_stats_v1 counter of `status` by label.
+    pub fn stat(&self, label: &str) -> u64 {
+        let s = self.status();
+        s["stats"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == label))
+            .and_then(|c| c["value"].as_u64())
+            .unwrap_or_else(|| panic!("no counter {label} in {s}"))
+    }
+
     pub fn drops(&self, label: &str) -> u64 {
         let s = self.status();
         s["drops"]
