@@ -19,9 +19,9 @@
 #include <bpf/bpf_helpers.h>
 #include "edgeplane.h"
 #include "maps.h"
-#include "lib/ctx.h"
 #include "lib/drop.h"
 #include "lib/lb.h"
+#include "lib/stats.h"
 
 #define EP_ECONNREFUSED 111
 #define EP_SOCK_PASS 1

@@ -10,9 +10,10 @@
 #define EP_CT_H
 
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "../maps.h"
 #include "ctx.h"
-#include "drop.h"
+#include "stats.h"
 
 static __always_inline void ep_ct_key_fill(struct ep_ct_key *k, __be32 saddr, __be32 daddr,
 					   __be16 sport, __be16 dport, __u8 proto, __u8 dir)
@@ -29,6 +30,72 @@ static __always_inline void ep_ct_key_fill(struct ep_ct_key *k, __be32 saddr, __
 static __always_inline struct ep_ct_value *ep_ct_lookup(const struct ep_ct_key *k)
 {
 	return bpf_map_lookup_elem(&ep_ct4_v2, k);
+}
+
+/* A fresh entry: translation target, flags, both timestamps; the rest zero. */
+static __always_inline void ep_ct_value_init(struct ep_ct_value *v, __be32 nat_addr, __be16 nat_port,
+					     __u16 flags, __u64 now)
+{
+	__builtin_memset(v, 0, sizeof(*v));
+	v->nat_addr = nat_addr;
+	v->nat_port = nat_port;
+	v->flags = flags;
+	v->created_ns = now;
+	v->last_seen_ns = now;
+}
+
+/* A reply entry shares its flow's policy verdict (replies are never judged). */
+static __always_inline void ep_ct_reply_inherit(struct ep_ct_value *rval, const struct ep_ct_value *fval)
+{
+	rval->policy_verdict = fval->policy_verdict;
+	rval->policy_epoch = fval->policy_epoch;
+}
+
+#define EP_ALT_PORT_TRIES 8
+#define EP_ALT_PORT_BASE  32768  /* remapped source ports: 32768..65535 */
+
+/*
+ * The reply tuple @rkey of a new flow to frontend @vip:@vport from @client
+ * can already belong to another live flow: the same client port used
+ * towards two ClusterIPs that share a backend (port reuse across
+ * destinations is normal). Replies would then be sent to the wrong socket.
+ * Like Linux NAT, pick another source port for the new flow instead (@alt,
+ * and @rkey's dport); 0 in @alt when none is needed.
+ */
+static __always_inline int ep_ct_pick_alt_port(struct ep_ct_key *rkey, __be32 client, __be32 vip,
+					       __be16 vport, __be16 *alt)
+{
+	struct ep_ct_value *other;
+	int i;
+
+	*alt = 0;
+	other = ep_ct_lookup(rkey);
+	/*
+	 * Free: no entry, the stale reply entry of this same flow, or the entry
+	 * of a TCP flow the backend already closed (closed flows must not hold
+	 * their tuple until the garbage collector removes them).
+	 */
+	if (!other)
+		return 0;
+	if ((other->flags & EP_CT_F_CLOSING) ||
+	    (other->nat_addr == vip && other->nat_port == vport && other->hairpin_addr == client &&
+	     !other->alt_port)) {
+		ep_stat_inc(EP_STAT_CT_REUSED);
+		return 0;
+	}
+	for (i = 0; i < EP_ALT_PORT_TRIES; i++) {
+		__u16 p = EP_ALT_PORT_BASE + (bpf_get_prandom_u32() & 0x7fff);
+
+		rkey->dport = bpf_htons(p);
+		other = ep_ct_lookup(rkey);
+		if (!other || (other->flags & EP_CT_F_CLOSING)) {
+			if (other)
+				ep_stat_inc(EP_STAT_CT_REUSED);
+			*alt = rkey->dport;
+			return 0;
+		}
+	}
+	return -EP_DROP_CT_FULL;
 }
 
 /*

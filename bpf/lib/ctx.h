@@ -83,6 +83,12 @@ struct ep_ctx {
 	struct ep_ct_value ct_new;
 };
 
+/* NetworkPolicy enforcement is on (ep_config.flags). */
+static __always_inline int ep_policy_enabled(const struct ep_ctx *ctx)
+{
+	return ctx->cfg->flags & EP_CFG_F_POLICY;
+}
+
 #define EP_TCP_FIN 0x01
 #define EP_TCP_SYN 0x02
 #define EP_TCP_RST 0x04

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* drop.h: drop accounting (ep_drops_v1 + ep_dropev_v1, ep_events_v1 when monitored) and event counters. */
+/* drop.h: drop accounting (ep_drops_v1 + ep_dropev_v1, ep_events_v1 when monitored). */
 #ifndef EP_DROP_H
 #define EP_DROP_H
 
@@ -7,14 +7,7 @@
 #include "../maps.h"
 #include "ctx.h"
 #include "monitor.h"
-
-static __always_inline void ep_stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&ep_stats_v1, &idx);
-
-	if (v)
-		*v += 1; /* per-CPU slot: no atomics needed */
-}
+#include "stats.h"
 
 /* Count a drop or reject under @reason and record its tuple in the ring. */
 static __always_inline void ep_drop_record(const struct ep_ctx *ctx, __u32 reason)

@@ -91,4 +91,25 @@ static __attribute__((noinline)) int ep_fib_forward(struct ep_ctx *ctx)
 	return bpf_redirect(p.ifindex, 0);
 }
 
+/*
+ * How a translated packet of flow @ct leaves: by FIB redirect when the flow
+ * needs it (external flows), or when host routing is on (then a redirect
+ * that cannot be right falls back to the stack); else through the stack.
+ */
+static __always_inline int ep_route_verdict(struct ep_ctx *ctx, const struct ep_ct_value *ct)
+{
+	__u32 zero = 0;
+	struct ep_node *node;
+
+	if (ct->flags & EP_CT_F_FIB)
+		return EP_ACT_FIB;
+	if (!(ct->flags & EP_CT_F_SERVICE))
+		return EP_ACT_PASS;
+	node = bpf_map_lookup_elem(&ep_node_v1, &zero);
+	if (!node || !(node->flags & EP_NODE_F_HOST_ROUTING))
+		return EP_ACT_PASS;
+	ctx->fib_optional = 1;
+	return EP_ACT_FIB;
+}
+
 #endif /* EP_FIB_H */

@@ -163,4 +163,42 @@ static __always_inline int ep_icmp_stage(struct ep_ctx *ctx)
 	return EP_CONTINUE;
 }
 
+/*
+ * ICMP that is not an error about a tracked flow, when policy is on. Echo
+ * requests are tracked like a flow whose ports are the echo id (as Linux
+ * conntrack does): EP_CONTINUE with the ports set, for the flow stage. An
+ * echo reply whose request was tracked passes; anything else is untracked.
+ */
+static __always_inline int ep_icmp_echo_stage(struct ep_ctx *ctx)
+{
+	struct ep_ct_key key = {};
+	struct {
+		__u8 type;
+		__u8 code;
+		__u16 csum;
+		__be16 id;
+		__be16 seq;
+	} echo;
+
+	if (ctx->is_fragment || bpf_skb_load_bytes(ctx->skb, ctx->l4_off, &echo, sizeof(echo)))
+		return EP_ACT_UNTRACKED;
+	if (echo.type == 8) {
+		ctx->sport = echo.id;
+		ctx->dport = echo.id;
+		ctx->orig_dport = echo.id;
+		return EP_CONTINUE;
+	}
+	if (echo.type == 0) {
+		ep_ct_key_fill(&key, ctx->saddr, ctx->daddr, echo.id, echo.id, EP_PROTO_ICMP,
+			       EP_CT_DIR_REPLY);
+		struct ep_ct_value *r = ep_ct_lookup(&key);
+
+		if (r) {
+			ep_ct_touch(r, 0, 1, 0);
+			return EP_ACT_PASS;
+		}
+	}
+	return EP_ACT_UNTRACKED;
+}
+
 #endif /* EP_ICMP_H */
