@@ -2,7 +2,8 @@
 /*
  * edgeplane.h: the single source of truth for everything that crosses the
  * kernel/user boundary: map keys and values, flags, drop reasons and pinned
- * map names. Rust mirrors these in src/maps/layout.rs and asserts the sizes.
+ * map names. build.rs generates the Rust mirrors from this file (structs,
+ * sizes, #define constants: src/maps/layout.rs includes them).
  *
  * Rules: explicit padding, no bitfields, network byte order for fields typed
  * __be*, every struct size asserted. Changing a layout means bumping the
@@ -381,7 +382,7 @@ struct ep_event {
 };
 _Static_assert(sizeof(struct ep_event) == 48, "ep_event layout is ABI");
 /* Not in the object's BTF (only a ring buffer carries it): the offsets that
- * src/maps/layout.rs's Event relies on are pinned here and asserted there. */
+ * the Rust mirror relies on are pinned here (build.rs asserts them there too). */
 _Static_assert(__builtin_offsetof(struct ep_event, proto) == 20, "ep_event layout is ABI");
 _Static_assert(__builtin_offsetof(struct ep_event, ifindex) == 24, "ep_event layout is ABI");
 _Static_assert(__builtin_offsetof(struct ep_event, nat_addr) == 32, "ep_event layout is ABI");

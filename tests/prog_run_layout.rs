@@ -36,9 +36,10 @@ fn mirrors_match_btf_sizes() {
         c::ep_lbsrc_key => r::LbsrcKey,
         c::ep_lbsrc_value => r::LbsrcValue,
         c::ep_monitor => r::Monitor,
+        c::ep_drop_event => r::DropEvent,
+        c::ep_frag_key => r::FragKey,
+        c::ep_frag_value => r::FragValue,
     );
-    assert_eq!(size_of::<c::ep_drop_event>(), 32);
-    assert_eq!(size_of::<c::ep_frag_key>(), 12);
 }
 
 #[test]

@@ -29,12 +29,8 @@ use super::mapio;
 use crate::drop_reason::StatId;
 use crate::maps::layout::{
     CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_CLOSED, CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_SERVICE, CT_F_SOURCE_NATED, CtKey,
-    CtValue,
+    CtValue, PROTO_ICMP, PROTO_SCTP, PROTO_TCP,
 };
-
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_SCTP: u8 = 132;
 
 /// Idle timeouts in seconds (`conntrack-timeouts:` in the settings file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

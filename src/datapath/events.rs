@@ -9,8 +9,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
 
 use crate::maps::layout::{Event, MONITOR_LEASE_NS, Monitor};
 
-pub const MAP_EVENTS: &str = "ep_events_v1";
-pub const MAP_MONITOR: &str = "ep_monitor_v1";
+pub use crate::maps::layout::{MAP_EVENTS, MAP_MONITOR};
 
 /// Renewed this often, well inside the lease, so events never pause.
 const RENEW_EVERY: Duration = Duration::from_secs(1);

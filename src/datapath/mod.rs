@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program};
 
-use crate::maps::layout::{Config, IFACE_F_WORKLOAD, NodeConfig};
+use crate::maps::layout::{self, Config, IFACE_F_WORKLOAD, NodeConfig};
 use crate::maps::{Entries, MapBackend, MapError, MapId};
 
 pub use access::{ROOT_HINT, ensure_pinned, explain, nothing_pinned, require_privileges, route_libbpf_output};
@@ -67,17 +67,10 @@ pub const TC_PROG: &str = "ep_tc_ingress";
 pub const TC_HOST_PROG: &str = "ep_tc_host";
 pub const SOCK_PROGS: [&str; 4] = ["ep_sock_connect4", "ep_sock_sendmsg4", "ep_sock_recvmsg4", "ep_sock_getpeername4"];
 
-pub const MAP_CFG: &str = "ep_cfg_v1";
-pub const MAP_NODE: &str = "ep_node_v1";
-pub const MAP_CT: &str = "ep_ct4_v2";
-/// The LRU conntrack map of earlier releases: migrated into MAP_CT at open.
-pub const MAP_CT_V1: &str = "ep_ct4_v1";
-pub const MAP_DROPS: &str = "ep_drops_v1";
-pub const MAP_STATS: &str = "ep_stats_v1";
-pub const MAP_DROPEV: &str = "ep_dropev_v1";
-pub const MAP_AFF: &str = "ep_aff_v1";
-pub const MAP_SKNAT: &str = "ep_sknat_v1";
-pub const MAP_IFACES: &str = "ep_ifaces_v1";
+/// Pinned map names (bpf/edgeplane.h EP_MAP_*).
+pub use crate::maps::layout::{
+    MAP_AFF, MAP_CFG, MAP_CT, MAP_CT_V1, MAP_DROPEV, MAP_DROPS, MAP_IFACES, MAP_NODE, MAP_SKNAT, MAP_STATS,
+};
 
 /// Map sizes (max_entries), from the config file; defaults = EP_DEFAULT_* in edgeplane.h.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,15 +94,15 @@ pub struct Capacities {
 impl Default for Capacities {
     fn default() -> Self {
         Capacities {
-            services: 1_048_576,
-            backends: 262_144,
-            conntrack: 1_048_576,
-            affinity: 65_536,
-            sknat: 65_536,
-            policy_rules: 1_048_576,
-            identities: 262_144,
-            policy_endpoints: 65_536,
-            lb_source_ranges: 65_536,
+            services: layout::DEFAULT_SVC_ENTRIES,
+            backends: layout::DEFAULT_BE_ENTRIES,
+            conntrack: layout::DEFAULT_CT_ENTRIES,
+            affinity: layout::DEFAULT_AFF_ENTRIES,
+            sknat: layout::DEFAULT_SKNAT_ENTRIES,
+            policy_rules: layout::DEFAULT_POL_ENTRIES,
+            identities: layout::DEFAULT_IDENT_ENTRIES,
+            policy_endpoints: layout::DEFAULT_LEP_ENTRIES,
+            lb_source_ranges: layout::DEFAULT_LBSRC_ENTRIES,
         }
     }
 }
@@ -122,15 +115,15 @@ impl Capacities {
 
     fn for_map(&self, name: &str) -> Option<u32> {
         match name {
-            "ep_svc_v1" => Some(self.services),
-            "ep_be_v1" => Some(self.backends),
+            layout::MAP_SVC => Some(self.services),
+            layout::MAP_BE => Some(self.backends),
             MAP_CT => Some(self.conntrack),
             MAP_AFF => Some(self.affinity),
             MAP_SKNAT => Some(self.sknat),
-            "ep_pol_v1" => Some(self.policy_rules),
-            "ep_ident_v1" => Some(self.identities),
-            "ep_lep_v1" => Some(self.policy_endpoints),
-            "ep_lbsrc_v1" => Some(self.lb_source_ranges),
+            layout::MAP_POL => Some(self.policy_rules),
+            layout::MAP_IDENT => Some(self.identities),
+            layout::MAP_LEP => Some(self.policy_endpoints),
+            layout::MAP_LBSRC => Some(self.lb_source_ranges),
             _ => None,
         }
     }
@@ -750,7 +743,7 @@ pub fn open_pinned_maps(state_dir: &Path) -> Result<Option<PinnedMaps>> {
 /// ep_cfg_v1[0] of a pinned data plane, without loading anything; None when
 /// nothing is pinned under `state_dir`.
 pub fn read_pinned_config(state_dir: &Path) -> Result<Option<Config>> {
-    let path = state_dir.join("ep_cfg_v1");
+    let path = state_dir.join(MAP_CFG);
     if !path.exists() {
         return Ok(None);
     }

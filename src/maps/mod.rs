@@ -46,12 +46,12 @@ impl MapId {
     /// The pinned name (bpf/edgeplane.h EP_MAP_*).
     pub fn pin_name(self) -> &'static str {
         match self {
-            MapId::Backends => "ep_be_v1",
-            MapId::SourceRanges => "ep_lbsrc_v1",
-            MapId::Services => "ep_svc_v1",
-            MapId::PolicyAllow => "ep_pol_v1",
-            MapId::Identities => "ep_ident_v1",
-            MapId::LocalEndpoints => "ep_lep_v1",
+            MapId::Backends => layout::MAP_BE,
+            MapId::SourceRanges => layout::MAP_LBSRC,
+            MapId::Services => layout::MAP_SVC,
+            MapId::PolicyAllow => layout::MAP_POL,
+            MapId::Identities => layout::MAP_IDENT,
+            MapId::LocalEndpoints => layout::MAP_LEP,
         }
     }
 
