@@ -16,38 +16,15 @@ use common::packet::*;
 use edgeplane::datapath::{self, Capacities, object_map};
 use edgeplane::drop_reason::DropReason;
 use edgeplane::maps::layout::{
-    Backend, CT_DIR_FORWARD, CT_DIR_REPLY, Config, CtKey, CtValue, SCOPE_CLUSTER, SvcKey, SvcValue, backend_id_key,
+    BE_F_REMOTE, Backend, CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_DSR, CT_F_FIB, CT_F_SNAT, Config, CtKey, CtValue,
+    DSR_OPT_TYPE, LBSRC_PREFIX_FRONTEND, NODE_F_DSR, SCOPE_CLUSTER, SCOPE_EXTERNAL, SVC_F_DROP_EMPTY, SVC_F_DSR_OK,
+    SVC_F_NODE_ADDR, SVC_F_SOURCE_RANGES, SvcKey, SvcValue, backend_id_key,
 };
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
-
-/// EP_SCOPE_EXTERNAL
-const SCOPE_EXTERNAL: u8 = 1;
-/// EP_SVC_F_DROP_EMPTY
-const SVC_F_DROP_EMPTY: u16 = 0x0004;
-/// EP_SVC_F_SOURCE_RANGES
-const SVC_F_SOURCE_RANGES: u16 = 0x0008;
-/// EP_SVC_F_NODE_ADDR
-const SVC_F_NODE_ADDR: u16 = 0x0010;
-/// EP_SVC_F_DSR_OK
-const SVC_F_DSR_OK: u16 = 0x0020;
-/// EP_BE_F_REMOTE
-const BE_F_REMOTE: u8 = 0x01;
-/// EP_NODE_F_DSR
-const NODE_F_DSR: u32 = 0x0001;
-/// EP_CT_F_FIB
-const CT_F_FIB: u16 = 0x0020;
-/// EP_CT_F_DSR
-const CT_F_DSR: u16 = 0x0040;
-/// EP_CT_F_SNAT
-const CT_F_SNAT: u16 = 0x0080;
-/// EP_DSR_OPT_TYPE
-const DSR_OPT_TYPE: u8 = 0x9a;
-/// EP_LBSRC_PREFIX_FRONTEND
-const LBSRC_PREFIX_FRONTEND: u32 = 64;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const OUTSIDER: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 2);
@@ -349,6 +326,48 @@ fn fib_routed_flow_without_a_usable_route_is_dropped() {
 /// for a failed lookup (no matching route), and ep_fib_forward takes NOT_FWDED
 /// as "for this host": the translated packet goes up the stack, which drops it
 /// uncounted by edgeplane. Pinned here so a change is deliberate.
+/// The MAC address of `dev` in the current network namespace.
+fn link_mac(dev: &str) -> [u8; 6] {
+    let o = std::process::Command::new("ip").args(["-o", "link", "show", dev]).output().expect("run ip");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mac = text.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("link/ether");
+    let bytes: Vec<u8> = mac.split(':').map(|b| u8::from_str_radix(b, 16).expect("hex")).collect();
+    bytes.try_into().expect("6 bytes")
+}
+
+/// A resolved neighbour: the redirected frame carries its MAC as destination
+/// and the egress interface's as source (both written in one store), and the
+/// TTL is decremented (read from the linear header).
+#[test]
+fn fib_routed_packet_to_a_resolved_neighbour_gets_both_macs() {
+    in_fresh_netns(|| {
+        const NEIGH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0a];
+        let o = std::process::Command::new("ip")
+            .args([
+                "neigh",
+                "replace",
+                "198.18.1.10",
+                "lladdr",
+                "02:00:00:00:01:0a",
+                "dev",
+                "ep-xt0",
+                "nud",
+                "permanent",
+            ])
+            .output()
+            .expect("run ip");
+        assert!(o.status.success(), "ip neigh: {}", String::from_utf8_lossy(&o.stderr));
+        let f = Fixture::new();
+        f.nodeport(TCP, 0, &[(LOCAL_POD, POD_PORT, 0)]);
+        let out = f.check("syn", H, &tcp(CLIENT, 40001, NODE1, NODE_PORT, SYN), TC_ACT_REDIRECT, &[]);
+        assert_eq!(out[0..6], NEIGH_MAC, "destination MAC: the neighbour's");
+        assert_eq!(out[6..12], link_mac("ep-xt0"), "source MAC: the egress interface's");
+        let p = Parsed::parse(&out);
+        assert_eq!(tuple(&p), (CLIENT, 40001, LOCAL_POD, POD_PORT));
+        assert_eq!(p.ttl, 63, "a routed packet's TTL is decremented");
+    });
+}
+
 #[test]
 fn fib_routed_flow_to_an_unrouted_address_goes_to_the_stack() {
     in_fresh_netns(|| {

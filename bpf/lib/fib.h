@@ -37,10 +37,15 @@
 static __always_inline int ep_ttl_dec(struct ep_ctx *ctx)
 {
 	__u32 off = ctx->l3_off + offsetof(struct iphdr, ttl);
+	void *data = (void *)(long)ctx->skb->data;
+	void *data_end = (void *)(long)ctx->skb->data_end;
 	__u8 ttl_proto[2];
 	__be16 old, new;
 
-	if (bpf_skb_load_bytes(ctx->skb, off, ttl_proto, 2))
+	/* The parser made the IPv4 header linear: a direct read, no helper call. */
+	if (ctx->l3_off == ETH_HLEN && data + ETH_HLEN + sizeof(struct iphdr) <= data_end)
+		__builtin_memcpy(ttl_proto, data + ETH_HLEN + offsetof(struct iphdr, ttl), 2);
+	else if (bpf_skb_load_bytes(ctx->skb, off, ttl_proto, 2))
 		return -1;
 	if (ttl_proto[0] <= 1)
 		return 1;
@@ -52,6 +57,16 @@ static __always_inline int ep_ttl_dec(struct ep_ctx *ctx)
 	if (bpf_skb_store_bytes(ctx->skb, off, &new, 2, 0))
 		return -1;
 	return 0;
+}
+
+/* Destination and source MAC in one write (they are adjacent in the frame). */
+static __always_inline int ep_set_macs(struct __sk_buff *skb, const __u8 *dmac, const __u8 *smac)
+{
+	__u8 macs[2 * ETH_ALEN];
+
+	__builtin_memcpy(macs, dmac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, smac, ETH_ALEN);
+	return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
 }
 
 /* A TC verdict (>= 0) for the translated packet, or -EP_DROP_*. Not inlined: its
@@ -82,8 +97,7 @@ static __attribute__((noinline)) int ep_fib_forward(struct ep_ctx *ctx)
 		return TC_ACT_OK;
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return bpf_redirect_neigh(p.ifindex, 0, 0, 0);
-	if (bpf_skb_store_bytes(ctx->skb, 0, p.dmac, ETH_ALEN, 0) ||
-	    bpf_skb_store_bytes(ctx->skb, ETH_ALEN, p.smac, ETH_ALEN, 0))
+	if (ep_set_macs(ctx->skb, p.dmac, p.smac))
 		return -EP_DROP_NAT_FAILED;
 	iface = bpf_map_lookup_elem(&ep_ifaces_v1, &p.ifindex);
 	if (iface && (*iface & EP_IFACE_F_WORKLOAD))
