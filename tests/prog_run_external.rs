@@ -17,8 +17,8 @@ use edgeplane::datapath::{self, Capacities, object_map};
 use edgeplane::drop_reason::DropReason;
 use edgeplane::maps::layout::{
     BE_F_REMOTE, Backend, CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_DSR, CT_F_FIB, CT_F_SNAT, Config, CtKey, CtValue,
-    DSR_OPT_TYPE, LBSRC_PREFIX_FRONTEND, NODE_F_DSR, SCOPE_CLUSTER, SCOPE_EXTERNAL, SVC_F_DROP_EMPTY, SVC_F_DSR_OK,
-    SVC_F_NODE_ADDR, SVC_F_SOURCE_RANGES, SvcKey, SvcValue, backend_id_key,
+    DSR_OPT_TYPE, LBSRC_PREFIX_FRONTEND, NODE_F_DSR, NODE_F_HOST_ROUTING, SCOPE_CLUSTER, SCOPE_EXTERNAL,
+    SVC_F_DROP_EMPTY, SVC_F_DSR_OK, SVC_F_NODE_ADDR, SVC_F_SOURCE_RANGES, SvcKey, SvcValue, backend_id_key,
 };
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramInput};
 
@@ -326,6 +326,16 @@ fn fib_routed_flow_without_a_usable_route_is_dropped() {
 /// for a failed lookup (no matching route), and ep_fib_forward takes NOT_FWDED
 /// as "for this host": the translated packet goes up the stack, which drops it
 /// uncounted by edgeplane. Pinned here so a change is deliberate.
+/// A permanent neighbour entry on the test veth: FIB lookups for `addr` succeed.
+fn neighbour(addr: Ipv4Addr, mac: &str) {
+    let a = addr.to_string();
+    let o = std::process::Command::new("ip")
+        .args(["neigh", "replace", a.as_str(), "lladdr", mac, "dev", "ep-xt0", "nud", "permanent"])
+        .output()
+        .expect("run ip");
+    assert!(o.status.success(), "ip neigh: {}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// The MAC address of `dev` in the current network namespace.
 fn link_mac(dev: &str) -> [u8; 6] {
     let o = std::process::Command::new("ip").args(["-o", "link", "show", dev]).output().expect("run ip");
@@ -365,6 +375,117 @@ fn fib_routed_packet_to_a_resolved_neighbour_gets_both_macs() {
         let p = Parsed::parse(&out);
         assert_eq!(tuple(&p), (CLIENT, 40001, LOCAL_POD, POD_PORT));
         assert_eq!(p.ttl, 63, "a routed packet's TTL is decremented");
+    });
+}
+
+const CLUSTER_PORT: u16 = 80;
+
+/// A node with host routing on, a ClusterIP with one local endpoint, and
+/// resolved neighbours for the client and the endpoint.
+fn host_routing_fixture() -> Fixture {
+    neighbour(LOCAL_POD, "02:00:00:00:01:0a");
+    neighbour(CLIENT, "02:00:00:00:00:02");
+    let f = Fixture::new();
+    f.node(NODE1, NODE_F_HOST_ROUTING);
+    f.frontend(SCOPE_CLUSTER, VIP, CLUSTER_PORT, TCP, 2, 0, &[(LOCAL_POD, POD_PORT, 0)]);
+    f
+}
+
+/// host-routing: bpf. A pod's ClusterIP flow leaves by redirect in both
+/// directions: its first packet, the reply and then every established packet
+/// (the fast path: one forward lookup, the backend check, the rewrite, the
+/// route). Where a redirect cannot be right the translated packet goes to the
+/// stack: a TTL that expires here, an endpoint without a route, host routing
+/// off.
+#[test]
+fn host_routing_redirects_established_flows_and_falls_back_to_the_stack() {
+    in_fresh_netns(|| {
+        let f = host_routing_fixture();
+        let to_vip = |sport, flags| tcp(CLIENT, sport, VIP, CLUSTER_PORT, flags);
+        let routed = |what: &str, out: &[u8], want: (Ipv4Addr, u16, Ipv4Addr, u16)| {
+            let p = Parsed::parse(out);
+            assert_eq!(tuple(&p), want, "{what}: translated");
+            assert_eq!(p.ttl, 63, "{what}: routed here, TTL decremented");
+        };
+        let out = f.check("syn", W, &to_vip(41000, SYN), TC_ACT_REDIRECT, &[]);
+        routed("syn", &out, (CLIENT, 41000, LOCAL_POD, POD_PORT));
+        let out = f.check("syn-ack", W, &tcp(LOCAL_POD, POD_PORT, CLIENT, 41000, SYN | ACK), TC_ACT_REDIRECT, &[]);
+        routed("syn-ack", &out, (VIP, CLUSTER_PORT, CLIENT, 41000));
+        for i in 0..3 {
+            let out = f.check("established", W, &to_vip(41000, ACK), TC_ACT_REDIRECT, &[]);
+            routed(&format!("established #{i}"), &out, (CLIENT, 41000, LOCAL_POD, POD_PORT));
+        }
+        let fwd = f.ct_flags(CLIENT, 41000, VIP, CLUSTER_PORT, TCP, CT_DIR_FORWARD).expect("forward entry");
+        assert_eq!(fwd & CT_F_FIB, 0, "host routing is the node's choice, not the flow's");
+
+        // Fallback: the TTL expires here; the stack sends the ICMP error.
+        let mut last_hop = Pkt::tcp(CLIENT, 41000, VIP, CLUSTER_PORT, ACK);
+        last_hop.ttl = 1;
+        let out = f.check("ttl 1", W, &last_hop.build(), TC_ACT_OK, &[]);
+        let p = Parsed::parse(&out);
+        assert_eq!((tuple(&p), p.ttl), ((CLIENT, 41000, LOCAL_POD, POD_PORT), 1), "ttl 1: translated, to the stack");
+
+        // Fallback: an endpoint the node has no route to goes to the stack, not dropped.
+        f.frontend(SCOPE_CLUSTER, LB_IP, CLUSTER_PORT, TCP, 3, 0, &[(UNROUTED_POD, POD_PORT, 0)]);
+        let out = f.check("unrouted", W, &tcp(CLIENT, 41001, LB_IP, CLUSTER_PORT, SYN), TC_ACT_OK, &[]);
+        let p = Parsed::parse(&out);
+        assert_eq!((tuple(&p), p.ttl), ((CLIENT, 41001, UNROUTED_POD, POD_PORT), 64), "unrouted: to the stack");
+
+        // host-routing: kernel: the same established flow goes through the stack.
+        f.node(NODE1, 0);
+        let out = f.check("established, host routing off", W, &to_vip(41000, ACK), TC_ACT_OK, &[]);
+        let p = Parsed::parse(&out);
+        assert_eq!((tuple(&p), p.ttl), ((CLIENT, 41000, LOCAL_POD, POD_PORT), 64), "kernel mode: stack");
+    });
+}
+
+/// The packet of run `i` of a path.
+type PacketOfRun = dyn Fn(u16) -> Vec<u8>;
+
+/// Not a check: the per-path cost table of scripts/bench-paths.sh (run with
+/// --ignored). Each packet of a path runs `RUNS` times through
+/// BPF_PROG_TEST_RUN; the median of the kernel's per-run time is printed.
+/// Hot caches and one flow: it isolates the instructions and helper calls of
+/// a path; memory effects of full tables show in the benchmarks' bpf_stats.
+#[test]
+#[ignore]
+fn cost_per_path() {
+    in_fresh_netns(|| {
+        const RUNS: u16 = 1_500; // new flows: within the fixture's 4096 conntrack entries
+        let f = host_routing_fixture();
+        let ns = |prog: &str, pkt: &PacketOfRun, verdict: u32| -> u128 {
+            let p = f.obj.progs_mut().find(|p| p.name() == prog).expect("program");
+            let mut runs: Vec<u128> = (0..RUNS)
+                .map(|i| {
+                    let input = pkt(i);
+                    let mut out = vec![0u8; 2048];
+                    let inp = ProgramInput {
+                        data_in: Some(&input),
+                        data_out: Some(&mut out),
+                        repeat: 1,
+                        ..Default::default()
+                    };
+                    let o = p.test_run(inp).expect("test_run");
+                    assert_eq!(o.return_value, verdict, "{prog}: verdict");
+                    o.duration.as_nanos()
+                })
+                .collect();
+            runs.sort_unstable();
+            runs[runs.len() / 2]
+        };
+        f.check("syn", W, &tcp(CLIENT, 40000, VIP, CLUSTER_PORT, SYN), TC_ACT_REDIRECT, &[]);
+        f.check("syn-ack", W, &tcp(LOCAL_POD, POD_PORT, CLIENT, 40000, SYN | ACK), TC_ACT_REDIRECT, &[]);
+        let rows: [(&str, &str, &PacketOfRun, u32); 5] = [
+            ("new flow (SYN to a ClusterIP)", W, &|i| tcp(CLIENT, 1024 + i, VIP, CLUSTER_PORT, SYN), TC_ACT_REDIRECT),
+            ("established forward (ACK)", W, &|_| tcp(CLIENT, 40000, VIP, CLUSTER_PORT, ACK), TC_ACT_REDIRECT),
+            ("reply (ACK, reverse NAT)", W, &|_| tcp(LOCAL_POD, POD_PORT, CLIENT, 40000, ACK), TC_ACT_REDIRECT),
+            ("untranslated, workload interface", W, &|_| tcp(CLIENT, 40000, LOCAL_POD, 9, ACK), TC_ACT_OK),
+            ("untranslated, host interface", H, &|_| tcp(LOCAL_POD, 9, CLIENT, 40000, ACK), TC_ACT_OK),
+        ];
+        println!("path | ns per run (median of {RUNS})");
+        for (what, prog, pkt, verdict) in rows {
+            println!("{what} | {}", ns(prog, pkt, verdict));
+        }
     });
 }
 
