@@ -44,7 +44,8 @@ fn bench_gbit_reports_every_mode_and_test_without_failures() {
         eprintln!("skipped: needs root (network namespaces, BPF)");
         return;
     }
-    let rows = run_script("bench-gbit.sh", &["--duration", "1", "--rounds", "1", "--mtus", "9000", "--tests", "tcp1,udp64"]);
+    let rows =
+        run_script("bench-gbit.sh", &["--duration", "1", "--rounds", "1", "--mtus", "9000", "--tests", "tcp1,udp64"]);
     for mode in ["direct", "edgeplane", "iptables", "nftables"] {
         for test in ["tcp1", "udp64"] {
             let row = rows
