@@ -58,9 +58,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'ep_log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
-sysctl_ns() { in_ns "$1" sh -c "echo $3 > /proc/sys/${2//.//}"; }
-
 ep_log "building the topology"
 for ns in $RT $CL $N1 $N2 "${PODS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 sysctl_ns $RT net.ipv4.ip_forward 1

@@ -28,6 +28,12 @@ ep_cross_apt_packages() {
 ep_log() { echo "[${EP_SCRIPT:-edgeplane}] $*" >&2; }
 ep_die() { echo "[${EP_SCRIPT:-edgeplane}] error: $*" >&2; exit 1; }
 
+# Benchmark helpers: run a command in network namespace NS (nsenter, not
+# `ip netns exec`, which remounts /sys and hides /sys/fs/bpf); write a sysctl
+# of NS (sysctl_ns NS net.ipv4.ip_forward 1) from inside it.
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+sysctl_ns() { in_ns "$1" sh -c "echo $3 > /proc/sys/${2//.//}"; }
+
 ep_require_root() {
     [[ $EUID -eq 0 ]] || ep_die "run as root (network namespaces, bpffs, BPF programs): sudo $0"
 }
