@@ -267,6 +267,59 @@ impl Drop for RawParser<'_> {
     }
 }
 
+/// libyaml-safer's parser over a borrowed string (MEASUREMENT: temporary).
+struct SaferParser<'a> {
+    parser: libyaml_safer::Parser<std::io::BufReader<&'a [u8]>>,
+}
+
+impl<'a> SaferParser<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        let mut parser = libyaml_safer::Parser::new();
+        parser.set_input(std::io::BufReader::with_capacity(64 << 10, input));
+        SaferParser { parser }
+    }
+
+    fn next(&mut self) -> Result<Event, ParseError> {
+        use libyaml_safer::{EventData, ScalarStyle};
+        let ev = self.parser.parse().map_err(|e| {
+            let m = e.problem_mark().unwrap_or_default();
+            ParseError {
+                problem: e.problem().to_string(),
+                mark: Mark { line: m.line, col: m.column },
+                context: e.context().map(|c| {
+                    let m = e.context_mark().unwrap_or_default();
+                    (c.to_string(), Mark { line: m.line, col: m.column })
+                }),
+            }
+        })?;
+        let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
+        Ok(match ev.data {
+            EventData::StreamStart { .. } => Event::StreamStart,
+            EventData::StreamEnd => Event::StreamEnd,
+            EventData::DocumentStart { .. } => Event::DocumentStart(mark),
+            EventData::DocumentEnd { .. } => Event::DocumentEnd,
+            EventData::Alias { anchor } => Event::Alias { anchor, mark },
+            EventData::Scalar { anchor, tag, value, style, .. } => {
+                Event::Scalar { anchor, tag, value, plain: style == ScalarStyle::Plain, mark }
+            }
+            EventData::SequenceStart { anchor, .. } => Event::SequenceStart { anchor, mark },
+            EventData::SequenceEnd => Event::SequenceEnd,
+            EventData::MappingStart { anchor, .. } => Event::MappingStart { anchor, mark },
+            EventData::MappingEnd => Event::MappingEnd,
+        })
+    }
+}
+
+/// MEASUREMENT (temporary): EP_YAML_BACKEND=safer|unsafe, EP_YAML_FAST=0.
+fn bench_mode() -> (bool, bool) {
+    static MODE: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        let safer = std::env::var("EP_YAML_BACKEND").is_ok_and(|v| v == "safer");
+        let fast = std::env::var("EP_YAML_FAST").map_or(true, |v| v != "0");
+        (safer, fast)
+    })
+}
+
 /// A 0-based position, as libyaml reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Mark {
@@ -478,7 +531,7 @@ pub fn parse_stream<S: Sink>(
         b.byte_limit = doc_limit(slice.len());
         b.stopped = false;
         b.held = Some(Vec::new());
-        let fast = super::fast::document(slice, &mut Stream(&mut b));
+        let fast = if bench_mode().1 { super::fast::document(slice, &mut Stream(&mut b)) } else { None };
         let held = b.held.take().unwrap_or_default();
         let newlines = match fast {
             Some(newlines) => {
@@ -528,13 +581,21 @@ impl<S: Sink> Builder<'_, S> {
     /// Feeds libyaml's events for `text` (whose first line is `line_base`).
     fn libyaml(&mut self, text: &str, line_base: u32) {
         self.line_base = line_base;
-        let Some(mut parser) = RawParser::new(text.as_bytes()) else {
+        let safer = bench_mode().0;
+        let mut s_parser = safer.then(|| SaferParser::new(text.as_bytes()));
+        let mut u_parser = if safer { None } else { RawParser::new(text.as_bytes()) };
+        if !safer && u_parser.is_none() {
             let span = Span { file: self.file.clone(), line: line_base + 1, col: 1 };
             self.sink.error(Diagnostic::error(span, None, "", "cannot initialise the YAML parser"));
             return;
-        };
+        }
         loop {
-            match parser.next() {
+            let next = match (&mut s_parser, &mut u_parser) {
+                (Some(p), _) => p.next(),
+                (_, Some(p)) => p.next(),
+                _ => return,
+            };
+            match next {
                 Err(e) => {
                     let span = self.span(e.mark);
                     let message = match e.context {
