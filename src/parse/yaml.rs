@@ -1,6 +1,6 @@
 //! A small span-carrying YAML tree, built iteratively from libyaml events.
 //!
-//! libyaml (the `unsafe-libyaml` port) only produces events; the tree is
+//! libyaml (the `libyaml-safer` port) only produces events; the tree is
 //! built here with an explicit stack, so deep nesting is a bounded error and
 //! never a stack overflow. Aliases are expanded by copying the anchored node.
 //!
@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -221,76 +220,31 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
     }
 }
 
-/// Owns an initialised libyaml parser reading from a borrowed string.
-struct RawParser<'a> {
-    parser: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>>,
-    _input: std::marker::PhantomData<&'a [u8]>,
-}
-
-impl<'a> RawParser<'a> {
-    fn new(input: &'a [u8]) -> Option<Self> {
-        let mut parser = Box::new(MaybeUninit::<unsafe_libyaml::yaml_parser_t>::uninit());
-        // SAFETY: yaml_parser_initialize fully initialises the struct it is
-        // given; the input outlives the parser through the 'a lifetime, and the
-        // Box keeps the parser at a stable address while libyaml points into it.
-        unsafe {
-            if unsafe_libyaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
-                return None;
-            }
-            unsafe_libyaml::yaml_parser_set_input_string(parser.as_mut_ptr(), input.as_ptr(), input.len() as u64);
-        }
-        Some(RawParser { parser, _input: std::marker::PhantomData })
-    }
-
-    fn next(&mut self) -> Result<Event, ParseError> {
-        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
-        // SAFETY: the parser was initialised in new(); on success the event is
-        // initialised, copied into owned data and released with
-        // yaml_event_delete exactly once.
-        unsafe {
-            let parser = self.parser.as_mut_ptr();
-            if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
-                return Err(ParseError::from_parser(&*parser));
-            }
-            let ev = event.as_mut_ptr();
-            let owned = Event::from_raw(&*ev);
-            unsafe_libyaml::yaml_event_delete(ev);
-            Ok(owned)
-        }
-    }
-}
-
-impl Drop for RawParser<'_> {
-    fn drop(&mut self) {
-        // SAFETY: initialised in new() (a failed init never builds a RawParser).
-        unsafe { unsafe_libyaml::yaml_parser_delete(self.parser.as_mut_ptr()) }
-    }
-}
-
-/// libyaml-safer's parser over a borrowed string (MEASUREMENT: temporary).
-struct SaferParser<'a> {
+/// libyaml's parser (the libyaml-safer port) reading a borrowed string.
+struct Parser<'a> {
+    /// Fed in 64 KiB chunks: given the whole slice, libyaml-safer decodes all
+    /// of it at once into its buffer of `char`s (4 bytes per input byte: a
+    /// 62 MB `List` peaked at 396 MiB instead of 161 MiB).
     parser: libyaml_safer::Parser<std::io::BufReader<&'a [u8]>>,
+    text: &'a str,
 }
 
-impl<'a> SaferParser<'a> {
-    fn new(input: &'a [u8]) -> Self {
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
         let mut parser = libyaml_safer::Parser::new();
-        parser.set_input(std::io::BufReader::with_capacity(64 << 10, input));
-        SaferParser { parser }
+        parser.set_input(std::io::BufReader::with_capacity(64 << 10, text.as_bytes()));
+        Parser { parser, text }
     }
 
     fn next(&mut self) -> Result<Event, ParseError> {
         use libyaml_safer::{EventData, ScalarStyle};
-        let ev = self.parser.parse().map_err(|e| {
-            let m = e.problem_mark().unwrap_or_default();
-            ParseError {
-                problem: e.problem().to_string(),
-                mark: Mark { line: m.line, col: m.column },
-                context: e.context().map(|c| {
-                    let m = e.context_mark().unwrap_or_default();
-                    (c.to_string(), Mark { line: m.line, col: m.column })
-                }),
-            }
+        let to_mark = |m: libyaml_safer::Mark| Mark { line: m.line, col: m.column };
+        let ev = self.parser.parse().map_err(|e| ParseError {
+            problem: e.problem().to_string(),
+            // Reader errors (a control character) carry only a byte offset,
+            // which the crate keeps private: find the character again.
+            mark: e.problem_mark().map_or_else(|| first_unreadable(self.text), to_mark),
+            context: e.context().map(|c| (c.to_string(), e.context_mark().map(to_mark).unwrap_or_default())),
         })?;
         let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
         Ok(match ev.data {
@@ -310,18 +264,21 @@ impl<'a> SaferParser<'a> {
     }
 }
 
-/// MEASUREMENT (temporary): EP_YAML_BACKEND=safer|unsafe, EP_YAML_FAST=0.
-fn bench_mode() -> (bool, bool) {
-    static MODE: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
-    *MODE.get_or_init(|| {
-        let safer = std::env::var("EP_YAML_BACKEND").is_ok_and(|v| v == "safer");
-        let fast = std::env::var("EP_YAML_FAST").map_or(true, |v| v != "0");
-        (safer, fast)
-    })
+/// Where the first character libyaml's reader refuses is (a control
+/// character: YAML's printable set), or the start if there is none.
+fn first_unreadable(text: &str) -> Mark {
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\x20'..='\x7e' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+            || c >= '\u{10000}'
+    };
+    let at = text.find(|c| !printable(c)).unwrap_or(0);
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Mark { line: before.matches('\n').count() as u64, col: before[line_start..].chars().count() as u64 }
 }
 
 /// A 0-based position, as libyaml reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Mark {
     pub(super) line: u64,
     pub(super) col: u64,
@@ -332,31 +289,6 @@ struct ParseError {
     mark: Mark,
     /// What libyaml was parsing, and where that started.
     context: Option<(String, Mark)>,
-}
-
-impl ParseError {
-    /// # Safety
-    /// `parser` must be an initialised parser whose last call failed.
-    unsafe fn from_parser(parser: &unsafe_libyaml::yaml_parser_t) -> Self {
-        let problem = unsafe { cstr(parser.problem) }.unwrap_or_else(|| "invalid YAML".to_string());
-        let mark = Mark { line: parser.problem_mark.line, col: parser.problem_mark.column };
-        let context = unsafe { cstr(parser.context) }
-            .map(|ctx| (ctx, Mark { line: parser.context_mark.line, col: parser.context_mark.column }));
-        ParseError { problem, mark, context }
-    }
-}
-
-/// # Safety
-/// `p` is null or a NUL-terminated string. (unsafe-libyaml's strings are
-/// `*const i8` on every target; `c_char` is `u8` on aarch64.)
-unsafe fn cstr(p: *const i8) -> Option<String> {
-    if p.is_null() { None } else { Some(unsafe { std::ffi::CStr::from_ptr(p.cast()) }.to_string_lossy().into_owned()) }
-}
-
-/// # Safety
-/// `p` is null or a NUL-terminated string.
-unsafe fn ustr(p: *const u8) -> Option<String> {
-    unsafe { cstr(p.cast()) }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,47 +303,6 @@ pub(super) enum Event {
     SequenceEnd,
     MappingStart { anchor: Option<String>, mark: Mark },
     MappingEnd,
-}
-
-impl Event {
-    /// # Safety
-    /// `ev` is an event just returned by yaml_parser_parse.
-    unsafe fn from_raw(ev: &unsafe_libyaml::yaml_event_t) -> Event {
-        let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
-        unsafe {
-            match ev.type_ {
-                unsafe_libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
-                unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(mark),
-                unsafe_libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
-                unsafe_libyaml::YAML_ALIAS_EVENT => {
-                    Event::Alias { anchor: ustr(ev.data.alias.anchor).unwrap_or_default(), mark }
-                }
-                unsafe_libyaml::YAML_SCALAR_EVENT => {
-                    let s = ev.data.scalar;
-                    let bytes: &[u8] =
-                        if s.value.is_null() { &[] } else { std::slice::from_raw_parts(s.value, s.length as usize) };
-                    // libyaml has already decoded the input to UTF-8.
-                    let value = String::from_utf8_lossy(bytes).into_owned();
-                    Event::Scalar {
-                        anchor: ustr(s.anchor),
-                        tag: ustr(s.tag),
-                        value,
-                        plain: s.style == unsafe_libyaml::YAML_PLAIN_SCALAR_STYLE,
-                        mark,
-                    }
-                }
-                unsafe_libyaml::YAML_SEQUENCE_START_EVENT => {
-                    Event::SequenceStart { anchor: ustr(ev.data.sequence_start.anchor), mark }
-                }
-                unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
-                unsafe_libyaml::YAML_MAPPING_START_EVENT => {
-                    Event::MappingStart { anchor: ustr(ev.data.mapping_start.anchor), mark }
-                }
-                unsafe_libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
-                _ => Event::StreamEnd,
-            }
-        }
-    }
 }
 
 enum Frame {
@@ -531,7 +422,7 @@ pub fn parse_stream<S: Sink>(
         b.byte_limit = doc_limit(slice.len());
         b.stopped = false;
         b.held = Some(Vec::new());
-        let fast = if bench_mode().1 { super::fast::document(slice, &mut Stream(&mut b)) } else { None };
+        let fast = super::fast::document(slice, &mut Stream(&mut b));
         let held = b.held.take().unwrap_or_default();
         let newlines = match fast {
             Some(newlines) => {
@@ -581,21 +472,9 @@ impl<S: Sink> Builder<'_, S> {
     /// Feeds libyaml's events for `text` (whose first line is `line_base`).
     fn libyaml(&mut self, text: &str, line_base: u32) {
         self.line_base = line_base;
-        let safer = bench_mode().0;
-        let mut s_parser = safer.then(|| SaferParser::new(text.as_bytes()));
-        let mut u_parser = if safer { None } else { RawParser::new(text.as_bytes()) };
-        if !safer && u_parser.is_none() {
-            let span = Span { file: self.file.clone(), line: line_base + 1, col: 1 };
-            self.sink.error(Diagnostic::error(span, None, "", "cannot initialise the YAML parser"));
-            return;
-        }
+        let mut parser = Parser::new(text);
         loop {
-            let next = match (&mut s_parser, &mut u_parser) {
-                (Some(p), _) => p.next(),
-                (_, Some(p)) => p.next(),
-                _ => return,
-            };
-            match next {
+            match parser.next() {
                 Err(e) => {
                     let span = self.span(e.mark);
                     let message = match e.context {
@@ -1280,7 +1159,7 @@ mod tests {
 
     /// libyaml's events for one text, without the stream events.
     fn libyaml_events(text: &str) -> Option<Vec<Event>> {
-        let mut parser = RawParser::new(text.as_bytes())?;
+        let mut parser = Parser::new(text);
         let mut out = Vec::new();
         loop {
             match parser.next().ok()? {
@@ -1291,24 +1170,55 @@ mod tests {
         }
     }
 
+    /// Documents seen and accepted by the fast path (the differential tests
+    /// assert on both, so a fast path that declines everything fails them).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct Taken {
+        documents: usize,
+        accepted: usize,
+    }
+
+    impl std::ops::AddAssign for Taken {
+        fn add_assign(&mut self, other: Taken) {
+            self.documents += other.documents;
+            self.accepted += other.accepted;
+        }
+    }
+
     /// For every document of `text` the fast path accepts, libyaml accepts
-    /// it too and gives the same events. Returns how many were accepted.
-    fn differential(text: &str) -> usize {
+    /// it too and gives the same events.
+    fn differential(text: &str) -> Taken {
         let mut pos = 0;
-        let mut accepted = 0;
+        let mut taken = Taken::default();
         while pos < text.len() {
             let end = next_document(text, pos);
             let slice = &text[pos..end];
             let mut fast_events = Vec::new();
+            taken.documents += 1;
             if let Some(newlines) = super::super::fast::document(slice, &mut fast_events) {
                 assert_eq!(newlines as usize, slice.matches('\n').count());
                 let slow = libyaml_events(slice);
                 assert_eq!(Some(&fast_events), slow.as_ref(), "fast path differs from libyaml on:\n{slice}");
-                accepted += 1;
+                taken.accepted += 1;
             }
             pos = end;
         }
-        accepted
+        taken
+    }
+
+    /// [`differential`] on 512 random texts; what the fast path took of them.
+    fn differential_cases<S: Strategy>(strategy: S, text: impl Fn(S::Value) -> String) -> Taken {
+        let config = ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() };
+        let taken = std::cell::Cell::new(Taken::default());
+        proptest::test_runner::TestRunner::new(config)
+            .run(&strategy, |value| {
+                let mut sum = taken.get();
+                sum += differential(&text(value));
+                taken.set(sum);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        taken.get()
     }
 
     #[test]
@@ -1330,7 +1240,8 @@ mod tests {
             "a: -1\nb: -x\nc: .5\n",
         ];
         for text in accepted {
-            assert!(differential(text) > 0, "fast path declined:\n{text}");
+            let taken = differential(text);
+            assert_eq!(taken.accepted, taken.documents, "fast path declined:\n{text}");
         }
         // Outside the subset: declined (and libyaml decides).
         let declined = [
@@ -1349,25 +1260,57 @@ mod tests {
             "- a\nb: 1\n",
         ];
         for text in declined {
-            assert_eq!(differential(text), 0, "fast path accepted:\n{text}");
+            assert_eq!(differential(text), Taken { documents: 1, accepted: 0 }, "fast path accepted:\n{text}");
         }
     }
 
     #[test]
     fn fast_path_matches_libyaml_on_project_files() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut accepted = 0;
-        for dir in ["examples-config", "tests/invalid"] {
-            let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-                continue;
-            };
-            for entry in rd.flatten() {
-                if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                    accepted += differential(&text);
-                }
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
+        // What tools write is what the fast path is for: all of it.
+        let demo = differential(&read("examples-config/demo.yaml"));
+        assert!(demo.documents > 5 && demo.accepted == demo.documents, "{demo:?}");
+        // Syntax errors and anchors are libyaml's.
+        for file in ["tests/invalid/syntax.yaml", "tests/invalid/alias-bomb.yaml"] {
+            let taken = differential(&read(file));
+            assert!(taken.accepted < taken.documents, "{file}: {taken:?}");
+        }
+        let mut invalid = Taken::default();
+        for entry in std::fs::read_dir(root.join("tests/invalid")).expect("tests/invalid").flatten() {
+            if entry.path().extension().is_some_and(|e| e == "yaml" || e == "json") {
+                invalid += differential(&std::fs::read_to_string(entry.path()).expect("text"));
             }
         }
-        assert!(accepted > 5, "the fast path should take most project files ({accepted})");
+        // Semantic errors are plain YAML: most of these documents.
+        assert!(invalid.accepted * 2 > invalid.documents, "{invalid:?}");
+    }
+
+    /// One Service and one EndpointSlice as shared/baseline/gen.py writes
+    /// them (the 100,000-Services benchmark) and the same as one `kind: List`
+    /// as `kubectl get -o yaml` writes it.
+    const GENERATED: &str = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-000000\n  namespace: bench\n  labels:\n    app: svc-000000\nspec:\n  type: ClusterIP\n  clusterIP: 198.19.0.1\n  clusterIPs:\n  - 198.19.0.1\n  ipFamilies:\n  - IPv4\n  ipFamilyPolicy: SingleStack\n  internalTrafficPolicy: Cluster\n  sessionAffinity: None\n  selector:\n    app: svc-000000\n  ports:\n  - name: http\n    protocol: TCP\n    port: 80\n    targetPort: 8080\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-000000-00000\n  namespace: bench\n  labels:\n    kubernetes.io/service-name: svc-000000\n    endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io\naddressType: IPv4\nendpoints:\n- addresses:\n  - 198.18.1.10\n  conditions:\n    ready: true\n    serving: true\n    terminating: false\n  nodeName: bench-node\nports:\n- name: http\n  protocol: TCP\n  port: 8080\n";
+
+    fn as_list(multi: &str) -> String {
+        let mut out = String::from("apiVersion: v1\nitems:\n");
+        for doc in multi.split("---\n").filter(|d| !d.is_empty()) {
+            for (i, line) in doc.lines().enumerate() {
+                out.push_str(if i == 0 { "- " } else { "  " });
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out + "kind: List\nmetadata:\n  resourceVersion: \"\"\n"
+    }
+
+    #[test]
+    fn fast_path_takes_the_generated_benchmark_input() {
+        assert_eq!(differential(GENERATED), Taken { documents: 2, accepted: 2 });
+        assert_eq!(differential(&as_list(GENERATED)), Taken { documents: 1, accepted: 1 });
+        // The same with one thing the fast path leaves to libyaml.
+        let anchored = GENERATED.replace("sessionAffinity: None", "sessionAffinity: &a None");
+        assert_eq!(differential(&anchored), Taken { documents: 2, accepted: 1 });
+        assert_eq!(differential(&as_list(&anchored)), Taken { documents: 1, accepted: 0 });
     }
 
     use proptest::prelude::*;
@@ -1451,20 +1394,26 @@ mod tests {
         text.lines().map(|l| format!("  {l}\n")).collect()
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn fast_path_agrees_with_libyaml() {
+        let taken = differential_cases(prop::collection::vec(arb_yaml(), 1..4), |docs| {
+            docs.iter().map(|d| format!("---\n{d}")).collect()
+        });
+        // Every generated document is plain YAML in the subset except those
+        // with `?x` or `:x` in flow context (86 % were taken in a run of 1,048
+        // documents): at least three quarters must be compared event for event.
+        assert!(taken.accepted * 4 > taken.documents * 3, "{taken:?}");
+    }
 
-        #[test]
-        fn fast_path_agrees_with_libyaml(docs in prop::collection::vec(arb_yaml(), 1..4)) {
-            let text = docs.iter().map(|d| format!("---\n{d}")).collect::<String>();
-            differential(&text);
-        }
+    const MUTATIONS: [&str; 19] =
+        [" ", "  ", "\n", "-", ": ", "#", " #", ",", "[", "]", "{", "}", "'", "\"", ":", "---\n", "- ", "\n  ", "?"];
 
-        #[test]
-        fn fast_path_agrees_on_mutated_examples(edits in prop::collection::vec((any::<usize>(), prop::sample::select(vec![
-            " ", "  ", "\n", "-", ": ", "#", " #", ",", "[", "]", "{", "}", "'", "\"", ":", "---\n", "- ", "\n  ", "?", "x",
-            "\n- a\n", "\nk: v\n", "  k: [1,\n 2]\n", "\n\n", "!", "&", "*",
-        ]), any::<bool>()), 1..4)) {
+    #[test]
+    fn fast_path_agrees_on_mutated_examples() {
+        let more = ["x", "\n- a\n", "\nk: v\n", "  k: [1,\n 2]\n", "\n\n", "!", "&", "*"];
+        let inserts: Vec<&str> = MUTATIONS.iter().chain(&more).copied().collect();
+        let edits = prop::collection::vec((any::<usize>(), prop::sample::select(inserts), any::<bool>()), 1..4);
+        let taken = differential_cases(edits, |edits| {
             let mut text = include_str!("../../examples-config/demo.yaml").to_string();
             for (at, insert, delete) in edits {
                 let at = at % (text.len() + 1);
@@ -1474,19 +1423,28 @@ mod tests {
                     text.insert_str(at, insert);
                 }
             }
-            differential(&text);
-        }
+            text
+        });
+        // At most 3 of the example's 7 documents are edited; the rest stay
+        // in the subset (92 % were taken in a run of 3,579 documents).
+        assert!(taken.accepted * 4 > taken.documents * 3, "{taken:?}");
+        assert!(taken.accepted < taken.documents, "some edits must leave the subset: {taken:?}");
+    }
 
-        #[test]
-        fn fast_path_agrees_on_mutations(doc in arb_yaml(), at in any::<usize>(), insert in prop::sample::select(vec![
-            " ", "  ", "\n", "-", ": ", "#", " #", ",", "[", "]", "{", "}", "'", "\"", ":", "---\n", "- ", "\n  ", "?",
-        ])) {
-            let mut text = doc;
+    #[test]
+    fn fast_path_agrees_on_mutations() {
+        let strategy = (arb_yaml(), any::<usize>(), prop::sample::select(MUTATIONS.to_vec()));
+        let taken = differential_cases(strategy, |(mut text, at, insert)| {
             let at = at % (text.len() + 1);
             if text.is_char_boundary(at) {
                 text.insert_str(at, insert);
             }
-            differential(&text);
-        }
+            text
+        });
+        // Many single edits keep the document valid and plain (a space, a
+        // comment, a new line): both outcomes must be common (39 % were
+        // taken in a run of 513 documents).
+        assert!(taken.accepted * 5 > taken.documents, "{taken:?}");
+        assert!(taken.accepted * 5 < taken.documents * 4, "{taken:?}");
     }
 }
