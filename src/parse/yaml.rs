@@ -952,6 +952,16 @@ mod tests {
     }
 
     #[test]
+    fn control_character_error_has_its_position() {
+        // libyaml-safer reports reader errors without a mark.
+        let err = parse_str("t.yaml", "a: 1\nb: x\u{1}y\n").expect_err("control character");
+        assert_eq!(err.to_string(), "t.yaml:2:5: invalid YAML: control characters are not allowed");
+        let far = format!("{}c: \u{e9}\u{7f}\n", "a: 1\n".repeat(20_000));
+        let err = parse_str("t.yaml", &far).expect_err("control character");
+        assert_eq!((err.span.line, err.span.col), (20_001, 5), "{err}");
+    }
+
+    #[test]
     fn duplicate_key_is_an_error() {
         let err = parse_str("t.yaml", "a: 1\nb: 2\na: 3\n").expect_err("dup");
         assert_eq!(err.to_string(), "t.yaml:3:1: duplicate key \"a\" (first at line 1, column 1)");
