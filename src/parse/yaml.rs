@@ -1,6 +1,6 @@
 //! A small span-carrying YAML tree, built iteratively from libyaml events.
 //!
-//! libyaml (the `libyaml-safer` port) only produces events; the tree is
+//! libyaml (the `unsafe-libyaml` port) only produces events; the tree is
 //! built here with an explicit stack, so deep nesting is a bounded error and
 //! never a stack overflow. Aliases are expanded by copying the anchored node.
 //!
@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -220,47 +221,50 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
     }
 }
 
-/// libyaml's parser (the libyaml-safer port) reading a borrowed string.
-struct Parser<'a> {
-    /// Fed in 64 KiB chunks: given the whole slice, libyaml-safer decodes all
-    /// of it at once into its buffer of `char`s (4 bytes per input byte: a
-    /// 62 MB `List` peaked at 396 MiB instead of 161 MiB).
-    parser: libyaml_safer::Parser<std::io::BufReader<&'a [u8]>>,
-    text: &'a str,
+/// Owns an initialised libyaml parser reading from a borrowed string.
+struct RawParser<'a> {
+    parser: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>>,
+    _input: std::marker::PhantomData<&'a [u8]>,
 }
 
-impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
-        let mut parser = libyaml_safer::Parser::new();
-        parser.set_input(std::io::BufReader::with_capacity(64 << 10, text.as_bytes()));
-        Parser { parser, text }
+impl<'a> RawParser<'a> {
+    fn new(input: &'a [u8]) -> Option<Self> {
+        let mut parser = Box::new(MaybeUninit::<unsafe_libyaml::yaml_parser_t>::uninit());
+        // SAFETY: yaml_parser_initialize fully initialises the struct it is
+        // given; the input outlives the parser through the 'a lifetime, and the
+        // Box keeps the parser at a stable address while libyaml points into it.
+        unsafe {
+            if unsafe_libyaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
+                return None;
+            }
+            unsafe_libyaml::yaml_parser_set_input_string(parser.as_mut_ptr(), input.as_ptr(), input.len() as u64);
+        }
+        Some(RawParser { parser, _input: std::marker::PhantomData })
     }
 
-    fn next(&mut self) -> Result<Event, ParseError> {
-        use libyaml_safer::{EventData, ScalarStyle};
-        let to_mark = |m: libyaml_safer::Mark| Mark { line: m.line, col: m.column };
-        let ev = self.parser.parse().map_err(|e| ParseError {
-            problem: e.problem().to_string(),
-            // Reader errors (a control character) carry only a byte offset,
-            // which the crate keeps private: find the character again.
-            mark: e.problem_mark().map_or_else(|| first_unreadable(self.text), to_mark),
-            context: e.context().map(|c| (c.to_string(), e.context_mark().map(to_mark).unwrap_or_default())),
-        })?;
-        let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
-        Ok(match ev.data {
-            EventData::StreamStart { .. } => Event::StreamStart,
-            EventData::StreamEnd => Event::StreamEnd,
-            EventData::DocumentStart { .. } => Event::DocumentStart(mark),
-            EventData::DocumentEnd { .. } => Event::DocumentEnd,
-            EventData::Alias { anchor } => Event::Alias { anchor, mark },
-            EventData::Scalar { anchor, tag, value, style, .. } => {
-                Event::Scalar { anchor, tag, value, plain: style == ScalarStyle::Plain, mark }
+    /// The next event; `text` is the parser's input (for error positions).
+    fn next(&mut self, text: &str) -> Result<Event, ParseError> {
+        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
+        // SAFETY: the parser was initialised in new(); on success the event is
+        // initialised, copied into owned data and released with
+        // yaml_event_delete exactly once.
+        unsafe {
+            let parser = self.parser.as_mut_ptr();
+            if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
+                return Err(ParseError::from_parser(&*parser, text));
             }
-            EventData::SequenceStart { anchor, .. } => Event::SequenceStart { anchor, mark },
-            EventData::SequenceEnd => Event::SequenceEnd,
-            EventData::MappingStart { anchor, .. } => Event::MappingStart { anchor, mark },
-            EventData::MappingEnd => Event::MappingEnd,
-        })
+            let ev = event.as_mut_ptr();
+            let owned = Event::from_raw(&*ev);
+            unsafe_libyaml::yaml_event_delete(ev);
+            Ok(owned)
+        }
+    }
+}
+
+impl Drop for RawParser<'_> {
+    fn drop(&mut self) {
+        // SAFETY: initialised in new() (a failed init never builds a RawParser).
+        unsafe { unsafe_libyaml::yaml_parser_delete(self.parser.as_mut_ptr()) }
     }
 }
 
@@ -278,7 +282,7 @@ fn first_unreadable(text: &str) -> Mark {
 }
 
 /// A 0-based position, as libyaml reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Mark {
     pub(super) line: u64,
     pub(super) col: u64,
@@ -289,6 +293,36 @@ struct ParseError {
     mark: Mark,
     /// What libyaml was parsing, and where that started.
     context: Option<(String, Mark)>,
+}
+
+impl ParseError {
+    /// # Safety
+    /// `parser` must be an initialised parser whose last call failed, on `text`.
+    unsafe fn from_parser(parser: &unsafe_libyaml::yaml_parser_t, text: &str) -> Self {
+        let problem = unsafe { cstr(parser.problem) }.unwrap_or_else(|| "invalid YAML".to_string());
+        // Reader errors (a control character) carry only a byte offset.
+        let mark = if parser.error == unsafe_libyaml::YAML_READER_ERROR {
+            first_unreadable(text)
+        } else {
+            Mark { line: parser.problem_mark.line, col: parser.problem_mark.column }
+        };
+        let context = unsafe { cstr(parser.context) }
+            .map(|ctx| (ctx, Mark { line: parser.context_mark.line, col: parser.context_mark.column }));
+        ParseError { problem, mark, context }
+    }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string. (unsafe-libyaml's strings are
+/// `*const i8` on every target; `c_char` is `u8` on aarch64.)
+unsafe fn cstr(p: *const i8) -> Option<String> {
+    if p.is_null() { None } else { Some(unsafe { std::ffi::CStr::from_ptr(p.cast()) }.to_string_lossy().into_owned()) }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn ustr(p: *const u8) -> Option<String> {
+    unsafe { cstr(p.cast()) }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +337,47 @@ pub(super) enum Event {
     SequenceEnd,
     MappingStart { anchor: Option<String>, mark: Mark },
     MappingEnd,
+}
+
+impl Event {
+    /// # Safety
+    /// `ev` is an event just returned by yaml_parser_parse.
+    unsafe fn from_raw(ev: &unsafe_libyaml::yaml_event_t) -> Event {
+        let mark = Mark { line: ev.start_mark.line, col: ev.start_mark.column };
+        unsafe {
+            match ev.type_ {
+                unsafe_libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
+                unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart(mark),
+                unsafe_libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
+                unsafe_libyaml::YAML_ALIAS_EVENT => {
+                    Event::Alias { anchor: ustr(ev.data.alias.anchor).unwrap_or_default(), mark }
+                }
+                unsafe_libyaml::YAML_SCALAR_EVENT => {
+                    let s = ev.data.scalar;
+                    let bytes: &[u8] =
+                        if s.value.is_null() { &[] } else { std::slice::from_raw_parts(s.value, s.length as usize) };
+                    // libyaml has already decoded the input to UTF-8.
+                    let value = String::from_utf8_lossy(bytes).into_owned();
+                    Event::Scalar {
+                        anchor: ustr(s.anchor),
+                        tag: ustr(s.tag),
+                        value,
+                        plain: s.style == unsafe_libyaml::YAML_PLAIN_SCALAR_STYLE,
+                        mark,
+                    }
+                }
+                unsafe_libyaml::YAML_SEQUENCE_START_EVENT => {
+                    Event::SequenceStart { anchor: ustr(ev.data.sequence_start.anchor), mark }
+                }
+                unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
+                unsafe_libyaml::YAML_MAPPING_START_EVENT => {
+                    Event::MappingStart { anchor: ustr(ev.data.mapping_start.anchor), mark }
+                }
+                unsafe_libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
+                _ => Event::StreamEnd,
+            }
+        }
+    }
 }
 
 enum Frame {
@@ -472,9 +547,13 @@ impl<S: Sink> Builder<'_, S> {
     /// Feeds libyaml's events for `text` (whose first line is `line_base`).
     fn libyaml(&mut self, text: &str, line_base: u32) {
         self.line_base = line_base;
-        let mut parser = Parser::new(text);
+        let Some(mut parser) = RawParser::new(text.as_bytes()) else {
+            let span = Span { file: self.file.clone(), line: line_base + 1, col: 1 };
+            self.sink.error(Diagnostic::error(span, None, "", "cannot initialise the YAML parser"));
+            return;
+        };
         loop {
-            match parser.next() {
+            match parser.next(text) {
                 Err(e) => {
                     let span = self.span(e.mark);
                     let message = match e.context {
@@ -953,12 +1032,21 @@ mod tests {
 
     #[test]
     fn control_character_error_has_its_position() {
-        // libyaml-safer reports reader errors without a mark.
+        // libyaml reports reader errors with a byte offset, not a mark.
         let err = parse_str("t.yaml", "a: 1\nb: x\u{1}y\n").expect_err("control character");
         assert_eq!(err.to_string(), "t.yaml:2:5: invalid YAML: control characters are not allowed");
         let far = format!("{}c: \u{e9}\u{7f}\n", "a: 1\n".repeat(20_000));
         let err = parse_str("t.yaml", &far).expect_err("control character");
         assert_eq!((err.span.line, err.span.col), (20_001, 5), "{err}");
+    }
+
+    #[test]
+    fn tag_before_a_comma_in_flow_parses() {
+        // libyaml accepts a tag right before `,` in a flow collection;
+        // libyaml-safer 0.3.0 panics there (scanner.rs: "TODO: What is
+        // expected here?"), which kept it out (docs/BENCHMARKS.md, section 6).
+        let n = one("a: [!t, x]\n");
+        assert_eq!(n.get("a").and_then(Node::as_seq).map(<[Node]>::len), Some(2));
     }
 
     #[test]
@@ -1169,10 +1257,10 @@ mod tests {
 
     /// libyaml's events for one text, without the stream events.
     fn libyaml_events(text: &str) -> Option<Vec<Event>> {
-        let mut parser = Parser::new(text);
+        let mut parser = RawParser::new(text.as_bytes())?;
         let mut out = Vec::new();
         loop {
-            match parser.next().ok()? {
+            match parser.next(text).ok()? {
                 Event::StreamEnd => return Some(out),
                 Event::StreamStart => {}
                 ev => out.push(ev),
