@@ -20,8 +20,8 @@
 //!   ([`yaml::Sink::list_item`]), so a huge `kubectl get -o yaml` List never
 //!   exists as one tree.
 //!
-//! - speed: libyaml parses 14-26 MB/s here, too slow for 100,000 Services
-//!   + EndpointSlices (97 MB) in 1 s. `fast.rs` produces the same events for
+//! - speed: libyaml parses 14-26 MB/s here, too slow for 100,000 Services and
+//!   EndpointSlices (97 MB) in 1 s. `fast.rs` produces the same events for
 //!   the plain subset that tools emit, 1.8-3.3x faster (docs/BENCHMARKS.md,
 //!   "YAML layer"), and hands every other document (anchors, block scalars,
 //!   escapes, errors, ...) to libyaml; differential tests check that both
