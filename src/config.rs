@@ -131,7 +131,7 @@ impl Default for Settings {
             // Link-local, never a pod or node address: the source a pod sees when it
             // reaches itself through its own service (as Cilium's service loopback).
             hairpin_address: Ipv4Addr::new(169, 254, 42, 1),
-            max_file_size: 64 << 20,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
             resync_interval: Duration::from_secs(60),
             maps: Capacities::default(),
             settle: Duration::from_millis(1000),
@@ -211,6 +211,13 @@ pub fn apply_file(settings: &mut Settings, file: &str, text: &str) -> Result<(),
 
 /// kube-proxy's default --service-node-port-range.
 pub const DEFAULT_NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
+
+/// Largest input file read (setting `max-file-size`), 256 MiB: a `kind: List`
+/// of 100,000 Services and EndpointSlices as `kubectl get -o yaml` writes it
+/// is 107 MB. The limit catches a stray huge file; it does not bound memory
+/// (the same bytes split over files need no setting), the parser's budgets do
+/// (docs/ARCHITECTURE.md, "Memory and time of a load").
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 256 << 20;
 
 /// `node-ips` / `--node-ip`: IP addresses.
 pub fn parse_node_ips(values: &[String]) -> Result<Vec<IpAddr>, String> {

@@ -64,7 +64,7 @@ struct Global {
     /// Directory of Kubernetes YAML [default: /etc/edgeplane/config.d]
     #[arg(long, global = true, value_name = "DIR")]
     config_dir: Option<PathBuf>,
-    /// Largest input file read, in bytes [default: 67108864]
+    /// Largest input file read, in bytes [default: 268435456]
     #[arg(long, global = true, value_name = "BYTES")]
     max_file_size: Option<u64>,
     /// Apply even an input that would remove most of the live state (normally

@@ -8,8 +8,9 @@
 //! tags, block scalars, escapes, multi-line scalars, tabs, non-ASCII, ...,
 //! and every syntax error). The caller then parses that document with
 //! libyaml, so the fast path never decides what is valid and never writes an
-//! error message. It is about 5x faster than the libyaml port, which
-//! dominated the time of loading 100,000 Services.
+//! error message. It parses 1.8-3.3x faster than libyaml, which would
+//! otherwise dominate the time of loading 100,000 Services
+//! (docs/BENCHMARKS.md, "YAML layer").
 
 use super::yaml::{Event, Mark};
 

@@ -2,7 +2,9 @@
 //!
 //! Design choice: the tree is built by our own code from the events of
 //! `unsafe-libyaml` (the libyaml port that serde_yaml used; events carry
-//! line/column marks), not by a serde YAML crate:
+//! line/column marks), not by a serde YAML crate. libyaml-safer (the same
+//! port in safe Rust) is as fast but panics on some input, so it is not used
+//! (docs/BENCHMARKS.md, "YAML layer"):
 //! - every node keeps a span, so every later check can point at the exact
 //!   value (serde-based `Spanned<T>` only covers fields declared as such, and
 //!   serde stops at the first type error in a document, while we must report
@@ -18,12 +20,13 @@
 //!   ([`yaml::Sink::list_item`]), so a huge `kubectl get -o yaml` List never
 //!   exists as one tree.
 //!
-//! - speed: the libyaml port parses ~47 MB/s here, too slow for 100,000
-//!   Services + EndpointSlices (97 MB) in 2 s. `fast.rs` produces the same
-//!   events for the plain subset that tools emit, ~5x faster, and hands every
-//!   other document (anchors, block scalars, escapes, errors, ...) to
-//!   libyaml; a differential property test checks that both agree event for
-//!   event, marks included, on everything the fast path accepts.
+//! - speed: libyaml parses 14-26 MB/s here, too slow for 100,000 Services and
+//!   EndpointSlices (97 MB) in 1 s. `fast.rs` produces the same events for
+//!   the plain subset that tools emit, 1.8-3.3x faster (docs/BENCHMARKS.md,
+//!   "YAML layer"), and hands every other document (anchors, block scalars,
+//!   escapes, errors, ...) to libyaml; differential tests check that both
+//!   agree event for event, marks included, on everything the fast path
+//!   accepts, and that it accepts what it is meant for.
 //!
 //! JSON files go through the same parser (JSON is YAML's flow style).
 mod fast;

@@ -242,7 +242,8 @@ impl<'a> RawParser<'a> {
         Some(RawParser { parser, _input: std::marker::PhantomData })
     }
 
-    fn next(&mut self) -> Result<Event, ParseError> {
+    /// The next event; `text` is the parser's input (for error positions).
+    fn next(&mut self, text: &str) -> Result<Event, ParseError> {
         let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
         // SAFETY: the parser was initialised in new(); on success the event is
         // initialised, copied into owned data and released with
@@ -250,7 +251,7 @@ impl<'a> RawParser<'a> {
         unsafe {
             let parser = self.parser.as_mut_ptr();
             if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
-                return Err(ParseError::from_parser(&*parser));
+                return Err(ParseError::from_parser(&*parser, text));
             }
             let ev = event.as_mut_ptr();
             let owned = Event::from_raw(&*ev);
@@ -265,6 +266,19 @@ impl Drop for RawParser<'_> {
         // SAFETY: initialised in new() (a failed init never builds a RawParser).
         unsafe { unsafe_libyaml::yaml_parser_delete(self.parser.as_mut_ptr()) }
     }
+}
+
+/// Where the first character libyaml's reader refuses is (a control
+/// character: YAML's printable set), or the start if there is none.
+fn first_unreadable(text: &str) -> Mark {
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\x20'..='\x7e' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+            || c >= '\u{10000}'
+    };
+    let at = text.find(|c| !printable(c)).unwrap_or(0);
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Mark { line: before.matches('\n').count() as u64, col: before[line_start..].chars().count() as u64 }
 }
 
 /// A 0-based position, as libyaml reports it.
@@ -283,10 +297,15 @@ struct ParseError {
 
 impl ParseError {
     /// # Safety
-    /// `parser` must be an initialised parser whose last call failed.
-    unsafe fn from_parser(parser: &unsafe_libyaml::yaml_parser_t) -> Self {
+    /// `parser` must be an initialised parser whose last call failed, on `text`.
+    unsafe fn from_parser(parser: &unsafe_libyaml::yaml_parser_t, text: &str) -> Self {
         let problem = unsafe { cstr(parser.problem) }.unwrap_or_else(|| "invalid YAML".to_string());
-        let mark = Mark { line: parser.problem_mark.line, col: parser.problem_mark.column };
+        // Reader errors (a control character) carry only a byte offset.
+        let mark = if parser.error == unsafe_libyaml::YAML_READER_ERROR {
+            first_unreadable(text)
+        } else {
+            Mark { line: parser.problem_mark.line, col: parser.problem_mark.column }
+        };
         let context = unsafe { cstr(parser.context) }
             .map(|ctx| (ctx, Mark { line: parser.context_mark.line, col: parser.context_mark.column }));
         ParseError { problem, mark, context }
@@ -534,7 +553,7 @@ impl<S: Sink> Builder<'_, S> {
             return;
         };
         loop {
-            match parser.next() {
+            match parser.next(text) {
                 Err(e) => {
                     let span = self.span(e.mark);
                     let message = match e.context {
@@ -1012,6 +1031,25 @@ mod tests {
     }
 
     #[test]
+    fn control_character_error_has_its_position() {
+        // libyaml reports reader errors with a byte offset, not a mark.
+        let err = parse_str("t.yaml", "a: 1\nb: x\u{1}y\n").expect_err("control character");
+        assert_eq!(err.to_string(), "t.yaml:2:5: invalid YAML: control characters are not allowed");
+        let far = format!("{}c: \u{e9}\u{7f}\n", "a: 1\n".repeat(20_000));
+        let err = parse_str("t.yaml", &far).expect_err("control character");
+        assert_eq!((err.span.line, err.span.col), (20_001, 5), "{err}");
+    }
+
+    #[test]
+    fn tag_before_a_comma_in_flow_parses() {
+        // libyaml accepts a tag right before `,` in a flow collection;
+        // libyaml-safer 0.3.0 panics there (scanner.rs: "TODO: What is
+        // expected here?"), which kept it out (docs/BENCHMARKS.md, section 8).
+        let n = one("a: [!t, x]\n");
+        assert_eq!(n.get("a").and_then(Node::as_seq).map(<[Node]>::len), Some(2));
+    }
+
+    #[test]
     fn duplicate_key_is_an_error() {
         let err = parse_str("t.yaml", "a: 1\nb: 2\na: 3\n").expect_err("dup");
         assert_eq!(err.to_string(), "t.yaml:3:1: duplicate key \"a\" (first at line 1, column 1)");
@@ -1222,7 +1260,7 @@ mod tests {
         let mut parser = RawParser::new(text.as_bytes())?;
         let mut out = Vec::new();
         loop {
-            match parser.next().ok()? {
+            match parser.next(text).ok()? {
                 Event::StreamEnd => return Some(out),
                 Event::StreamStart => {}
                 ev => out.push(ev),
@@ -1230,24 +1268,55 @@ mod tests {
         }
     }
 
+    /// Documents seen and accepted by the fast path (the differential tests
+    /// assert on both, so a fast path that declines everything fails them).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct Taken {
+        documents: usize,
+        accepted: usize,
+    }
+
+    impl std::ops::AddAssign for Taken {
+        fn add_assign(&mut self, other: Taken) {
+            self.documents += other.documents;
+            self.accepted += other.accepted;
+        }
+    }
+
     /// For every document of `text` the fast path accepts, libyaml accepts
-    /// it too and gives the same events. Returns how many were accepted.
-    fn differential(text: &str) -> usize {
+    /// it too and gives the same events.
+    fn differential(text: &str) -> Taken {
         let mut pos = 0;
-        let mut accepted = 0;
+        let mut taken = Taken::default();
         while pos < text.len() {
             let end = next_document(text, pos);
             let slice = &text[pos..end];
             let mut fast_events = Vec::new();
+            taken.documents += 1;
             if let Some(newlines) = super::super::fast::document(slice, &mut fast_events) {
                 assert_eq!(newlines as usize, slice.matches('\n').count());
                 let slow = libyaml_events(slice);
                 assert_eq!(Some(&fast_events), slow.as_ref(), "fast path differs from libyaml on:\n{slice}");
-                accepted += 1;
+                taken.accepted += 1;
             }
             pos = end;
         }
-        accepted
+        taken
+    }
+
+    /// [`differential`] on 512 random texts; what the fast path took of them.
+    fn differential_cases<S: Strategy>(strategy: S, text: impl Fn(S::Value) -> String) -> Taken {
+        let config = ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() };
+        let taken = std::cell::Cell::new(Taken::default());
+        proptest::test_runner::TestRunner::new(config)
+            .run(&strategy, |value| {
+                let mut sum = taken.get();
+                sum += differential(&text(value));
+                taken.set(sum);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        taken.get()
     }
 
     #[test]
@@ -1269,7 +1338,8 @@ mod tests {
             "a: -1\nb: -x\nc: .5\n",
         ];
         for text in accepted {
-            assert!(differential(text) > 0, "fast path declined:\n{text}");
+            let taken = differential(text);
+            assert_eq!(taken.accepted, taken.documents, "fast path declined:\n{text}");
         }
         // Outside the subset: declined (and libyaml decides).
         let declined = [
@@ -1288,25 +1358,57 @@ mod tests {
             "- a\nb: 1\n",
         ];
         for text in declined {
-            assert_eq!(differential(text), 0, "fast path accepted:\n{text}");
+            assert_eq!(differential(text), Taken { documents: 1, accepted: 0 }, "fast path accepted:\n{text}");
         }
     }
 
     #[test]
     fn fast_path_matches_libyaml_on_project_files() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut accepted = 0;
-        for dir in ["examples-config", "tests/invalid"] {
-            let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-                continue;
-            };
-            for entry in rd.flatten() {
-                if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                    accepted += differential(&text);
-                }
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
+        // What tools write is what the fast path is for: all of it.
+        let demo = differential(&read("examples-config/demo.yaml"));
+        assert!(demo.documents > 5 && demo.accepted == demo.documents, "{demo:?}");
+        // Syntax errors and anchors are libyaml's.
+        for file in ["tests/invalid/syntax.yaml", "tests/invalid/alias-bomb.yaml"] {
+            let taken = differential(&read(file));
+            assert!(taken.accepted < taken.documents, "{file}: {taken:?}");
+        }
+        let mut invalid = Taken::default();
+        for entry in std::fs::read_dir(root.join("tests/invalid")).expect("tests/invalid").flatten() {
+            if entry.path().extension().is_some_and(|e| e == "yaml" || e == "json") {
+                invalid += differential(&std::fs::read_to_string(entry.path()).expect("text"));
             }
         }
-        assert!(accepted > 5, "the fast path should take most project files ({accepted})");
+        // Semantic errors are plain YAML: most of these documents.
+        assert!(invalid.accepted * 2 > invalid.documents, "{invalid:?}");
+    }
+
+    /// One Service and one EndpointSlice as shared/baseline/gen.py writes
+    /// them (the 100,000-Services benchmark) and the same as one `kind: List`
+    /// as `kubectl get -o yaml` writes it.
+    const GENERATED: &str = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-000000\n  namespace: bench\n  labels:\n    app: svc-000000\nspec:\n  type: ClusterIP\n  clusterIP: 198.19.0.1\n  clusterIPs:\n  - 198.19.0.1\n  ipFamilies:\n  - IPv4\n  ipFamilyPolicy: SingleStack\n  internalTrafficPolicy: Cluster\n  sessionAffinity: None\n  selector:\n    app: svc-000000\n  ports:\n  - name: http\n    protocol: TCP\n    port: 80\n    targetPort: 8080\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-000000-00000\n  namespace: bench\n  labels:\n    kubernetes.io/service-name: svc-000000\n    endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io\naddressType: IPv4\nendpoints:\n- addresses:\n  - 198.18.1.10\n  conditions:\n    ready: true\n    serving: true\n    terminating: false\n  nodeName: bench-node\nports:\n- name: http\n  protocol: TCP\n  port: 8080\n";
+
+    fn as_list(multi: &str) -> String {
+        let mut out = String::from("apiVersion: v1\nitems:\n");
+        for doc in multi.split("---\n").filter(|d| !d.is_empty()) {
+            for (i, line) in doc.lines().enumerate() {
+                out.push_str(if i == 0 { "- " } else { "  " });
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out + "kind: List\nmetadata:\n  resourceVersion: \"\"\n"
+    }
+
+    #[test]
+    fn fast_path_takes_the_generated_benchmark_input() {
+        assert_eq!(differential(GENERATED), Taken { documents: 2, accepted: 2 });
+        assert_eq!(differential(&as_list(GENERATED)), Taken { documents: 1, accepted: 1 });
+        // The same with one thing the fast path leaves to libyaml.
+        let anchored = GENERATED.replace("sessionAffinity: None", "sessionAffinity: &a None");
+        assert_eq!(differential(&anchored), Taken { documents: 2, accepted: 1 });
+        assert_eq!(differential(&as_list(&anchored)), Taken { documents: 1, accepted: 0 });
     }
 
     use proptest::prelude::*;
@@ -1390,20 +1492,26 @@ mod tests {
         text.lines().map(|l| format!("  {l}\n")).collect()
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn fast_path_agrees_with_libyaml() {
+        let taken = differential_cases(prop::collection::vec(arb_yaml(), 1..4), |docs| {
+            docs.iter().map(|d| format!("---\n{d}")).collect()
+        });
+        // Every generated document is plain YAML in the subset except those
+        // with `?x` or `:x` in flow context (86 % were taken in a run of 1,048
+        // documents): at least three quarters must be compared event for event.
+        assert!(taken.accepted * 4 > taken.documents * 3, "{taken:?}");
+    }
 
-        #[test]
-        fn fast_path_agrees_with_libyaml(docs in prop::collection::vec(arb_yaml(), 1..4)) {
-            let text = docs.iter().map(|d| format!("---\n{d}")).collect::<String>();
-            differential(&text);
-        }
+    const MUTATIONS: [&str; 19] =
+        [" ", "  ", "\n", "-", ": ", "#", " #", ",", "[", "]", "{", "}", "'", "\"", ":", "---\n", "- ", "\n  ", "?"];
 
-        #[test]
-        fn fast_path_agrees_on_mutated_examples(edits in prop::collection::vec((any::<usize>(), prop::sample::select(vec![
-            " ", "  ", "\n", "-", ": ", "#", " #", ",", "[", "]", "{", "}", "'", "\"", ":", "---\n", "- ", "\n  ", "?", "x",
-            "\n- a\n", "\nk: v\n", "  k: [1,\n 2]\n", "\n\n", "!", "&", "*",
-        ]), any::<bool>()), 1..4)) {
+    #[test]
+    fn fast_path_agrees_on_mutated_examples() {
+        let more = ["x", "\n- a\n", "\nk: v\n", "  k: [1,\n 2]\n", "\n\n", "!", "&", "*"];
+        let inserts: Vec<&str> = MUTATIONS.iter().chain(&more).copied().collect();
+        let edits = prop::collection::vec((any::<usize>(), prop::sample::select(inserts), any::<bool>()), 1..4);
+        let taken = differential_cases(edits, |edits| {
             let mut text = include_str!("../../examples-config/demo.yaml").to_string();
             for (at, insert, delete) in edits {
                 let at = at % (text.len() + 1);
@@ -1413,19 +1521,28 @@ mod tests {
                     text.insert_str(at, insert);
                 }
             }
-            differential(&text);
-        }
+            text
+        });
+        // At most 3 of the example's 7 documents are edited; the rest stay
+        // in the subset (92 % were taken in a run of 3,579 documents).
+        assert!(taken.accepted * 4 > taken.documents * 3, "{taken:?}");
+        assert!(taken.accepted < taken.documents, "some edits must leave the subset: {taken:?}");
+    }
 
-        #[test]
-        fn fast_path_agrees_on_mutations(doc in arb_yaml(), at in any::<usize>(), insert in prop::sample::select(vec![
-            " ", "  ", "\n", "-", ": ", "#", " #", ",", "[", "]", "{", "}", "'", "\"", ":", "---\n", "- ", "\n  ", "?",
-        ])) {
-            let mut text = doc;
+    #[test]
+    fn fast_path_agrees_on_mutations() {
+        let strategy = (arb_yaml(), any::<usize>(), prop::sample::select(MUTATIONS.to_vec()));
+        let taken = differential_cases(strategy, |(mut text, at, insert)| {
             let at = at % (text.len() + 1);
             if text.is_char_boundary(at) {
                 text.insert_str(at, insert);
             }
-            differential(&text);
-        }
+            text
+        });
+        // Many single edits keep the document valid and plain (a space, a
+        // comment, a new line): both outcomes must be common (39 % were
+        // taken in a run of 513 documents).
+        assert!(taken.accepted * 5 > taken.documents, "{taken:?}");
+        assert!(taken.accepted * 5 < taken.documents * 4, "{taken:?}");
     }
 }

@@ -25,7 +25,7 @@ pub use watch::{WatchEvent, Watcher};
 /// Bounds for one load. The defaults suit a node with a few hundred MB to spare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadLimits {
-    /// Larger files are reported and not read (default 64 MiB).
+    /// Larger files are reported and not read (setting `max-file-size`).
     pub max_file_size: u64,
     /// Valid nodePort values (setting `node-port-range`), checked by the model.
     pub node_port_range: (u16, u16),
@@ -51,7 +51,7 @@ pub struct LoadLimits {
 impl Default for LoadLimits {
     fn default() -> Self {
         LoadLimits {
-            max_file_size: 64 << 20,
+            max_file_size: crate::config::DEFAULT_MAX_FILE_SIZE,
             node_port_range: crate::config::DEFAULT_NODE_PORT_RANGE,
             max_depth: 128,
             max_nodes: 2_000_000,
@@ -468,6 +468,10 @@ fn read_stable(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String>
     ))
 }
 
+/// How a user raises the file size limit, appended to its errors.
+const RAISE_MAX_FILE_SIZE: &str =
+    " (setting `max-file-size`: raise it in the settings file, `max-file-size: BYTES`, or with --max-file-size BYTES)";
+
 fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String> {
     let file = fs::File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => "cannot read: file vanished while reading the directory".to_string(),
@@ -476,13 +480,13 @@ fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, fs::Metadata), String
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     let size = meta.len();
     if size > max {
-        return Err(format!("file is {size} bytes, over the limit of {max} bytes"));
+        return Err(format!("file is {size} bytes, over the limit of {max} bytes{RAISE_MAX_FILE_SIZE}"));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     // take(): a file that grows while being read still stops at the limit.
     file.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > max {
-        return Err(format!("file grew over the limit of {max} bytes while being read"));
+        return Err(format!("file grew over the limit of {max} bytes while being read{RAISE_MAX_FILE_SIZE}"));
     }
     Ok((bytes, meta))
 }
@@ -599,7 +603,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                "/big.yaml:1:1: file is 200 bytes, over the limit of 100 bytes",
+                "/big.yaml:1:1: file is 200 bytes, over the limit of 100 bytes (setting `max-file-size`: raise it \
+                 in the settings file, `max-file-size: BYTES`, or with --max-file-size BYTES)",
                 "/bin.yaml:2:1: binary file (NUL byte); expected UTF-8 YAML or JSON text",
                 "/cycle:1:1: directory already read through another path (symlink loop)",
                 "/latin1.yaml:2:7: invalid UTF-8 (byte 0xe9); expected UTF-8 YAML or JSON text",
